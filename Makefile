@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test demo lint clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	touch $(INSTALLED)
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check pystorage tests demo
+	$(VENV)/bin/mypy --strict pystorage
+
+test: lint
+	$(PY) -m pytest
+
+demo: $(INSTALLED)
+	$(PY) demo/tour.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

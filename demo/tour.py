@@ -1,0 +1,80 @@
+"""A tour of every preset that exists, in the order of the README's use cases."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from pystorage import Storage
+from pystorage.codecs import MsgPack, Zstd
+from pystorage.layers import LRU, Codec, Files, Tier
+from pystorage.storage_provider import StorageProvider
+
+
+def show(label: str, value: object) -> None:
+    print(f"  {label:<42} {value!r}")
+
+
+def main() -> None:
+    provider = StorageProvider()
+    with tempfile.TemporaryDirectory(prefix="pystorage-tour-") as root:
+        tempfile.tempdir = root  # presets that default to the temp dir write here
+
+        print("STORAGE_JSON: one JSON file per key")
+        storage = provider.create(StorageProvider.STORAGE_JSON)
+        storage["some_key"] = {"text": "Hello World!"}
+        show("storage['some_key']", storage["some_key"])
+        show("file some_key.storage.json", Path(root, "some_key.storage.json").read_text())
+        show("len(storage)", len(storage))
+        del storage["some_key"]
+        show("'some_key' in storage after del", "some_key" in storage)
+
+        print("STORAGE_PICKLE and STORAGE_PICKLE_GZIP: any picklable object")
+        pickles = provider.create(StorageProvider.STORAGE_PICKLE)
+        pickles["point"] = (1, 2)
+        show("pickles['point']", pickles["point"])
+        packed = provider.create(StorageProvider.STORAGE_PICKLE_GZIP)
+        packed["text"] = "x" * 10_000
+        size = os.path.getsize(Path(root, "text.storage.pkl.gz"))
+        show("10,000 chars gzip-pickled, bytes on disk", size)
+
+        print("STORAGE_MSGPACK and STORAGE_ZSTD")
+        msgpacks = provider.create(StorageProvider.STORAGE_MSGPACK)
+        msgpacks["list"] = [1, "two", 3.0]
+        show("msgpacks['list']", msgpacks["list"])
+        zstd = provider.create(StorageProvider.STORAGE_ZSTD)
+        zstd["set"] = {1, 2, 3}
+        show("zstd['set']", zstd["set"])
+
+        print("STORAGE_LRU: a bounded memory mapping, or a memory tier in front of a storage")
+        lru = provider.create(StorageProvider.STORAGE_LRU, maxsize=2)
+        for key in ("a", "b", "c"):
+            lru[key] = key
+        show("after writing a, b, c with maxsize=2", sorted(lru))
+        tiered = provider.create(StorageProvider.STORAGE_LRU, maxsize=100, storage=pickles)
+        show("tier over STORAGE_PICKLE reads 'point'", tiered["point"])
+
+        print("Swapping the codec of a preset: STORAGE_JSON with codec='msgpack'")
+        swapped = provider.create(StorageProvider.STORAGE_JSON, suffix="mp", codec="msgpack")
+        swapped["k"] = {"a": 1}
+        show("raw bytes of k.mp", Path(root, "k.mp").read_bytes())
+
+        print("A custom stack: Tier(LRU(1000)), Codec(MsgPack() | Zstd()), Files(...)")
+        custom = Storage(Tier(LRU(1000)), Codec(MsgPack() | Zstd()), Files(Path(root, "app")))
+        custom.set_many({f"user:{i}": {"id": i} for i in range(3)})
+        show("get_many of user:0, user:2, missing", custom.get_many(["user:0", "user:2", "x"]))
+
+        print("Custom provider registration")
+        registered = StorageProvider().register("my.service", lambda size: LRU(size))
+        show("create('my.service', 5).maxsize", registered.create("my.service", 5).maxsize)
+
+        for name in ("STORAGE_DISKLRU", "STORAGE_VOLATILE", "STORAGE_REDIS", "STORAGE_S3"):
+            try:
+                provider.create(getattr(StorageProvider, name))
+            except Exception as error:  # the tour shows what is missing, and goes on
+                print(f"{name}: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""What a codec is, how codecs chain, and the registry of codec names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from pystorage.errors import ConfigurationError
+
+
+class BaseCodec:
+    """Turns values into bytes and back.
+
+    A *serializer* turns objects into bytes; a *transform* turns bytes into bytes
+    (compression, signing). ``a | b`` chains codecs: ``a`` runs first on the way in
+    (encode), last on the way out (decode).
+    """
+
+    #: The registered name of this codec; a chain's name is its stages' names, last first.
+    name: ClassVar[str]
+    kind: ClassVar[Literal["serializer", "transform"]]
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    @property
+    def stages(self) -> tuple[BaseCodec, ...]:
+        return (self,)
+
+    @property
+    def label(self) -> str:
+        """The name that :func:`resolve` turns back into this codec (e.g. ``gzip-pickle``)."""
+        return self.name
+
+    def __or__(self, other: BaseCodec) -> Chain:
+        return Chain(self.stages + other.stages)
+
+
+def _check_stages(_: object, __: object, stages: tuple[BaseCodec, ...]) -> None:
+    if not stages:
+        raise ConfigurationError("a codec chain needs at least one codec")
+    for stage in stages[1:]:
+        if stage.kind != "transform":
+            raise ConfigurationError(
+                f"{type(stage).__name__} turns objects into bytes, so it must come first "
+                f"in a chain, e.g. {type(stage).__name__}() | Gzip()"
+            )
+
+
+@attrs.frozen
+class Chain(BaseCodec):
+    """Codecs applied in order on encode and in reverse order on decode."""
+
+    _stages: tuple[BaseCodec, ...] = attrs.field(validator=_check_stages)
+
+    @property
+    def stages(self) -> tuple[BaseCodec, ...]:
+        return self._stages
+
+    @property
+    def label(self) -> str:
+        return "-".join(stage.name for stage in reversed(self._stages))
+
+    @property
+    def kind(self) -> Literal["serializer", "transform"]:  # type: ignore[override]
+        return self._stages[0].kind
+
+    def encode(self, value: Any) -> bytes:
+        for stage in self._stages:
+            value = stage.encode(value)
+        data: bytes = value
+        return data
+
+    def decode(self, data: bytes) -> Any:
+        value: Any = data
+        for stage in reversed(self._stages):
+            value = stage.decode(value)
+        return value
+
+
+_REGISTRY: dict[str, Callable[[], BaseCodec]] = {}
+
+
+def register(name: str, factory: Callable[[], BaseCodec]) -> None:
+    """Make ``name`` usable wherever a codec is given by name (no ``-`` in it)."""
+    if not name or "-" in name:
+        raise ConfigurationError(f"codec name {name!r} must be non-empty and contain no '-'")
+    _REGISTRY[name] = factory
+
+
+def resolve(codec: str | BaseCodec) -> BaseCodec:
+    """A codec instance from an instance or a name such as ``"json"`` or ``"zstd-msgpack"``.
+
+    A dashed name lists the stages from the outermost (last applied) to the serializer,
+    as file extensions do: ``"gzip-pickle"`` is ``Pickle() | Gzip()``.
+    """
+    if isinstance(codec, BaseCodec):
+        return codec
+    if not isinstance(codec, str):
+        raise ConfigurationError(f"a codec is a name or a codec instance, not {codec!r}")
+    parts = list(reversed(codec.split("-")))
+    unknown = [part for part in parts if part not in _REGISTRY]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown codec {unknown[0]!r} in {codec!r}; known: {', '.join(sorted(_REGISTRY))}"
+        )
+    stages = [_REGISTRY[part]() for part in parts]
+    return stages[0] if len(stages) == 1 else Chain(tuple(stages))

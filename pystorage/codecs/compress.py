@@ -1,0 +1,54 @@
+"""Transforms that compress bytes."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import attrs
+
+from pystorage.codecs.base import BaseCodec, register
+from pystorage.codecs.serializers import _require
+
+
+@attrs.frozen
+class Gzip(BaseCodec):
+    """gzip (DEFLATE) compression from the standard library."""
+
+    name = "gzip"
+    kind = "transform"
+    compresslevel: int = attrs.field(default=6, validator=attrs.validators.in_(range(10)))
+
+    def encode(self, value: Any) -> bytes:
+        # mtime=0 makes equal values encode to equal bytes.
+        return gzip.compress(value, self.compresslevel, mtime=0)
+
+    def decode(self, data: bytes) -> Any:
+        return gzip.decompress(data)
+
+
+@attrs.frozen
+class Zstd(BaseCodec):
+    """Zstandard compression (``pip install pystorage[zstd]``): faster than gzip."""
+
+    name = "zstd"
+    kind = "transform"
+    level: int = 3
+    _zstd: Any = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        _require("zstandard", "zstd")
+        import zstandard
+
+        object.__setattr__(self, "_zstd", zstandard)
+
+    def encode(self, value: Any) -> bytes:
+        data: bytes = self._zstd.compress(value, self.level)
+        return data
+
+    def decode(self, data: bytes) -> Any:
+        return self._zstd.decompress(data)
+
+
+register(Gzip.name, Gzip)
+register(Zstd.name, Zstd)

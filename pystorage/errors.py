@@ -1,0 +1,38 @@
+"""The exceptions PyStorage raises.
+
+Every error is a :class:`StorageError`, so ``except StorageError`` catches all of them.
+A missing key is a plain :class:`KeyError`, as for any mapping.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every PyStorage error."""
+
+
+class ConfigurationError(StorageError, ValueError):
+    """A layer, codec or stack is built with arguments that do not fit together."""
+
+
+class StorageProviderError(ConfigurationError):
+    """A preset or URL cannot be built: unknown name, or arguments that do not fit."""
+
+
+class CodecError(StorageError):
+    """A value cannot be encoded, or stored bytes cannot be decoded.
+
+    The message names the key; the codec library's own exception is chained.
+    """
+
+
+class BackendError(StorageError):
+    """The backend failed (I/O error, lost connection); the original exception is chained."""
+
+
+class InvalidKeyError(StorageError):
+    """A key the backend cannot store exactly: not a ``str``, or impossible for this backend."""
+
+
+class UnsupportedError(StorageError):
+    """The stack cannot do what was asked, e.g. a per-key TTL with nothing to enforce it."""

@@ -1,0 +1,10 @@
+"""Layers: stack them in a :class:`~pystorage.Storage`, outermost first, a backend last."""
+
+from pystorage.layers.base import Backend, Layer, Wrapper
+from pystorage.layers.codec import Codec
+from pystorage.layers.files import Files
+from pystorage.layers.lru import LRU
+from pystorage.layers.memory import Memory
+from pystorage.layers.tier import Tier
+
+__all__ = ["LRU", "Backend", "Codec", "Files", "Layer", "Memory", "Tier", "Wrapper"]

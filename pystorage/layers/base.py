@@ -1,0 +1,166 @@
+"""The protocol every layer speaks, and the two kinds of layer.
+
+A stack is a chain of :class:`Wrapper` layers ending in one :class:`Backend`. Data goes
+down on a write and up on a read, through each layer once. Every operation takes ``str``
+keys; a missing key raises :class:`KeyError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from pystorage.errors import UnsupportedError
+
+#: What a layer hands to the one below it: Python objects or encoded bytes.
+ValueKind = Literal["object", "bytes"]
+
+
+class Layer:
+    """One stage of a stack. Subclasses override only the operations they change."""
+
+    #: The values this layer accepts from above ("bytes" for backends that store bytes).
+    accepts: ClassVar[ValueKind] = "object"
+    #: Whether ``set(..., ttl=...)`` is honoured at or below this layer.
+    supports_ttl: ClassVar[bool] = False
+
+    def get(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def contains(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def keys(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        raise NotImplementedError
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def has_ttl(self) -> bool:
+        """Whether a per-key TTL set through this layer is enforced somewhere below."""
+        return self.supports_ttl
+
+    def value_kind_below(self, above: ValueKind) -> ValueKind:
+        """The kind of value this layer passes down, given the kind it receives."""
+        return above
+
+
+class Backend(Layer):
+    """A terminal layer: it stores for real.
+
+    The batch operations default to loops of single calls; backends whose engine can do a
+    batch in one round trip override them.
+    """
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key in keys:
+            try:
+                found[key] = self.get(key)
+            except KeyError:
+                pass
+        return found
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        for key, value in items.items():
+            self.set(key, value, ttl)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self.delete(key)
+            except KeyError:
+                pass
+
+    def count(self) -> int:
+        return sum(1 for _ in self.keys())
+
+    def clear(self) -> None:
+        self.delete_many(list(self.keys()))
+
+    def close(self) -> None:
+        pass
+
+    def refuse_ttl(self, ttl: float | None) -> None:
+        """Raise unless ``ttl`` is None: for backends with no native expiry."""
+        if ttl is not None:
+            raise UnsupportedError(
+                f"{type(self).__name__} has no native expiry: put an Expiry layer above it "
+                "to use a per-key ttl"
+            )
+
+
+@attrs.define(eq=False)
+class Wrapper(Layer):
+    """A layer with an ``inner`` layer below it; by default it forwards everything down."""
+
+    _inner: Layer = attrs.field(init=False, repr=False)
+
+    @property
+    def inner(self) -> Layer:
+        return self._inner
+
+    def link(self, inner: Layer) -> None:
+        """Attach the layer below. A layer belongs to one stack only."""
+        if hasattr(self, "_inner"):
+            raise ValueError(f"{self!r} is already part of a stack; create a new one")
+        self._inner = inner
+
+    def get(self, key: str) -> Any:
+        return self._inner.get(key)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        self._inner.set(key, value, ttl)
+
+    def delete(self, key: str) -> None:
+        self._inner.delete(key)
+
+    def contains(self, key: str) -> bool:
+        return self._inner.contains(key)
+
+    def keys(self) -> Iterator[str]:
+        return self._inner.keys()
+
+    def count(self) -> int:
+        return self._inner.count()
+
+    def clear(self) -> None:
+        self._inner.clear()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._inner.get_many(keys)
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        self._inner.set_many(items, ttl)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        self._inner.delete_many(keys)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def has_ttl(self) -> bool:
+        return self.supports_ttl or self._inner.has_ttl()

@@ -1,0 +1,71 @@
+"""The Codec layer: objects above it, bytes below it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from pystorage.codecs.base import BaseCodec, resolve
+from pystorage.errors import CodecError
+from pystorage.layers.base import ValueKind, Wrapper
+
+
+@attrs.define(eq=False)
+class Codec(Wrapper):
+    """Encodes values on the way down and decodes them on the way up.
+
+    ``codec`` is a codec instance (``Pickle() | Zstd()``) or its name (``"zstd-pickle"``).
+    Failures become :class:`CodecError` naming the key, and nothing is written.
+    """
+
+    codec: BaseCodec = attrs.field(converter=resolve)
+
+    def value_kind_below(self, above: ValueKind) -> ValueKind:
+        return "bytes"
+
+    def get(self, key: str) -> Any:
+        data = self._inner.get(key)
+        try:
+            return self.codec.decode(data)
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        try:
+            data = self.codec.encode(value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        self._inner.set(key, data, ttl)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        found = self._inner.get_many(keys)
+        for key, data in found.items():
+            try:
+                found[key] = self.codec.decode(data)
+            except Exception as exc:
+                raise self._decode_error(key, exc) from exc
+        return found
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        # Encode everything first so that one bad value writes nothing at all.
+        encoded = {}
+        for key, value in items.items():
+            try:
+                encoded[key] = self.codec.encode(value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+        self._inner.set_many(encoded, ttl)
+
+    def _decode_error(self, key: str, exc: Exception) -> CodecError:
+        return CodecError(
+            f"the stored value of key {key!r} cannot be decoded as {self.codec.label}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+
+    def _encode_error(self, key: str, value: Any, exc: Exception) -> CodecError:
+        return CodecError(
+            f"the value for key {key!r} ({type(value).__name__}) cannot be encoded as "
+            f"{self.codec.label}: {type(exc).__name__}: {exc}"
+        )

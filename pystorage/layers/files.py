@@ -1,0 +1,259 @@
+"""Files: one file per key in a folder, written atomically."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote_to_bytes
+
+import attrs
+
+from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
+from pystorage.layers.base import Backend, ValueKind
+
+_PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_MAX_NAME = 255
+_TEMP_PREFIX = ".tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+# O_NONBLOCK: a FIFO planted under a key's name must not block a reader forever.
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
+_temp_ids = itertools.count()
+
+
+def escape(key: str) -> str:
+    """The file name stem of ``key``: plain keys as they are, other characters as ``%XX``.
+
+    A leading dot is escaped too, so no key becomes a hidden file (temporary files are
+    hidden) and ``.`` and ``..`` are ordinary names. The empty key is ``%``.
+    """
+    if _PLAIN.fullmatch(key):
+        return key
+    if not key:
+        return "%"
+    parts = []
+    for index, char in enumerate(key):
+        if char.isascii() and (char.isalnum() or char in "_-" or (char == "." and index)):
+            parts.append(char)
+        else:
+            parts.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(parts)
+
+
+def unescape(stem: str) -> str | None:
+    """The key whose escaped form is ``stem``, or None if no key escapes to it."""
+    if stem == "%":
+        return ""
+    try:
+        key = unquote_to_bytes(stem).decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    # Only the one canonical spelling of a key is ours: "%41" or "a%2e" are foreign files.
+    return key if escape(key) == stem else None
+
+
+@attrs.define(eq=False)
+class Files(Backend):
+    """Stores each key as one file ``<path>/<escaped key><suffix>``.
+
+    Writes go to a temporary file in the same folder, then ``os.replace``: a reader
+    sees the old value or the new one, never half of one. Keys too long for a file name
+    are stored under a hash of the key, with the key in the file's first line. Only
+    regular files are read; symlinks in the folder are never followed. ``fsync=True``
+    also makes each write durable across a power loss, at the cost of a disk flush.
+
+    With an empty ``suffix`` every file in the folder whose name is an escaped key counts
+    as an entry, so give each storage sharing a folder its own suffix.
+    """
+
+    accepts: ClassVar[ValueKind] = "bytes"
+
+    path: Path = attrs.field(converter=Path)
+    suffix: str = attrs.field(default="")
+    fsync: bool = False
+    _root: str = attrs.field(init=False, repr=False)
+    _ending: str = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if any(bad in self.suffix for bad in ("/", "\\", "\0")):
+            raise ConfigurationError(f"suffix {self.suffix!r} must not contain a separator")
+        self._ending = "." + self.suffix.lstrip(".") if self.suffix.strip(".") else ""
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot create the folder {self.path}: {exc}") from exc
+        if not self.path.is_dir():
+            raise ConfigurationError(f"{self.path} is not a folder")
+        self._root = str(self.path)
+        self._remove_dead_temp_files()
+
+    # -- names -------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        if type(key) is not str:
+            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+        name = escape(key) + self._ending
+        if len(name) > _MAX_NAME:
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+            name = "~" + digest + self._ending
+        return name
+
+    def _key_of(self, entry: os.DirEntry[str]) -> str | None:
+        name = entry.name
+        if not name.endswith(self._ending) or not entry.is_file(follow_symlinks=False):
+            return None
+        stem = name[: len(name) - len(self._ending)] if self._ending else name
+        if stem.startswith("~"):
+            return self._long_key(entry.path)
+        return unescape(stem)
+
+    def _long_key(self, file: str) -> str | None:
+        try:
+            with open(file, "rb", opener=_open_for_reading) as stream:
+                header = stream.readline()
+        except OSError:
+            return None
+        return unescape(header[:-1].decode("ascii", "replace"))
+
+    # -- the protocol ------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        name = self._name(key)
+        file = os.path.join(self._root, name)
+        try:
+            fd = os.open(file, _READ_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise KeyError(key) from None
+            raise self._error("read", key, exc) from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise KeyError(key)
+            data = _read_all(fd, info.st_size)
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+        finally:
+            os.close(fd)
+        if name[0] == "~":
+            header, _, data = data.partition(b"\n")
+            if header.decode("ascii", "replace") != escape(key):
+                raise KeyError(key)
+        return data
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if ttl is not None:
+            self.refuse_ttl(ttl)
+        name = self._name(key)
+        if name[0] == "~":
+            value = escape(key).encode() + b"\n" + bytes(value)
+        temp = os.path.join(self._root, f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}")
+        try:
+            fd = os.open(temp, _WRITE_FLAGS, 0o600)
+        except OSError as exc:
+            raise self._error("write", key, exc) from exc
+        try:
+            try:
+                _write_all(fd, value)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, os.path.join(self._root, name))
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise self._error("write", key, exc) from exc
+        except BaseException:
+            _unlink_quietly(temp)
+            raise
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(os.path.join(self._root, self._name(key)))
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def contains(self, key: str) -> bool:
+        try:
+            info = os.lstat(os.path.join(self._root, self._name(key)))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise self._error("check", key, exc) from exc
+        return stat.S_ISREG(info.st_mode)
+
+    def keys(self) -> Iterator[str]:
+        try:
+            with os.scandir(self._root) as entries:
+                for entry in entries:
+                    key = self._key_of(entry)
+                    if key is not None:
+                        yield key
+        except OSError as exc:
+            raise BackendError(f"cannot list {self._root}: {exc}") from exc
+
+    def _error(self, action: str, key: str, exc: OSError) -> BackendError:
+        return BackendError(f"cannot {action} key {key!r} in {self._root}: {exc}")
+
+    def _remove_dead_temp_files(self) -> None:
+        """Delete temporary files left by writers that died before their ``os.replace``."""
+        with os.scandir(self._root) as entries:
+            for entry in entries:
+                if not entry.name.startswith(_TEMP_PREFIX):
+                    continue
+                pid = entry.name[len(_TEMP_PREFIX) :].partition("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    _unlink_quietly(entry.path)
+
+
+def _open_for_reading(file: str, flags: int) -> int:
+    return os.open(file, _READ_FLAGS)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    # A short read: very large files come back in pieces.
+    chunks = [data]
+    remaining = size - len(data)
+    while remaining and (chunk := os.read(fd, remaining)):
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _unlink_quietly(file: str) -> None:
+    try:
+        os.unlink(file)
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

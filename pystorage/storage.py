@@ -1,0 +1,144 @@
+"""Storage: the mapping users hold, on top of a stack of layers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from types import TracebackType
+from typing import Any
+
+from pystorage.errors import ConfigurationError, InvalidKeyError, UnsupportedError
+from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper
+
+
+class Storage(MutableMapping[str, Any]):
+    """A ``MutableMapping`` with ``str`` keys over a stack of layers.
+
+    ``Storage(*layers)`` takes the layers outermost first and a backend last::
+
+        Storage(Codec(Pickle() | Zstd()), Files("/var/cache/app"))
+
+    The last argument may also be another ``Storage``: the new layers then sit on top of
+    its stack, e.g. ``Storage(Tier(LRU(1000)), slow_storage)``.
+    """
+
+    __slots__ = ("_contains", "_delete", "_get", "_set", "layers", "top")
+
+    def __init__(self, *layers: Layer | Storage) -> None:
+        if not layers:
+            raise ConfigurationError("a Storage needs at least a backend, e.g. Memory()")
+        *wrappers, last = layers
+        bottom = last.top if isinstance(last, Storage) else last
+        if not isinstance(bottom, Backend) and not isinstance(last, Storage):
+            raise ConfigurationError(
+                f"the last layer must be a backend (Memory, Files, ...), not {bottom!r}"
+            )
+        below: Layer = bottom
+        for layer in reversed(wrappers):
+            if not isinstance(layer, Wrapper):
+                raise ConfigurationError(
+                    f"{layer!r} must be the last layer: only wrappers can have a layer below"
+                )
+            layer.link(below)
+            below = layer
+        self.top: Layer = below
+        self.layers: tuple[Layer, ...] = _chain(self.top)
+        _check_value_kinds(self.layers)
+        # Bound once: every mapping operation is one call into the top layer.
+        self._get = self.top.get
+        self._set = self.top.set
+        self._delete = self.top.delete
+        self._contains = self.top.contains
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(key) is not str:
+            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+        self._set(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is str and self._contains(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return self.top.keys()
+
+    def __len__(self) -> int:
+        return self.top.count()
+
+    def __repr__(self) -> str:
+        return f"Storage({', '.join(map(repr, self.layers))})"
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
+        if type(key) is not str:
+            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+        if ttl is not None:
+            self._check_ttl(ttl)
+        self._set(key, value, ttl)
+
+    def clear(self) -> None:
+        """Remove every entry of this storage (and only this storage's entries)."""
+        self.top.clear()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of those ``keys`` that exist, in one batch where the backend can."""
+        return self.top.get_many(keys)
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Store every item, in one batch where the backend can."""
+        for key in items:
+            if type(key) is not str:
+                raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+        if ttl is not None:
+            self._check_ttl(ttl)
+        self.top.set_many(items, ttl)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove those ``keys`` that exist; missing keys are ignored."""
+        self.top.delete_many(keys)
+
+    def close(self) -> None:
+        """Release the backend's resources (connections, pools)."""
+        self.top.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_ttl(self, ttl: float) -> None:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise ConfigurationError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if not self.top.has_ttl():
+            raise UnsupportedError(
+                "this stack cannot expire entries: add an Expiry layer (or use a backend "
+                "with native expiry) to use a per-key ttl"
+            )
+
+
+def _chain(top: Layer) -> tuple[Layer, ...]:
+    layers = [top]
+    while isinstance(layers[-1], Wrapper):
+        layers.append(layers[-1].inner)
+    return tuple(layers)
+
+
+def _check_value_kinds(layers: tuple[Layer, ...]) -> None:
+    kind: ValueKind = "object"
+    for layer in layers:
+        if layer.accepts == "bytes" and kind != "bytes":
+            raise ConfigurationError(
+                f"{type(layer).__name__} stores bytes: put a Codec layer above it, "
+                f"e.g. Storage(Codec('pickle'), {type(layer).__name__}(...))"
+            )
+        kind = layer.value_kind_below(kind)

@@ -1,0 +1,174 @@
+"""StorageProvider: named presets, each a small function that builds a stack.
+
+The table at the bottom of this module is the list of presets; each one reads as the
+stack it builds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pystorage.codecs import BaseCodec, Gzip, Pickle
+from pystorage.errors import StorageProviderError
+from pystorage.layers import LRU, Codec, Files, Memory, Tier
+from pystorage.storage import Storage
+
+Factory = Callable[..., Any]
+
+
+def _default_path(path: str | Path | None) -> Path:
+    return Path(tempfile.gettempdir() if path is None else path)
+
+
+def json_files(
+    path: str | Path | None = None,
+    suffix: str = "storage.json",
+    codec: str | BaseCodec = "json",
+) -> Storage:
+    """One JSON file per key: ``<path>/<key>.storage.json`` (path: the system temp dir)."""
+    return Storage(Codec(codec), Files(_default_path(path), suffix))
+
+
+def pickle_files(
+    path: str | Path | None = None,
+    suffix: str = "storage.pkl",
+    codec: str | BaseCodec = "pickle",
+) -> Storage:
+    """One pickle file per key. Only read files that you (or a signed codec) wrote."""
+    return Storage(Codec(codec), Files(_default_path(path), suffix))
+
+
+def gzip_pickle_files(
+    path: str | Path | None = None,
+    suffix: str = "storage.pkl.gz",
+    compresslevel: int | None = None,
+    codec: str | BaseCodec | None = None,
+) -> Storage:
+    """One gzip-compressed pickle file per key: smaller files, slower writes."""
+    if codec is not None and compresslevel is not None:
+        raise StorageProviderError("give compresslevel= or codec=, not both")
+    if codec is None:
+        codec = Pickle() | Gzip(9 if compresslevel is None else compresslevel)
+    return Storage(Codec(codec), Files(_default_path(path), suffix))
+
+
+def msgpack_files(
+    path: str | Path | None = None,
+    suffix: str = "storage.msgpack",
+    codec: str | BaseCodec = "msgpack",
+) -> Storage:
+    """One MessagePack file per key (``pip install pystorage[msgpack]``)."""
+    return Storage(Codec(codec), Files(_default_path(path), suffix))
+
+
+def zstd_files(
+    path: str | Path | None = None,
+    suffix: str = "storage.pkl.zst",
+    codec: str | BaseCodec = "zstd-pickle",
+) -> Storage:
+    """One Zstandard-compressed pickle file per key (``pip install pystorage[zstd]``)."""
+    return Storage(Codec(codec), Files(_default_path(path), suffix))
+
+
+def memory(codec: str | BaseCodec | None = None) -> Storage:
+    """A plain in-process dict; with ``codec=`` values are stored encoded (copied)."""
+    if codec is None:
+        return Storage(Memory())
+    return Storage(Codec(codec), Memory())
+
+
+def lru(
+    maxsize: int | None = None,
+    storage: Storage | None = None,
+    memory_blocks: int | None = None,
+) -> Storage:
+    """At most ``maxsize`` entries in memory; with ``storage=``, a memory tier in front of it.
+
+    ``memory_blocks`` is the original name of ``maxsize``.
+    """
+    if maxsize is not None and memory_blocks is not None:
+        raise StorageProviderError("give maxsize= or memory_blocks= (its old name), not both")
+    size = maxsize if maxsize is not None else memory_blocks
+    if size is None:
+        size = 128
+    if storage is None:
+        return Storage(LRU(size))
+    return Storage(Tier(LRU(size)), storage)
+
+
+def _not_yet(name: str, issue: str) -> Factory:
+    def absent(*args: Any, **kwargs: Any) -> Any:
+        raise StorageProviderError(f"the {name} preset is not available yet ({issue})")
+
+    return absent
+
+
+class StorageProvider:
+    """Builds storages by preset name; ``register`` adds presets to one provider.
+
+    >>> storage = StorageProvider().create(StorageProvider.STORAGE_MEMORY)
+    """
+
+    STORAGE_MEMORY = "memory"
+    STORAGE_LRU = "lru"
+    STORAGE_JSON = "json"
+    STORAGE_PICKLE = "pickle"
+    STORAGE_PICKLE_GZIP = "pickle.gzip"
+    STORAGE_MSGPACK = "msgpack"
+    STORAGE_ZSTD = "zstd"
+    STORAGE_DISKLRU = "disklru"
+    STORAGE_VOLATILE = "volatile"
+    STORAGE_REDIS = "redis"
+    STORAGE_REDIS_JSON = "redis.json"
+    STORAGE_S3 = "s3"
+
+    PRESETS: ClassVar[Mapping[str, Factory]] = {
+        STORAGE_MEMORY: memory,
+        STORAGE_LRU: lru,
+        STORAGE_JSON: json_files,
+        STORAGE_PICKLE: pickle_files,
+        STORAGE_PICKLE_GZIP: gzip_pickle_files,
+        STORAGE_MSGPACK: msgpack_files,
+        STORAGE_ZSTD: zstd_files,
+        STORAGE_DISKLRU: _not_yet("disklru", "eviction issue"),
+        STORAGE_VOLATILE: _not_yet("volatile", "expiry issue"),
+        STORAGE_REDIS: _not_yet("redis", "Redis issue"),
+        STORAGE_REDIS_JSON: _not_yet("redis.json", "Redis issue"),
+        STORAGE_S3: _not_yet("s3", "S3 issue"),
+    }
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Factory] = dict(self.PRESETS)
+
+    def register(self, name: str, factory: Factory) -> StorageProvider:
+        """Add (or replace) a preset on this provider only; returns the provider."""
+        if not isinstance(name, str) or not name:
+            raise StorageProviderError(f"a preset name is a non-empty str, not {name!r}")
+        if not callable(factory):
+            raise StorageProviderError(f"the factory for {name!r} must be callable")
+        self._factories[name] = factory
+        return self
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Build the preset ``name`` with the given arguments."""
+        try:
+            factory = self._factories[name]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self._factories))
+            raise StorageProviderError(f"unknown storage {name!r}; known: {known}") from None
+        try:
+            return factory(*args, **kwargs)
+        except TypeError as exc:
+            # Wrong arguments to a preset: say which preset, keep the original.
+            raise StorageProviderError(f"cannot create {name!r}: {exc}") from exc
+
+    def names(self) -> list[str]:
+        """The preset names this provider knows."""
+        return sorted(self._factories)
+
+
+#: The original README calls the provider by this name too.
+ServiceProvider = StorageProvider
