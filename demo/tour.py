@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from pystorage import Storage
@@ -39,6 +40,21 @@ def main() -> None:
         size = os.path.getsize(Path(root, "text.storage.pkl.gz"))
         show("10,000 chars gzip-pickled, bytes on disk", size)
 
+        print("STORAGE_VOLATILE over STORAGE_PICKLE, expiration=1 (a real 1.1 s wait)")
+        volatile = provider.create(StorageProvider.STORAGE_VOLATILE, storage=pickles, expiration=1)
+        volatile["key"] = "value"
+        show("volatile['key']", volatile["key"])
+        time.sleep(1.1)
+        show("'key' in volatile after 1.1 s", "key" in volatile)
+        show("key.storage.pkl still on disk", Path(root, "key.storage.pkl").exists())
+
+        print("STORAGE_DISKLRU: at most `limit` files, least recently used removed first")
+        disk = provider.create(StorageProvider.STORAGE_DISKLRU, limit=100)
+        for i in range(150):
+            disk[f"key.{i}"] = f"value.{i}"
+        show("len after 150 writes with limit=100", len(disk))
+        show("'key.49' in disk, 'key.50' in disk", ("key.49" in disk, "key.50" in disk))
+
         print("STORAGE_MSGPACK and STORAGE_ZSTD")
         msgpacks = provider.create(StorageProvider.STORAGE_MSGPACK)
         msgpacks["list"] = [1, "two", 3.0]
@@ -69,7 +85,7 @@ def main() -> None:
         registered = StorageProvider().register("my.service", lambda size: LRU(size))
         show("create('my.service', 5).maxsize", registered.create("my.service", 5).maxsize)
 
-        for name in ("STORAGE_DISKLRU", "STORAGE_VOLATILE", "STORAGE_REDIS", "STORAGE_S3"):
+        for name in ("STORAGE_REDIS", "STORAGE_S3"):
             try:
                 provider.create(getattr(StorageProvider, name))
             except Exception as error:  # the tour shows what is missing, and goes on

@@ -9,6 +9,8 @@ from typing import Any
 from pystorage.errors import ConfigurationError, InvalidKeyError, UnsupportedError
 from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper
 
+_MISSING: Any = object()
+
 
 class Storage(MutableMapping[str, Any]):
     """A ``MutableMapping`` with ``str`` keys over a stack of layers.
@@ -72,6 +74,24 @@ class Storage(MutableMapping[str, Any]):
     def __repr__(self) -> str:
         return f"Storage({', '.join(map(repr, self.layers))})"
 
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, or ``default`` if it is missing.
+
+        Unlike the mixin, losing a race with another deleter is not an error: the value
+        read is returned, as if this call had deleted it.
+        """
+        try:
+            value = self._get(key)
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+        try:
+            self._delete(key)
+        except KeyError:
+            pass
+        return value
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
         if type(key) is not str:
@@ -100,6 +120,13 @@ class Storage(MutableMapping[str, Any]):
     def delete_many(self, keys: Iterable[str]) -> None:
         """Remove those ``keys`` that exist; missing keys are ignored."""
         self.top.delete_many(keys)
+
+    def expire(self) -> int:
+        """Remove every expired entry now (a full sweep); returns how many were removed.
+
+        Expiry already happens on access; this is for callers who want the space back.
+        """
+        return self.top.expire()
 
     def close(self) -> None:
         """Release the backend's resources (connections, pools)."""

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle
 from pystorage.errors import StorageProviderError
-from pystorage.layers import LRU, Codec, Files, Memory, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
 from pystorage.storage import Storage
 
 Factory = Callable[..., Any]
@@ -99,6 +99,26 @@ def lru(
     return Storage(Tier(LRU(size)), storage)
 
 
+def disk_lru(
+    limit: int = 100,
+    path: str | Path | None = None,
+    suffix: str = "storage.lru",
+    codec: str | BaseCodec = "pickle",
+) -> Storage:
+    """One file per key, at most ``limit`` files; the least recently used one goes first."""
+    return Storage(CountLimit(limit), Codec(codec), Files(_default_path(path), suffix))
+
+
+def volatile(
+    storage: Storage | None = None,
+    expiration: float | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Storage:
+    """Entries of ``storage`` (default: memory) expire ``expiration`` seconds after a write."""
+    expiry = Expiry(expiration) if clock is None else Expiry(expiration, clock)
+    return Storage(expiry, Storage(Memory()) if storage is None else storage)
+
+
 def _not_yet(name: str, issue: str) -> Factory:
     def absent(*args: Any, **kwargs: Any) -> Any:
         raise StorageProviderError(f"the {name} preset is not available yet ({issue})")
@@ -133,8 +153,8 @@ class StorageProvider:
         STORAGE_PICKLE_GZIP: gzip_pickle_files,
         STORAGE_MSGPACK: msgpack_files,
         STORAGE_ZSTD: zstd_files,
-        STORAGE_DISKLRU: _not_yet("disklru", "eviction issue"),
-        STORAGE_VOLATILE: _not_yet("volatile", "expiry issue"),
+        STORAGE_DISKLRU: disk_lru,
+        STORAGE_VOLATILE: volatile,
         STORAGE_REDIS: _not_yet("redis", "Redis issue"),
         STORAGE_REDIS_JSON: _not_yet("redis.json", "Redis issue"),
         STORAGE_S3: _not_yet("s3", "S3 issue"),

@@ -2,9 +2,22 @@
 
 from pystorage.layers.base import Backend, Layer, Wrapper
 from pystorage.layers.codec import Codec
+from pystorage.layers.count_limit import CountLimit
+from pystorage.layers.expiry import Expiry
 from pystorage.layers.files import Files
 from pystorage.layers.lru import LRU
 from pystorage.layers.memory import Memory
 from pystorage.layers.tier import Tier
 
-__all__ = ["LRU", "Backend", "Codec", "Files", "Layer", "Memory", "Tier", "Wrapper"]
+__all__ = [
+    "LRU",
+    "Backend",
+    "Codec",
+    "CountLimit",
+    "Expiry",
+    "Files",
+    "Layer",
+    "Memory",
+    "Tier",
+    "Wrapper",
+]

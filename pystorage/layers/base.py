@@ -8,6 +8,7 @@ keys; a missing key raises :class:`KeyError`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -59,6 +60,28 @@ class Layer:
     def close(self) -> None:
         raise NotImplementedError
 
+    def expire(self) -> int:
+        """Remove every expired entry now; returns how many were removed."""
+        raise NotImplementedError
+
+    # Capabilities for the layers above. Backends give cheap defaults, wrappers forward.
+
+    def touch(self, key: str) -> None:
+        """Record a use of ``key`` where it is stored, so that LRU order survives a restart."""
+        raise NotImplementedError
+
+    def keys_by_age(self) -> list[str]:
+        """The keys, least recently used first, as far as the backend records it."""
+        raise NotImplementedError
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        """A section that no other process's exclusive section on this storage overlaps.
+
+        It yields True when another process changed the storage since this object's last
+        exclusive section, so that a layer keeping an index knows to rebuild it.
+        """
+        raise NotImplementedError
+
     def has_ttl(self) -> bool:
         """Whether a per-key TTL set through this layer is enforced somewhere below."""
         return self.supports_ttl
@@ -103,6 +126,18 @@ class Backend(Layer):
 
     def close(self) -> None:
         pass
+
+    def expire(self) -> int:
+        return 0
+
+    def touch(self, key: str) -> None:
+        pass
+
+    def keys_by_age(self) -> list[str]:
+        return list(self.keys())
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        return nullcontext(False)
 
     def refuse_ttl(self, ttl: float | None) -> None:
         """Raise unless ``ttl`` is None: for backends with no native expiry."""
@@ -161,6 +196,18 @@ class Wrapper(Layer):
 
     def close(self) -> None:
         self._inner.close()
+
+    def expire(self) -> int:
+        return self._inner.expire()
+
+    def touch(self, key: str) -> None:
+        self._inner.touch(key)
+
+    def keys_by_age(self) -> list[str]:
+        return self._inner.keys_by_age()
+
+    def exclusive(self) -> AbstractContextManager[bool]:
+        return self._inner.exclusive()
 
     def has_ttl(self) -> bool:
         return self.supports_ttl or self._inner.has_ttl()

@@ -8,12 +8,20 @@ import itertools
 import os
 import re
 import stat
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote_to_bytes
 
 import attrs
+
+try:
+    import fcntl
+except ImportError:  # Windows: threads are still excluded, other processes are not
+    fcntl = None  # type: ignore[assignment]
 
 from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
 from pystorage.layers.base import Backend, ValueKind
@@ -81,6 +89,9 @@ class Files(Backend):
     fsync: bool = False
     _root: str = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
+    _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
+    _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _generation: int = attrs.field(init=False, default=-1, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if any(bad in self.suffix for bad in ("/", "\\", "\0")):
@@ -201,6 +212,74 @@ class Files(Backend):
                         yield key
         except OSError as exc:
             raise BackendError(f"cannot list {self._root}: {exc}") from exc
+
+    def touch(self, key: str) -> None:
+        # An explicit time: the kernel's own file times are only as fine as its clock tick.
+        now = time.time_ns()
+        try:
+            os.utime(self._file(key), ns=(now, now), follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error("touch", key, exc) from exc
+
+    def keys_by_age(self) -> list[str]:
+        aged = []
+        try:
+            with os.scandir(self._root) as entries:
+                for entry in entries:
+                    key = self._key_of(entry)
+                    if key is None:
+                        continue
+                    try:
+                        aged.append((entry.stat(follow_symlinks=False).st_mtime_ns, key))
+                    except FileNotFoundError:
+                        continue
+        except OSError as exc:
+            raise BackendError(f"cannot list {self._root}: {exc}") from exc
+        aged.sort()
+        return [key for _, key in aged]
+
+    @contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Excludes other threads, and other processes through ``flock`` on a lock file.
+
+        The lock file holds a counter bumped by every section, so a section can tell
+        whether another process had one since this object's last.
+        """
+        with self._thread_lock:
+            fd = self._open_lock_file()
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                stored = os.pread(fd, 8, 0)
+                generation = int.from_bytes(stored, "big") if len(stored) == 8 else 0
+                try:
+                    yield generation != self._generation
+                finally:
+                    self._generation = generation + 1
+                    os.pwrite(fd, self._generation.to_bytes(8, "big"), 0)
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def _open_lock_file(self) -> int:
+        if self._lock_fd is None:
+            name = os.path.join(self._root, f".lock{self._ending}")
+            try:
+                self._lock_fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise BackendError(f"cannot open the lock file {name}: {exc}") from exc
+        return self._lock_fd
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self._root, self._name(key))
 
     def _error(self, action: str, key: str, exc: OSError) -> BackendError:
         return BackendError(f"cannot {action} key {key!r} in {self._root}: {exc}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
-from pystorage.layers import LRU, Codec, Files, Memory, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
 
 StackFactory = Callable[[Path], Storage]
 provider = StorageProvider()
@@ -39,5 +39,21 @@ STACKS: dict[str, StackFactory] = {
     "gzip-pickle-files-nosuffix": lambda folder: Storage(Codec(Pickle() | Gzip(1)), Files(folder)),
     "lru-tier-over-pickle": lambda folder: Storage(
         Tier(LRU(3)), Codec("pickle"), Files(folder, "pkl")
+    ),
+    "disklru": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000),
+    "disklru-as-json": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000, codec="json"),
+    "volatile-memory": lambda folder: provider.create(
+        StorageProvider.STORAGE_VOLATILE, expiration=3600
+    ),
+    "volatile-over-pickle": lambda folder: provider.create(
+        StorageProvider.STORAGE_VOLATILE,
+        storage=provider.create(StorageProvider.STORAGE_PICKLE, path=folder),
+        expiration=3600,
+    ),
+    "expiry-countlimit-codec-files": lambda folder: Storage(
+        Expiry(3600), CountLimit(10_000), Codec("zstd-msgpack"), Files(folder, "bin")
+    ),
+    "expiry-tier-countlimit-memory": lambda folder: Storage(
+        Expiry(), Tier(LRU(4)), CountLimit(10_000), Memory()
     ),
 }

@@ -1,0 +1,122 @@
+"""CountLimit: at most ``limit`` entries below, the least recently used removed first."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from pystorage.layers.base import Layer, Wrapper
+from pystorage.layers.lru import positive
+
+
+@attrs.define(eq=False)
+class CountLimit(Wrapper):
+    """Caps the number of entries of the layers below, on any backend.
+
+    The order of use is an in-memory index, built once when the stack is assembled from
+    the backend's record of use (file times for ``Files``), then kept in O(1) per
+    operation. Reads record their use below (``touch``), so the order survives a restart.
+    Writes run in the backend's exclusive section; when another process wrote in the
+    meantime the index is rebuilt from the backend, so processes sharing a folder keep
+    one count between them.
+    """
+
+    limit: int = attrs.field(validator=positive)
+    _order: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def link(self, inner: Layer) -> None:
+        super().link(inner)
+        with inner.exclusive():
+            self._reindex()
+
+    def get(self, key: str) -> Any:
+        try:
+            value = self._inner.get(key)
+        except KeyError:
+            self._forget([key])
+            raise
+        self._used([key])
+        return value
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            self._inner.set(key, value, ttl)
+            self._written([key])
+
+    def delete(self, key: str) -> None:
+        with self._inner.exclusive():
+            try:
+                self._inner.delete(key)
+            finally:
+                self._forget([key])
+
+    def count(self) -> int:
+        count = self._inner.count()
+        if count != len(self._order):
+            # Entries were added or removed behind our back: trust the backend.
+            with self._inner.exclusive():
+                self._reindex()
+                self._written([])
+            count = self._inner.count()
+        return count
+
+    def clear(self) -> None:
+        with self._inner.exclusive():
+            self._inner.clear()
+            with self._lock:
+                self._order.clear()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        found = self._inner.get_many(keys)
+        self._used(found)
+        return found
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            self._inner.set_many(items, ttl)
+            self._written(items)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        with self._inner.exclusive():
+            try:
+                self._inner.delete_many(keys)
+            finally:
+                self._forget(keys)
+
+    def _used(self, keys: Iterable[str]) -> None:
+        order = self._order
+        with self._lock:
+            for key in keys:
+                order[key] = None
+                order.move_to_end(key)
+        for key in keys:
+            self._inner.touch(key)
+
+    def _written(self, keys: Iterable[str]) -> None:
+        """Record writes, then evict the least recently used beyond the limit."""
+        self._used(keys)
+        with self._lock:
+            surplus = len(self._order) - self.limit
+            victims = [self._order.popitem(last=False)[0] for _ in range(max(surplus, 0))]
+        if victims:
+            self._inner.delete_many(victims)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._order.pop(key, None)
+
+    def _reindex(self) -> None:
+        keys = self._inner.keys_by_age()
+        with self._lock:
+            self._order = OrderedDict.fromkeys(keys)

@@ -1,0 +1,214 @@
+"""Expiry: entries that disappear ``ttl`` seconds after they were written."""
+
+from __future__ import annotations
+
+import heapq
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from pystorage.errors import CodecError, ConfigurationError
+from pystorage.layers.base import Layer, Wrapper
+
+#: Values with a deadline are stored as (MARK, deadline, value): objects above a codec.
+MARK = "pystorage.expires"
+#: ... or as MAGIC + 8-byte deadline + bytes, where Expiry sits directly on bytes.
+MAGIC = b"\x00pystorage.expires\x00"
+_DEADLINE = struct.Struct(">d")
+
+
+def _optional_ttl(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+    ):
+        raise ConfigurationError(f"{attribute.name} must be a positive number or None")
+
+
+def seal(value: Any, deadline: float) -> Any:
+    """``value`` with its deadline attached, in a form every codec can store."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return MAGIC + _DEADLINE.pack(deadline) + bytes(value)
+    return (MARK, deadline, value)
+
+
+def unseal(stored: Any) -> tuple[Any, float | None]:
+    """The value and its deadline (None when it has none)."""
+    if isinstance(stored, (tuple, list)):
+        if len(stored) == 3 and stored[0] == MARK:
+            return stored[2], float(stored[1])
+    elif isinstance(stored, bytes) and stored.startswith(MAGIC):
+        start = len(MAGIC)
+        return stored[start + _DEADLINE.size :], _DEADLINE.unpack_from(stored, start)[0]
+    return stored, None
+
+
+@attrs.define(eq=False)
+class Expiry(Wrapper):
+    """Entries expire ``ttl`` seconds after they are written (``ttl=None``: only those
+    written with ``set(key, value, ttl=...)``).
+
+    Where the backend expires entries natively (Redis), the TTL is handed down and this
+    layer keeps no books. Elsewhere the deadline is stored with the value, so it holds
+    across processes and restarts, and an in-memory heap of deadlines removes expired
+    entries on access, in O(log n) per expired entry, never by scanning every key.
+    ``expire()`` sweeps every entry. ``clock`` returns seconds since the epoch.
+    """
+
+    supports_ttl: ClassVar[bool] = True
+
+    ttl: float | None = attrs.field(default=None, validator=_optional_ttl)
+    clock: Callable[[], float] = attrs.field(default=time.time, repr=False)
+    _native: bool = attrs.field(init=False, default=False, repr=False)
+    _deadlines: dict[str, float] = attrs.field(factory=dict, init=False, repr=False)
+    _heap: list[tuple[float, str]] = attrs.field(factory=list, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def link(self, inner: Layer) -> None:
+        super().link(inner)
+        self._native = inner.has_ttl()
+        if not self._native:
+            self.expire()
+
+    def get(self, key: str) -> Any:
+        self._expire_due()
+        stored = self._inner.get(key)
+        if self._native:
+            return stored
+        value, deadline = unseal(stored)
+        if deadline is not None and deadline <= self.clock():
+            self._remove([key])
+            raise KeyError(key)
+        return value
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        self._expire_due()
+        ttl = self.ttl if ttl is None else ttl
+        if self._native:
+            self._inner.set(key, value, ttl)
+            return
+        if ttl is None:
+            self._inner.set(key, value)
+            self._track(key, None)
+            return
+        deadline = self.clock() + ttl
+        self._inner.set(key, seal(value, deadline))
+        self._track(key, deadline)
+
+    def delete(self, key: str) -> None:
+        self._expire_due()
+        self._track(key, None)
+        self._inner.delete(key)
+
+    def contains(self, key: str) -> bool:
+        self._expire_due()
+        return self._inner.contains(key)
+
+    def keys(self) -> Iterator[str]:
+        self._expire_due()
+        return self._inner.keys()
+
+    def count(self) -> int:
+        self._expire_due()
+        return self._inner.count()
+
+    def clear(self) -> None:
+        self._inner.clear()
+        with self._lock:
+            self._deadlines.clear()
+            self._heap.clear()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        self._expire_due()
+        found = self._inner.get_many(keys)
+        if self._native:
+            return found
+        now = self.clock()
+        result = {}
+        expired = []
+        for key, stored in found.items():
+            value, deadline = unseal(stored)
+            if deadline is not None and deadline <= now:
+                expired.append(key)
+            else:
+                result[key] = value
+        if expired:
+            self._remove(expired)
+        return result
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        self._expire_due()
+        ttl = self.ttl if ttl is None else ttl
+        if self._native or ttl is None:
+            self._inner.set_many(items, ttl)
+            if not self._native:
+                for key in items:
+                    self._track(key, None)
+            return
+        deadline = self.clock() + ttl
+        self._inner.set_many({key: seal(value, deadline) for key, value in items.items()})
+        for key in items:
+            self._track(key, deadline)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for key in keys:
+            self._track(key, None)
+        self._inner.delete_many(keys)
+
+    def expire(self) -> int:
+        """Read every entry's deadline, remove the expired ones, and rebuild the heap."""
+        if self._native:
+            return self._inner.expire()
+        now = self.clock()
+        deadlines: dict[str, float] = {}
+        expired = []
+        for key in list(self._inner.keys()):
+            try:
+                _, deadline = unseal(self._inner.get(key))
+            except (KeyError, CodecError):  # gone meanwhile, or not a value of ours
+                continue
+            if deadline is None:
+                continue
+            if deadline <= now:
+                expired.append(key)
+            else:
+                deadlines[key] = deadline
+        with self._lock:
+            self._deadlines = deadlines
+            self._heap = [(deadline, key) for key, deadline in deadlines.items()]
+            heapq.heapify(self._heap)
+        self._remove(expired)
+        return len(expired)
+
+    def _track(self, key: str, deadline: float | None) -> None:
+        with self._lock:
+            if deadline is None:
+                self._deadlines.pop(key, None)
+            else:
+                self._deadlines[key] = deadline
+                heapq.heappush(self._heap, (deadline, key))
+
+    def _expire_due(self) -> None:
+        heap = self._heap
+        if not heap or heap[0][0] > self.clock():
+            return
+        now = self.clock()
+        due = []
+        with self._lock:
+            while heap and heap[0][0] <= now:
+                deadline, key = heapq.heappop(heap)
+                # A stale heap entry: the key was rewritten or deleted since.
+                if self._deadlines.get(key) == deadline:
+                    del self._deadlines[key]
+                    due.append(key)
+        if due:
+            self._inner.delete_many(due)
+
+    def _remove(self, keys: list[str]) -> None:
+        for key in keys:
+            self._track(key, None)
+        self._inner.delete_many(keys)

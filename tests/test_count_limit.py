@@ -1,0 +1,142 @@
+"""CountLimit and STORAGE_DISKLRU: bounded count, LRU order, restarts, other processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage, StorageProvider
+from pystorage.errors import ConfigurationError
+from pystorage.layers import Codec, CountLimit, Files, Memory
+
+SUFFIX = ".storage.lru"
+
+
+def disklru(path: Path, limit: int = 100) -> Storage:
+    storage: Storage = StorageProvider().create(
+        StorageProvider.STORAGE_DISKLRU, limit=limit, path=path
+    )
+    return storage
+
+
+def files_in(path: Path) -> set[str]:
+    names = os.listdir(path)
+    return {name[: -len(SUFFIX)] for name in names if name.endswith(SUFFIX) and name[0] != "."}
+
+
+def test_the_readme_example(tmp_path: Path) -> None:
+    storage = disklru(tmp_path, limit=100)
+    for i in range(150):
+        storage[f"key.{i}"] = f"value.{i}"
+    assert len(storage) == 100
+    assert files_in(tmp_path) == {f"key.{i}" for i in range(50, 150)}
+    assert storage["key.149"] == "value.149"
+
+
+def test_a_read_protects_a_key_from_the_next_eviction(tmp_path: Path) -> None:
+    storage = disklru(tmp_path, limit=3)
+    for key in "abc":
+        storage[key] = key
+    assert storage["a"] == "a"
+    storage["d"] = "d"
+    assert sorted(storage) == ["a", "c", "d"]
+    assert storage.get_many(["c"]) == {"c": "c"}  # batch reads count as use too
+    storage["e"] = "e"
+    assert sorted(storage) == ["c", "d", "e"]
+
+
+def test_order_and_limit_survive_a_restart(tmp_path: Path) -> None:
+    first = disklru(tmp_path, limit=5)
+    for key in "abcde":
+        first[key] = key
+    assert first["a"] == "a"  # order of use now: b c d e a
+    first.close()
+    second = disklru(tmp_path, limit=5)
+    assert len(second) == 5
+    second["f"] = "f"
+    second["g"] = "g"
+    assert files_in(tmp_path) == set("adefg")
+
+
+def test_files_added_or_removed_behind_its_back(tmp_path: Path) -> None:
+    storage = disklru(tmp_path, limit=3)
+    for key in "abc":
+        storage[key] = key
+    (tmp_path / f"a{SUFFIX}").unlink()
+    stranger = disklru(tmp_path / "elsewhere", limit=10)
+    stranger["x"] = "x"
+    os.replace(tmp_path / "elsewhere" / f"x{SUFFIX}", tmp_path / f"x{SUFFIX}")
+    with pytest.raises(KeyError):
+        storage["a"]
+    assert len(storage) == 3  # b, c and the stranger x: the count corrected itself
+    storage["d"] = "d"
+    storage["e"] = "e"
+    assert len(storage) == 3
+    assert len(files_in(tmp_path)) == 3
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError):
+        CountLimit(0)
+
+
+def test_over_any_backend() -> None:
+    storage = Storage(CountLimit(2), Codec("json"), Memory())
+    for key in "abc":
+        storage[key] = [key]
+    assert sorted(storage) == ["b", "c"]
+    storage.set_many({"x": 1, "y": 2, "z": 3})
+    assert sorted(storage) == ["y", "z"]
+    storage.delete_many(["y"])
+    assert len(storage) == 1
+
+
+def _writer(path: str, name: str, count: int, limit: int, done: object) -> None:
+    storage = disklru(Path(path), limit=limit)
+    for i in range(count):
+        storage[f"{name}.{i}"] = "x" * (i % 50)
+        if i % 7 == 0:
+            storage.get(f"{name}.{i // 2}")
+    storage.close()
+
+
+def test_two_processes_share_one_folder_and_one_limit(tmp_path: Path) -> None:
+    limit, writers = 40, 2
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_writer, args=(str(tmp_path), f"p{n}", 1500, limit, None))
+        for n in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    peak = 0
+    deadline = time.monotonic() + 120
+    while any(process.is_alive() for process in processes) and time.monotonic() < deadline:
+        peak = max(peak, len(files_in(tmp_path)))
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert peak <= limit + writers
+    assert len(files_in(tmp_path)) <= limit
+    storage = disklru(tmp_path, limit=limit)
+    for key in storage:
+        assert storage[key] == "x" * (int(key.split(".")[1]) % 50)
+
+
+def test_indexes_once_at_open_not_per_operation(tmp_path: Path) -> None:
+    listings = []
+
+    class CountingFiles(Files):
+        def keys_by_age(self) -> list[str]:
+            listings.append(1)
+            return super().keys_by_age()
+
+    storage = Storage(CountLimit(50), Codec("pickle"), CountingFiles(tmp_path))
+    for i in range(200):
+        storage[str(i)] = i
+        storage.get(str(i // 2))
+    assert listings == [1]

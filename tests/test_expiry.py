@@ -1,0 +1,180 @@
+"""Expiry and STORAGE_VOLATILE, on a fake clock: no test sleeps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage, StorageProvider
+from pystorage.errors import ConfigurationError, UnsupportedError
+from pystorage.layers import Codec, CountLimit, Expiry, Files, Memory
+from pystorage.layers.expiry import seal, unseal
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_the_readme_example(tmp_path: Path, clock: Clock) -> None:
+    provider = StorageProvider()
+    pkl_storage = provider.create(StorageProvider.STORAGE_PICKLE, path=tmp_path)
+    storage = provider.create(
+        StorageProvider.STORAGE_VOLATILE, storage=pkl_storage, expiration=5, clock=clock
+    )
+    storage["key"] = "value"
+    assert storage["key"] == "value"
+    clock.now += 4.9
+    assert storage["key"] == "value"
+    clock.now += 0.2
+    with pytest.raises(KeyError):
+        storage["key"]
+    assert "key" not in storage
+    assert not (tmp_path / "key.storage.pkl").exists()
+
+
+def test_expired_entries_are_not_counted_nor_listed(clock: Clock) -> None:
+    storage = Storage(Expiry(10, clock), Memory())
+    storage["old"] = 1
+    clock.now += 5
+    storage["new"] = 2
+    clock.now += 6
+    assert len(storage) == 1
+    assert list(storage) == ["new"]
+    assert "old" not in storage
+    assert storage.get_many(["old", "new"]) == {"new": 2}
+
+
+def test_per_key_ttl_and_no_default(clock: Clock) -> None:
+    storage = Storage(Expiry(clock=clock), Memory())
+    storage["forever"] = 1
+    storage.set("short", 2, ttl=1)
+    storage.set_many({"a": 3, "b": 4}, ttl=3)
+    clock.now += 2
+    assert sorted(storage) == ["a", "b", "forever"]
+    clock.now += 2
+    assert sorted(storage) == ["forever"]
+
+
+def test_rewriting_a_key_resets_its_deadline(clock: Clock) -> None:
+    storage = Storage(Expiry(10, clock), Memory())
+    storage["k"] = 1
+    clock.now += 8
+    storage["k"] = 2
+    clock.now += 8
+    assert storage["k"] == 2
+    storage.set("k", 3, ttl=None)  # the storage's default applies again
+    clock.now += 11
+    assert "k" not in storage
+
+
+def test_a_key_written_without_ttl_loses_its_old_deadline(clock: Clock) -> None:
+    storage = Storage(Expiry(clock=clock), Memory())
+    storage.set("k", 1, ttl=1)
+    storage["k"] = 2
+    clock.now += 5
+    assert storage["k"] == 2
+
+
+def test_deadlines_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
+    tmp_path = tmp_path / "store"
+
+    def open_storage() -> Storage:
+        return Storage(Expiry(clock=clock), Codec("json"), Files(tmp_path, "json"))
+
+    first = open_storage()
+    first.set("short", "s", ttl=5)
+    first.set("long", "l", ttl=50)
+    first["forever"] = "f"
+    clock.now += 10
+    second = open_storage()  # a new process would see the same files
+    assert sorted(second) == ["forever", "long"]
+    assert not (tmp_path / "short.json").exists()
+    clock.now += 100
+    assert second.get("long") is None
+    assert sorted(os.listdir(tmp_path)) == ["forever.json"]
+
+
+def test_another_writer_s_deadline_is_honoured_on_read(tmp_path: Path, clock: Clock) -> None:
+    reader = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
+    writer = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
+    writer.set("k", "v", ttl=1)
+    assert reader["k"] == "v"
+    clock.now += 2
+    with pytest.raises(KeyError):
+        reader["k"]
+
+
+def test_expire_sweeps_everything(tmp_path: Path, clock: Clock) -> None:
+    tmp_path = tmp_path / "store"
+    storage = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
+    other = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
+    other.set_many({str(i): i for i in range(10)}, ttl=1)
+    storage["kept"] = "yes"
+    clock.now += 2
+    assert storage.expire() == 10
+    assert sorted(os.listdir(tmp_path)) == ["kept"]
+
+
+def test_expiry_on_bytes_below_a_codec(clock: Clock) -> None:
+    storage = Storage(Codec("json"), Expiry(1, clock), Memory())
+    storage["k"] = {"a": 1}
+    assert storage["k"] == {"a": 1}
+    clock.now += 2
+    assert "k" not in storage
+
+
+def test_expiry_over_count_limit(tmp_path: Path, clock: Clock) -> None:
+    storage = Storage(Expiry(5, clock), CountLimit(3), Codec("pickle"), Files(tmp_path))
+    for key in "abcd":
+        storage[key] = key
+    assert sorted(storage) == ["b", "c", "d"]  # "a" evicted, its deadline is moot
+    clock.now += 6
+    assert len(storage) == 0
+
+
+def test_seal_round_trips_objects_and_bytes() -> None:
+    for value in ("text", b"bytes", [1, 2], None, ("pystorage.expires", 1)):
+        assert unseal(seal(value, 12.5)) == (value, 12.5)
+    assert unseal([1, 2]) == ([1, 2], None)
+    assert unseal(b"plain") == (b"plain", None)
+
+
+def test_bad_ttl_values(clock: Clock) -> None:
+    for ttl in (0, -1, "5", True):
+        with pytest.raises(ConfigurationError):
+            Expiry(ttl, clock)  # type: ignore[arg-type]
+    storage = Storage(Expiry(clock=clock), Memory())
+    with pytest.raises(ConfigurationError):
+        storage.set("k", 1, ttl=0)
+    with pytest.raises(UnsupportedError):
+        Storage(CountLimit(3), Memory()).set("k", 1, ttl=1)
+
+
+def test_expiring_cost_does_not_scan_every_key(clock: Clock) -> None:
+    reads = []
+
+    class CountingMemory(Memory):
+        def keys(self):  # type: ignore[no-untyped-def]
+            reads.append(1)
+            return super().keys()
+
+    storage = Storage(Expiry(1000, clock), CountingMemory())
+    for i in range(1000):
+        storage[str(i)] = i  # expires at start + i + 1000
+        clock.now += 1
+    clock.now += 500.5  # start + 1500.5: keys 0 to 500 are due
+    for i in range(1000):
+        storage.get(str(i))
+    assert reads == [1]  # the one sweep when the stack was built, none per access
+    assert len(storage) == 499

@@ -1,0 +1,73 @@
+"""Every local stack shared by 8 threads doing 10,000 mixed operations each."""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage, StorageProvider
+from tests.conformance.stacks import STACKS, StackFactory
+
+THREADS, OPERATIONS, KEYS = 8, 10_000, 40
+# File stacks that differ from "json" only by their (stateless) codec run fewer
+# operations: about 1.5 minutes of file I/O buys nothing the "json" stack does not test.
+CODEC_VARIANTS = {"json-as-msgpack", "msgpack", "zstd", "pickle", "pickle-gzip"}
+FEWER = 1_000
+provider = StorageProvider()
+
+BOUNDED: dict[str, tuple[StackFactory, int]] = {
+    "lru-20": (lambda folder: provider.create(StorageProvider.STORAGE_LRU, maxsize=20), 20),
+    "disklru-20": (
+        lambda folder: provider.create(StorageProvider.STORAGE_DISKLRU, limit=20, path=folder),
+        20,
+    ),
+}
+CASES = {name: (factory, None) for name, factory in STACKS.items()} | BOUNDED
+
+
+def hammer(
+    storage: Storage, seed: int, limit: int | None, operations: int, errors: list[BaseException]
+) -> None:
+    chance = random.Random(seed)
+    try:
+        for i in range(operations):
+            key = f"k{chance.randrange(KEYS)}"
+            roll = chance.random()
+            if roll < 0.4:
+                storage[key] = f"{key}|{seed}|{i}"
+            elif roll < 0.8:
+                value = storage.get(key)
+                assert value is None or value.startswith(f"{key}|"), (key, value)
+            elif roll < 0.9:
+                storage.pop(key, None)
+            elif roll < 0.95:
+                found = storage.get_many([key, "k0"])
+                assert all(value.startswith(f"{k}|") for k, value in found.items())
+            else:
+                size = len(storage)
+                assert limit is None or size <= limit + THREADS, size
+    except BaseException as error:
+        errors.append(error)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_threads_share_a_stack(name: str, tmp_path: Path) -> None:
+    factory, limit = CASES[name]
+    storage = factory(tmp_path / "store")
+    errors: list[BaseException] = []
+    operations = FEWER if name in CODEC_VARIANTS else OPERATIONS
+    threads = [
+        threading.Thread(target=hammer, args=(storage, seed, limit, operations, errors))
+        for seed in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert limit is None or len(storage) <= limit
+    for key, value in storage.items():
+        assert value.startswith(f"{key}|")
