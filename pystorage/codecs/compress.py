@@ -24,6 +24,8 @@ class Gzip(BaseCodec):
         return gzip.compress(value, self.compresslevel, mtime=0)
 
     def decode(self, data: bytes) -> Any:
+        if not data:  # the standard library reads nothing as an empty value
+            raise EOFError("empty gzip data")
         return gzip.decompress(data)
 
 

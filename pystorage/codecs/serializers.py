@@ -13,13 +13,17 @@ from pystorage.codecs.base import BaseCodec, register
 
 @attrs.frozen
 class JSON(BaseCodec):
-    """JSON text in UTF-8, in the standard library's default format."""
+    """JSON text in UTF-8, in the standard library's default format (``json.dumps``).
+
+    Non-ASCII text is written as UTF-8, not as ``\\u`` escapes, so a lone surrogate
+    cannot be written (it is refused with ``CodecError`` rather than changed).
+    """
 
     name = "json"
     kind = "serializer"
 
     def encode(self, value: Any) -> bytes:
-        return json.dumps(value).encode()
+        return json.dumps(value, ensure_ascii=False).encode()
 
     def decode(self, data: bytes) -> Any:
         return json.loads(data)

@@ -60,6 +60,8 @@ def unescape(stem: str) -> str | None:
     """The key whose escaped form is ``stem``, or None if no key escapes to it."""
     if stem == "%":
         return ""
+    if not stem.isascii():  # every escaped key is ASCII
+        return None
     try:
         key = unquote_to_bytes(stem).decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
@@ -79,7 +81,8 @@ class Files(Backend):
     also makes each write durable across a power loss, at the cost of a disk flush.
 
     With an empty ``suffix`` every file in the folder whose name is an escaped key counts
-    as an entry, so give each storage sharing a folder its own suffix.
+    as an entry, so give each storage sharing a folder its own suffix, and no suffix that
+    ends another one (``json`` and ``storage.json`` would see each other's files).
     """
 
     accepts: ClassVar[ValueKind] = "bytes"
@@ -89,6 +92,8 @@ class Files(Backend):
     fsync: bool = False
     _root: str = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
+    # Escaped keys are ASCII; only the suffix may take more bytes than characters.
+    _ending_extra: int = attrs.field(init=False, repr=False)
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
@@ -97,12 +102,15 @@ class Files(Backend):
         if any(bad in self.suffix for bad in ("/", "\\", "\0")):
             raise ConfigurationError(f"suffix {self.suffix!r} must not contain a separator")
         self._ending = "." + self.suffix.lstrip(".") if self.suffix.strip(".") else ""
+        self._ending_extra = len(self._ending.encode()) - len(self._ending)
+        if len(("~" + "0" * 64 + self._ending).encode()) > _MAX_NAME:
+            raise ConfigurationError(f"suffix {self.suffix!r} is too long for a file name")
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigurationError(f"{self.path} is not a folder")
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendError(f"cannot create the folder {self.path}: {exc}") from exc
-        if not self.path.is_dir():
-            raise ConfigurationError(f"{self.path} is not a folder")
         self._root = str(self.path)
         self._remove_dead_temp_files()
 
@@ -112,7 +120,7 @@ class Files(Backend):
         if type(key) is not str:
             raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
         name = escape(key) + self._ending
-        if len(name) > _MAX_NAME:
+        if len(name) + self._ending_extra > _MAX_NAME:
             digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
             name = "~" + digest + self._ending
         return name
@@ -123,7 +131,9 @@ class Files(Backend):
             return None
         stem = name[: len(name) - len(self._ending)] if self._ending else name
         if stem.startswith("~"):
-            return self._long_key(entry.path)
+            key = self._long_key(entry.path)
+            # The first line of a foreign "~" file is not a key unless it hashes here.
+            return key if key is not None and self._name(key) == name else None
         return unescape(stem)
 
     def _long_key(self, file: str) -> str | None:
@@ -291,7 +301,7 @@ class Files(Backend):
                 if not entry.name.startswith(_TEMP_PREFIX):
                     continue
                 pid = entry.name[len(_TEMP_PREFIX) :].partition("-")[0]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
                     _unlink_quietly(entry.path)
 
 
@@ -331,7 +341,7 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except OSError:
         return True

@@ -1,59 +1,83 @@
 """Every stack the conformance suite runs on: presets, codec swaps and custom stacks.
 
-A stack factory takes a fresh folder and returns a new Storage. Later backends join the
-suite by adding an entry here.
+A stack factory takes a :class:`Place` (a fresh folder, and the test's fixtures for
+remote servers) and returns a new Storage. Backends join the suite by adding an entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
 
-StackFactory = Callable[[Path], Storage]
+
+@attrs.frozen
+class Place:
+    """Where a stack lives: a fresh folder, and fixtures for servers when it needs them."""
+
+    folder: Path
+    request: pytest.FixtureRequest
+
+    def fixture(self, name: str) -> Any:
+        return self.request.getfixturevalue(name)
+
+
+StackFactory = Callable[[Place], Storage]
 provider = StorageProvider()
 
 
 def _preset(name: str, **kwargs: object) -> StackFactory:
-    def build(folder: Path) -> Storage:
-        storage: Storage = provider.create(name, path=folder, **kwargs)
+    def build(place: Place) -> Storage:
+        storage: Storage = provider.create(name, path=place.folder, **kwargs)
         return storage
 
     return build
 
 
+#: Stacks that live in this process and on local disk.
 STACKS: dict[str, StackFactory] = {
-    "memory": lambda folder: provider.create(StorageProvider.STORAGE_MEMORY),
-    "memory-json": lambda folder: provider.create(StorageProvider.STORAGE_MEMORY, codec="json"),
-    "lru": lambda folder: provider.create(StorageProvider.STORAGE_LRU, maxsize=100_000),
+    "memory": lambda place: provider.create(StorageProvider.STORAGE_MEMORY),
+    "memory-json": lambda place: provider.create(StorageProvider.STORAGE_MEMORY, codec="json"),
+    "lru": lambda place: provider.create(StorageProvider.STORAGE_LRU, maxsize=100_000),
     "json": _preset(StorageProvider.STORAGE_JSON),
     "json-as-msgpack": _preset(StorageProvider.STORAGE_JSON, codec="msgpack"),
     "pickle": _preset(StorageProvider.STORAGE_PICKLE),
     "pickle-gzip": _preset(StorageProvider.STORAGE_PICKLE_GZIP),
     "msgpack": _preset(StorageProvider.STORAGE_MSGPACK),
     "zstd": _preset(StorageProvider.STORAGE_ZSTD),
-    "zstd-msgpack-memory": lambda folder: Storage(Codec(MsgPack() | Zstd()), Memory()),
-    "gzip-pickle-files-nosuffix": lambda folder: Storage(Codec(Pickle() | Gzip(1)), Files(folder)),
-    "lru-tier-over-pickle": lambda folder: Storage(
-        Tier(LRU(3)), Codec("pickle"), Files(folder, "pkl")
+    "zstd-msgpack-memory": lambda place: Storage(Codec(MsgPack() | Zstd()), Memory()),
+    "gzip-pickle-files-nosuffix": lambda place: Storage(
+        Codec(Pickle() | Gzip(1)), Files(place.folder)
+    ),
+    "lru-tier-over-pickle": lambda place: Storage(
+        Tier(LRU(3)), Codec("pickle"), Files(place.folder, "pkl")
     ),
     "disklru": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000),
     "disklru-as-json": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000, codec="json"),
-    "volatile-memory": lambda folder: provider.create(
+    "volatile-memory": lambda place: provider.create(
         StorageProvider.STORAGE_VOLATILE, expiration=3600
     ),
-    "volatile-over-pickle": lambda folder: provider.create(
+    "volatile-over-pickle": lambda place: provider.create(
         StorageProvider.STORAGE_VOLATILE,
-        storage=provider.create(StorageProvider.STORAGE_PICKLE, path=folder),
+        storage=provider.create(StorageProvider.STORAGE_PICKLE, path=place.folder),
         expiration=3600,
     ),
-    "expiry-countlimit-codec-files": lambda folder: Storage(
-        Expiry(3600), CountLimit(10_000), Codec("zstd-msgpack"), Files(folder, "bin")
+    "expiry-countlimit-codec-files": lambda place: Storage(
+        Expiry(3600), CountLimit(10_000), Codec("zstd-msgpack"), Files(place.folder, "bin")
     ),
-    "expiry-tier-countlimit-memory": lambda folder: Storage(
+    "expiry-tier-countlimit-memory": lambda place: Storage(
         Expiry(), Tier(LRU(4)), CountLimit(10_000), Memory()
     ),
 }
+
+#: Stacks on real servers, started by the session's fixtures (see tests/conftest.py).
+REMOTE_STACKS: dict[str, StackFactory] = {}
+
+ALL_STACKS = STACKS | REMOTE_STACKS

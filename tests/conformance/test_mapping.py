@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pystorage import Storage
 from pystorage.errors import InvalidKeyError
-from tests.conformance.stacks import STACKS, StackFactory
+from tests.conformance.stacks import ALL_STACKS, Place, StackFactory
 
 VALUES: list[Any] = [
     {"text": "Hello World!"},
@@ -30,14 +30,16 @@ VALUES: list[Any] = [
 KEYS = ["some_key", "key.1", "with space", "ünï", "a/b", "../up", "", ".", "..", "x" * 300]
 
 
-@pytest.fixture(params=sorted(STACKS))
+@pytest.fixture(params=sorted(ALL_STACKS))
 def factory(request: pytest.FixtureRequest) -> StackFactory:
-    return STACKS[request.param]
+    return ALL_STACKS[request.param]
 
 
 @pytest.fixture
-def storage(factory: StackFactory, tmp_path: Path) -> Iterator[Storage]:
-    with factory(tmp_path / "store") as storage:
+def storage(
+    factory: StackFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Storage]:
+    with factory(Place(tmp_path / "store", request)) as storage:
         yield storage
 
 
@@ -155,9 +157,14 @@ operations = st.lists(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(ops=operations)
-def test_random_operations_match_a_dict(factory: StackFactory, ops: list[tuple[Any, ...]]) -> None:
+def test_random_operations_match_a_dict(
+    factory: StackFactory, request: pytest.FixtureRequest, ops: list[tuple[Any, ...]]
+) -> None:
     model: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as folder, factory(Path(folder) / "s") as storage:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        factory(Place(Path(folder) / "s", request)) as storage,
+    ):
         for op, *args in ops:
             if op == "set":
                 storage[args[0]] = args[1]

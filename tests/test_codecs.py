@@ -1,0 +1,590 @@
+"""Codecs: round trips, names, and the Codec layer's error handling."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pystorage import Storage
+from pystorage.codecs import (
+    JSON,
+    BaseCodec,
+    Chain,
+    Gzip,
+    MsgPack,
+    Pickle,
+    Raw,
+    Text,
+    Zstd,
+    base,
+    register,
+    resolve,
+)
+from pystorage.errors import CodecError, ConfigurationError
+from pystorage.layers import Codec, Memory
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# -- value strategies ----------------------------------------------------------------------
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+# Any code point, lone surrogates included (st.characters() never yields them).
+ANY_CHAR = st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr))
+ANY_TEXT = st.lists(ANY_CHAR, max_size=30).map("".join)
+UTF8_TEXT = st.text(max_size=30)  # no surrogates: encodable as UTF-8
+
+
+# JSON refuses surrogates (see test_json_refuses_surrogates_rather_than_alter_them).
+JSON_TEXT = UTF8_TEXT
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | INT64 | FLOATS | JSON_TEXT,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(JSON_TEXT, children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+PICKLE_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | ANY_TEXT
+    | st.binary(max_size=30)
+    | st.complex_numbers(allow_nan=False)
+)
+PICKLE_VALUES = st.recursive(
+    PICKLE_SCALARS,
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.lists(children, max_size=5).map(tuple)
+        | st.dictionaries(PICKLE_SCALARS, children, max_size=5)
+        | st.sets(PICKLE_SCALARS, max_size=5)
+        | st.frozensets(PICKLE_SCALARS, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+MSGPACK_INTS = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+MSGPACK_VALUES = st.recursive(
+    st.none() | st.booleans() | MSGPACK_INTS | FLOATS | UTF8_TEXT | st.binary(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(UTF8_TEXT | MSGPACK_INTS, children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def _round_trip(codec: BaseCodec, value: Any) -> Any:
+    data = codec.encode(value)
+    assert isinstance(data, bytes)
+    return codec.decode(data)
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(JSON_VALUES)
+def test_json_round_trip(value: Any) -> None:
+    assert _round_trip(JSON(), value) == value
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb", "\udc00\ud800", "\ud800\udc00"])
+def test_json_refuses_surrogates_rather_than_alter_them(value: str) -> None:
+    storage = Storage(Codec("json"), Memory())
+    with pytest.raises(CodecError, match="'k'"):
+        storage["k"] = value
+    assert "k" not in storage
+
+
+def test_json_does_not_merge_surrogate_pairs() -> None:
+    # Either the value comes back unchanged or it is refused; never silently altered.
+    storage = Storage(Codec("json"), Memory())
+    try:
+        storage["k"] = "\ud800\udc00"
+    except CodecError:
+        assert "k" not in storage
+    else:
+        assert storage["k"] == "\ud800\udc00"
+
+
+@SETTINGS
+@given(PICKLE_VALUES)
+def test_pickle_round_trip(value: Any) -> None:
+    assert _round_trip(Pickle(), value) == value
+
+
+@SETTINGS
+@given(PICKLE_VALUES, st.integers(min_value=2, max_value=5))
+def test_pickle_round_trip_any_protocol(value: Any, protocol: int) -> None:
+    assert _round_trip(Pickle(protocol=protocol), value) == value
+
+
+@SETTINGS
+@given(MSGPACK_VALUES)
+def test_msgpack_round_trip(value: Any) -> None:
+    assert _round_trip(MsgPack(), value) == value
+
+
+def test_msgpack_turns_tuples_into_lists() -> None:
+    assert _round_trip(MsgPack(), (1, (2, "x"))) == [1, [2, "x"]]
+
+
+@SETTINGS
+@given(UTF8_TEXT)
+def test_text_round_trip(value: str) -> None:
+    decoded = _round_trip(Text(), value)
+    assert decoded == value
+    assert type(decoded) is str
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb", "\udc80"])
+@pytest.mark.parametrize("codec", ["text", "msgpack"])
+def test_lone_surrogates_are_codec_errors_for_utf8_codecs(codec: str, value: str) -> None:
+    # Text and MsgPack store UTF-8, which cannot hold a lone surrogate.
+    storage = Storage(Codec(codec), Memory())
+    with pytest.raises(CodecError, match="surrogate-key"):
+        storage["surrogate-key"] = value
+    assert "surrogate-key" not in storage
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_raw_round_trip(value: bytes) -> None:
+    decoded = _round_trip(Raw(), value)
+    assert decoded == value
+    assert type(decoded) is bytes
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_raw_accepts_bytearray_and_memoryview(value: bytes) -> None:
+    assert _round_trip(Raw(), bytearray(value)) == value
+    assert _round_trip(Raw(), memoryview(value)) == value
+
+
+@SETTINGS
+@given(st.binary(max_size=500), st.integers(min_value=0, max_value=9))
+def test_gzip_round_trip(value: bytes, level: int) -> None:
+    assert _round_trip(Gzip(level), value) == value
+
+
+@SETTINGS
+@given(st.binary(max_size=500), st.integers(min_value=1, max_value=19))
+def test_zstd_round_trip(value: bytes, level: int) -> None:
+    assert _round_trip(Zstd(level=level), value) == value
+
+
+def test_gzip_is_deterministic() -> None:
+    value = b"the same bytes " * 20
+    data = Gzip().encode(value)
+    assert data == Gzip().encode(value)
+    assert data[4:8] == b"\0\0\0\0"  # the header's MTIME field: no timestamp
+
+
+@pytest.mark.parametrize("level", [-1, 10])
+def test_gzip_rejects_bad_levels(level: int) -> None:
+    with pytest.raises(ValueError):
+        Gzip(level)
+
+
+@SETTINGS
+@given(PICKLE_VALUES)
+def test_pickle_gzip_chain_round_trip(value: Any) -> None:
+    assert _round_trip(Pickle() | Gzip(), value) == value
+
+
+@SETTINGS
+@given(MSGPACK_VALUES)
+def test_msgpack_zstd_chain_round_trip(value: Any) -> None:
+    assert _round_trip(MsgPack() | Zstd(), value) == value
+
+
+@SETTINGS
+@given(JSON_VALUES)
+def test_json_zstd_gzip_chain_round_trip(value: Any) -> None:
+    codec = JSON() | Zstd() | Gzip()
+    assert codec.stages == (JSON(), Zstd(), Gzip())
+    assert _round_trip(codec, value) == value
+
+
+@SETTINGS
+@given(UTF8_TEXT)
+def test_text_gzip_chain_round_trip(value: str) -> None:
+    assert _round_trip(Text() | Gzip(), value) == value
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_transform_only_chain_round_trip(value: bytes) -> None:
+    assert _round_trip(Zstd() | Gzip(), value) == value
+
+
+def test_chain_encodes_in_order_and_decodes_in_reverse() -> None:
+    value = {"a": [1, 2, 3]}
+    data = (JSON() | Gzip()).encode(value)
+    assert JSON().decode(Gzip().decode(data)) == value
+    assert data == Gzip().encode(JSON().encode(value))
+
+
+@SETTINGS
+@given(PICKLE_VALUES)
+def test_round_trip_through_codec_layer(value: Any) -> None:
+    storage = Storage(Codec(Pickle() | Zstd()), Memory())
+    storage["k"] = value
+    assert storage["k"] == value
+    assert isinstance(storage.layers[-1].get("k"), bytes)
+
+
+def test_chains_flatten() -> None:
+    left = (Pickle() | Gzip()) | Zstd()
+    right = Pickle() | (Gzip() | Zstd())
+    assert left == right == Chain((Pickle(), Gzip(), Zstd()))
+    assert left.stages == (Pickle(), Gzip(), Zstd())
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def test_resolve_dashed_name_lists_the_outermost_stage_first() -> None:
+    assert resolve("gzip-pickle") == Pickle() | Gzip()
+    assert resolve("zstd-msgpack") == MsgPack() | Zstd()
+    assert resolve("gzip-zstd-json") == JSON() | Zstd() | Gzip()
+    assert resolve("gzip-pickle") != Gzip() | Zstd()
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("json", JSON()),
+        ("pickle", Pickle()),
+        ("msgpack", MsgPack()),
+        ("text", Text()),
+        ("raw", Raw()),
+        ("gzip", Gzip()),
+        ("zstd", Zstd()),
+    ],
+)
+def test_resolve_single_names(name: str, codec: BaseCodec) -> None:
+    resolved = resolve(name)
+    assert resolved == codec
+    assert type(resolved) is type(codec)
+    assert codec.label == name
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        JSON(),
+        Pickle(),
+        MsgPack(),
+        Text(),
+        Raw(),
+        Gzip(),
+        Zstd(),
+        Pickle() | Gzip(),
+        MsgPack() | Zstd(),
+        JSON() | Zstd() | Gzip(),
+        Text() | Gzip() | Gzip(),
+        Gzip() | Zstd(),
+    ],
+)
+def test_resolve_label_round_trips(codec: BaseCodec) -> None:
+    assert resolve(codec.label) == codec
+    assert resolve(codec.label).label == codec.label
+
+
+def test_chain_label_is_outermost_first() -> None:
+    assert (Pickle() | Gzip()).label == "gzip-pickle"
+    assert (JSON() | Zstd() | Gzip()).label == "gzip-zstd-json"
+
+
+@pytest.mark.parametrize(
+    "codec", [Pickle(2) | Gzip(9), Pickle(2) | Zstd(level=19), Gzip(1), Zstd(level=-5)]
+)
+def test_label_of_tuned_codec_decodes_its_data(codec: BaseCodec) -> None:
+    # Parameters (levels, protocol) are not in the label, but the data stays readable.
+    value = {"a": [1, 2, (3, 4)]} if codec.stages[0].name == "pickle" else b"x" * 100
+    assert resolve(codec.label).decode(codec.encode(value)) == value
+
+
+@pytest.mark.parametrize("codec", [JSON(), Pickle() | Gzip(), Zstd(level=19), Gzip(1)])
+def test_resolve_returns_instances_unchanged(codec: BaseCodec) -> None:
+    assert resolve(codec) is codec
+
+
+@pytest.mark.parametrize(
+    "name", ["yaml", "gzip-yaml", "yaml-json", "", "json-", "JSON", "gzip pickle"]
+)
+def test_unknown_name_lists_known_names(name: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve(name)
+    message = str(info.value)
+    for known in ("json", "pickle", "msgpack", "text", "raw", "gzip", "zstd"):
+        assert known in message
+
+
+@pytest.mark.parametrize("value", [5, None, b"json", ["json"]])
+def test_resolve_rejects_non_names(value: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        resolve(value)
+
+
+def test_unknown_codec_name_in_codec_layer() -> None:
+    with pytest.raises(ConfigurationError, match="unknown codec"):
+        Codec("nope")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Gzip() | Pickle(),
+        lambda: Zstd() | JSON(),
+        lambda: Pickle() | JSON(),
+        lambda: Pickle() | Gzip() | Raw(),
+        lambda: resolve("pickle-gzip"),
+        lambda: resolve("json-json"),
+        lambda: Chain(()),
+    ],
+)
+def test_serializer_after_first_stage_is_a_configuration_error(build: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        build()
+
+
+@pytest.mark.parametrize("name", ["a-b", "-", "gzip-", "-x", ""])
+def test_register_rejects_bad_names(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    with pytest.raises(ConfigurationError):
+        register(name, JSON)
+    assert name not in base._REGISTRY
+
+
+def test_register_makes_a_name_resolvable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    register("fastgzip", lambda: Gzip(1))
+    assert resolve("fastgzip") == Gzip(1)
+    assert resolve("fastgzip-pickle") == Pickle() | Gzip(1)
+
+
+# -- the Codec layer: encoding failures ----------------------------------------------------
+
+
+def _module_level_lambda() -> Any:
+    return lambda: 0
+
+
+UNENCODABLE = [
+    pytest.param("json", {"ok": 1}, object(), id="json-object"),
+    pytest.param("json", {"ok": 1}, {1, 2}, id="json-set"),
+    pytest.param("json", {"ok": 1}, {(1, 2): "tuple key"}, id="json-tuple-key"),
+    pytest.param("msgpack", {"ok": 1}, object(), id="msgpack-object"),
+    pytest.param("msgpack", {"ok": 1}, 2**64, id="msgpack-big-int"),
+    pytest.param("text", "ok", 5, id="text-int"),
+    pytest.param("text", "ok", b"bytes", id="text-bytes"),
+    pytest.param("raw", b"ok", "a str", id="raw-str"),
+    pytest.param("raw", b"ok", 5, id="raw-int"),
+    pytest.param("pickle", {"ok": 1}, _module_level_lambda(), id="pickle-lambda"),
+    pytest.param("gzip-pickle", {"ok": 1}, _module_level_lambda(), id="gzip-pickle-lambda"),
+    pytest.param("zstd-json", {"ok": 1}, object(), id="zstd-json-object"),
+    pytest.param("gzip", b"ok", "a str", id="gzip-str"),
+]
+
+
+@pytest.mark.parametrize(("codec", "good", "bad"), UNENCODABLE)
+def test_unencodable_value_is_codec_error_naming_key(codec: str, good: Any, bad: Any) -> None:
+    storage = Storage(Codec(codec), Memory())
+    with pytest.raises(CodecError) as info:
+        storage["fresh-key"] = bad
+    assert repr("fresh-key") in str(info.value)
+    assert info.value.__cause__ is not None
+    assert "fresh-key" not in storage
+    assert len(storage) == 0
+
+
+@pytest.mark.parametrize(("codec", "good", "bad"), UNENCODABLE)
+def test_unencodable_value_keeps_previous_value(codec: str, good: Any, bad: Any) -> None:
+    storage = Storage(Codec(codec), Memory())
+    storage["victim-key"] = good
+    before = storage.layers[-1].get("victim-key")
+    with pytest.raises(CodecError, match="victim-key"):
+        storage["victim-key"] = bad
+    with pytest.raises(CodecError, match="victim-key"):
+        storage.set("victim-key", bad)
+    assert storage["victim-key"] == good
+    assert storage.layers[-1].get("victim-key") == before
+    assert list(storage) == ["victim-key"]
+
+
+@pytest.mark.parametrize(("codec", "good", "bad"), UNENCODABLE)
+def test_set_many_with_one_bad_value_writes_nothing(codec: str, good: Any, bad: Any) -> None:
+    storage = Storage(Codec(codec), Memory())
+    storage["old"] = good
+    with pytest.raises(CodecError) as info:
+        storage.set_many({"first": good, "bad-one": bad, "last": good, "old": good})
+    assert repr("bad-one") in str(info.value)
+    assert sorted(storage) == ["old"]
+    assert storage["old"] == good
+
+
+# -- the Codec layer: decoding failures ----------------------------------------------------
+
+SAMPLES: dict[str, Any] = {
+    "json": {"text": "Hello World!", "n": [1, 2.5, None]},
+    "pickle": {"text": "Hello World!", "n": (1, 2.5, None), "s": {1, 2}},
+    "msgpack": {"text": "Hello World!", "n": [1, 2.5, None], "b": b"\x00\xff"},
+    "text": "h\u20acllo w\u00f6rld",
+    "raw": b"\x00\x01 some raw bytes \xff",
+}
+
+# Every codec whose decoder can tell corrupt data apart, i.e. all but Raw.
+CHECKED_CODECS = [
+    "json",
+    "pickle",
+    "msgpack",
+    "zstd",
+    "gzip-pickle",
+    "zstd-msgpack",
+    "gzip-zstd-json",
+    "zstd-text",
+    "gzip-raw",
+    "gzip",
+]
+
+
+def _sample(codec: BaseCodec) -> Any:
+    return SAMPLES.get(codec.stages[0].name, b"some bytes, some bytes, some bytes")
+
+
+def _corrupt_storage(codec: str, data: bytes, key: str = "bad-key") -> Storage:
+    storage = Storage(Codec(codec), Memory())
+    storage.layers[-1].set(key, data)
+    return storage
+
+
+@pytest.mark.parametrize("name", CHECKED_CODECS)
+def test_truncated_data_is_codec_error_naming_key(name: str) -> None:
+    codec = resolve(name)
+    data = codec.encode(_sample(codec))
+    for end in range(1, len(data)):
+        storage = _corrupt_storage(name, data[:end])
+        with pytest.raises(CodecError) as info:
+            storage["bad-key"]
+        assert repr("bad-key") in str(info.value), end
+        assert name in str(info.value)
+
+
+def test_truncated_text_mid_character_is_codec_error() -> None:
+    data = Text().encode("\u20ac\u20ac")  # two 3-byte characters
+    for end in (1, 2, 4, 5):
+        storage = _corrupt_storage("text", data[:end])
+        with pytest.raises(CodecError, match="bad-key"):
+            storage["bad-key"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    CHECKED_CODECS,
+)
+def test_empty_data_is_codec_error(name: str) -> None:
+    storage = _corrupt_storage(name, b"")
+    with pytest.raises(CodecError, match="bad-key"):
+        storage["bad-key"]
+
+
+GARBAGE = [b"\xc1\xff\xfe garbage \x00\x01", b"\xff" * 40, b"\x80\x05garbage\x00"]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+@pytest.mark.parametrize("name", [*CHECKED_CODECS, "text"])
+def test_garbage_is_codec_error_naming_key(name: str, garbage: bytes) -> None:
+    storage = _corrupt_storage(name, garbage)
+    with pytest.raises(CodecError) as info:
+        storage["bad-key"]
+    assert repr("bad-key") in str(info.value)
+    assert info.value.__cause__ is not None
+    # The corrupt bytes are left alone, and other keys still work.
+    assert storage.layers[-1].get("bad-key") == garbage
+    sample = _sample(resolve(name))
+    storage["good-key"] = sample
+    assert storage["good-key"] == sample
+
+
+# Pickle is left out: unpickling arbitrary bytes is unsafe by design ("only decode data
+# you trust"), and crafted memo opcodes can ask for gigabytes.
+@pytest.mark.parametrize(
+    "name", ["json", "msgpack", "text", "zstd", "gzip", "gzip-json", "zstd-msgpack", "raw"]
+)
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_arbitrary_bytes_decode_or_raise_codec_error_only(name: str, data: bytes) -> None:
+    storage = _corrupt_storage(name, data)
+    try:
+        storage["bad-key"]
+    except CodecError as exc:
+        assert repr("bad-key") in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("writer", "reader"),
+    [
+        ("pickle", "json"),
+        ("pickle", "msgpack"),
+        ("pickle", "text"),
+        ("json", "pickle"),
+        ("json", "msgpack"),
+        ("msgpack", "json"),
+        ("msgpack", "pickle"),
+        ("msgpack", "text"),
+        ("text", "pickle"),
+        ("text", "json"),
+        ("gzip-pickle", "zstd-pickle"),
+        ("zstd-pickle", "gzip-pickle"),
+        ("pickle", "gzip-pickle"),
+        ("gzip-pickle", "pickle"),
+        ("zstd-json", "json"),
+    ],
+)
+def test_bytes_of_another_codec_are_codec_error(writer: str, reader: str) -> None:
+    source = resolve(writer)
+    storage = _corrupt_storage(reader, source.encode(_sample(source)))
+    with pytest.raises(CodecError) as info:
+        storage["bad-key"]
+    assert repr("bad-key") in str(info.value)
+    assert reader in str(info.value)
+
+
+@pytest.mark.parametrize("name", CHECKED_CODECS)
+def test_get_many_with_one_corrupt_value_names_that_key(name: str) -> None:
+    storage = Storage(Codec(name), Memory())
+    sample = _sample(resolve(name))
+    storage.set_many({"a": sample, "b": sample})
+    storage.layers[-1].set("broken", b"\xc1\xff\xfe garbage")
+    assert storage.get_many(["a", "b", "missing"]) == {"a": sample, "b": sample}
+    with pytest.raises(CodecError) as info:
+        storage.get_many(["a", "broken", "b"])
+    assert repr("broken") in str(info.value)
+
+
+def test_missing_key_is_key_error_not_codec_error() -> None:
+    storage = Storage(Codec("json"), Memory())
+    with pytest.raises(KeyError) as info:
+        storage["missing"]
+    assert not isinstance(info.value, CodecError)
+    assert storage.get_many(["missing"]) == {}
+
+
+def test_json_floats_keep_their_value() -> None:
+    storage = Storage(Codec("json"), Memory())
+    storage["f"] = [0.1, -0.0, 1e308, 5e-324]
+    got = storage["f"]
+    assert got == [0.1, -0.0, 1e308, 5e-324]
+    assert math.copysign(1.0, got[1]) == -1.0
