@@ -11,6 +11,7 @@ from pystorage import Storage
 from pystorage.codecs import MsgPack, Zstd
 from pystorage.layers import LRU, Codec, Files, Tier
 from pystorage.storage_provider import StorageProvider
+from pystorage.testing import RedisServer
 
 
 def show(label: str, value: object) -> None:
@@ -85,7 +86,23 @@ def main() -> None:
         registered = StorageProvider().register("my.service", lambda size: LRU(size))
         show("create('my.service', 5).maxsize", registered.create("my.service", 5).maxsize)
 
-        for name in ("STORAGE_REDIS", "STORAGE_S3"):
+        print("STORAGE_REDIS and STORAGE_REDIS_JSON, on a redis-server started for the tour")
+        with RedisServer() as server:
+            import redis
+
+            redis_client = redis.from_url(server.url)
+            text = provider.create(StorageProvider.STORAGE_REDIS, redis_client=redis_client)
+            text["key"] = "value"
+            show("storage['key']", text["key"])
+            as_json = provider.create(
+                StorageProvider.STORAGE_REDIS_JSON, url=server.url, prefix="app:", expiration=60
+            )
+            as_json.set_many({"a": {"n": 1}, "b": [2]})
+            show("get_many(['a', 'b']) (one MGET)", as_json.get_many(["a", "b"]))
+            show("TTL of app:a in Redis, ms", redis_client.pttl("app:a"))
+            show(f"redis-server started in {server.startup_seconds:.2f} s, keys", len(as_json))
+
+        for name in ("STORAGE_S3",):
             try:
                 provider.create(getattr(StorageProvider, name))
             except Exception as error:  # the tour shows what is missing, and goes on

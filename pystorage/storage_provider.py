@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle
 from pystorage.errors import StorageProviderError
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
 from pystorage.storage import Storage
 
 Factory = Callable[..., Any]
@@ -119,6 +119,29 @@ def volatile(
     return Storage(expiry, Storage(Memory()) if storage is None else storage)
 
 
+def redis_text(
+    redis_client: Any = None,
+    url: str | None = None,
+    prefix: str = "",
+    expiration: float | None = None,
+    codec: str | BaseCodec = "text",
+) -> Storage:
+    """Values in Redis as UTF-8 text (``codec="text"``), optionally expiring natively."""
+    stack = Storage(Codec(codec), Redis(redis_client, url, prefix))
+    return stack if expiration is None else Storage(Expiry(expiration), stack)
+
+
+def redis_json(
+    redis_client: Any = None,
+    url: str | None = None,
+    prefix: str = "",
+    expiration: float | None = None,
+    codec: str | BaseCodec = "json",
+) -> Storage:
+    """Values in Redis as JSON."""
+    return redis_text(redis_client, url, prefix, expiration, codec)
+
+
 def _not_yet(name: str, issue: str) -> Factory:
     def absent(*args: Any, **kwargs: Any) -> Any:
         raise StorageProviderError(f"the {name} preset is not available yet ({issue})")
@@ -155,8 +178,8 @@ class StorageProvider:
         STORAGE_ZSTD: zstd_files,
         STORAGE_DISKLRU: disk_lru,
         STORAGE_VOLATILE: volatile,
-        STORAGE_REDIS: _not_yet("redis", "Redis issue"),
-        STORAGE_REDIS_JSON: _not_yet("redis.json", "Redis issue"),
+        STORAGE_REDIS: redis_text,
+        STORAGE_REDIS_JSON: redis_json,
         STORAGE_S3: _not_yet("s3", "S3 issue"),
     }
 

@@ -49,7 +49,7 @@ def test_wrong_arguments_name_the_preset() -> None:
 
 
 def test_presets_of_later_issues_are_absent_not_half_working() -> None:
-    for name in (StorageProvider.STORAGE_REDIS_JSON, StorageProvider.STORAGE_S3):
+    for name in (StorageProvider.STORAGE_S3,):
         with pytest.raises(StorageProviderError, match="not available yet"):
             StorageProvider().create(name)
 

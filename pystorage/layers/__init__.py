@@ -7,6 +7,7 @@ from pystorage.layers.expiry import Expiry
 from pystorage.layers.files import Files
 from pystorage.layers.lru import LRU
 from pystorage.layers.memory import Memory
+from pystorage.layers.redis import Redis
 from pystorage.layers.tier import Tier
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Files",
     "Layer",
     "Memory",
+    "Redis",
     "Tier",
     "Wrapper",
 ]

@@ -15,7 +15,8 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
+from tests.conftest import unique
 
 
 @attrs.frozen
@@ -77,7 +78,44 @@ STACKS: dict[str, StackFactory] = {
     ),
 }
 
+
+def _redis(codec: str, *above: Any, cluster: bool = False) -> StackFactory:
+    def build(place: Place) -> Storage:
+        import redis
+        from redis.cluster import RedisCluster
+
+        if cluster:
+            client = RedisCluster.from_url(place.fixture("redis_cluster_url"))
+        else:
+            client = redis.Redis.from_url(place.fixture("redis_url"))
+        # A fresh prefix per storage: tests never see each other's keys.
+        return Storage(*above, Codec(codec), Redis(client, prefix=unique("t:") + ":"))
+
+    return build
+
+
+def _redis_preset(name: str, **kwargs: object) -> StackFactory:
+    def build(place: Place) -> Storage:
+        storage: Storage = provider.create(
+            name, url=place.fixture("redis_url"), prefix=unique("p:") + ":", **kwargs
+        )
+        return storage
+
+    return build
+
+
 #: Stacks on real servers, started by the session's fixtures (see tests/conftest.py).
-REMOTE_STACKS: dict[str, StackFactory] = {}
+REMOTE_STACKS: dict[str, StackFactory] = {
+    "redis-json": _redis_preset(StorageProvider.STORAGE_REDIS_JSON),
+    "redis-as-pickle": _redis_preset(StorageProvider.STORAGE_REDIS, codec="pickle"),
+    "redis-expiring": _redis_preset(StorageProvider.STORAGE_REDIS_JSON, expiration=3600),
+    "redis-expiry-countlimit-zstd": lambda place: _redis(
+        "zstd-msgpack", Expiry(3600), CountLimit(10_000)
+    )(place),
+    "redis-cluster-json": _redis("json", cluster=True),
+    "redis-cluster-expiry-countlimit-msgpack": lambda place: _redis(
+        "msgpack", Expiry(3600), CountLimit(10_000), cluster=True
+    )(place),
+}
 
 ALL_STACKS = STACKS | REMOTE_STACKS
