@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pystorage.codecs import BaseCodec, Gzip, Pickle
+from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import StorageProviderError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
 from pystorage.storage import Storage
@@ -19,26 +19,36 @@ from pystorage.storage import Storage
 Factory = Callable[..., Any]
 
 
+Secret = str | bytes | None
+
+
 def _default_path(path: str | Path | None) -> Path:
     return Path(tempfile.gettempdir() if path is None else path)
+
+
+def _codec(codec: str | BaseCodec, secret: Secret) -> Codec:
+    """The Codec layer of a preset; with a secret, values are signed (see ``Signed``)."""
+    return Codec(codec if secret is None else resolve(codec) | Signed(secret))
 
 
 def json_files(
     path: str | Path | None = None,
     suffix: str = "storage.json",
     codec: str | BaseCodec = "json",
+    secret: Secret = None,
 ) -> Storage:
     """One JSON file per key: ``<path>/<key>.storage.json`` (path: the system temp dir)."""
-    return Storage(Codec(codec), Files(_default_path(path), suffix))
+    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def pickle_files(
     path: str | Path | None = None,
     suffix: str = "storage.pkl",
     codec: str | BaseCodec = "pickle",
+    secret: Secret = None,
 ) -> Storage:
     """One pickle file per key. Only read files that you (or a signed codec) wrote."""
-    return Storage(Codec(codec), Files(_default_path(path), suffix))
+    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def gzip_pickle_files(
@@ -46,31 +56,34 @@ def gzip_pickle_files(
     suffix: str = "storage.pkl.gz",
     compresslevel: int | None = None,
     codec: str | BaseCodec | None = None,
+    secret: Secret = None,
 ) -> Storage:
     """One gzip-compressed pickle file per key: smaller files, slower writes."""
     if codec is not None and compresslevel is not None:
         raise StorageProviderError("give compresslevel= or codec=, not both")
     if codec is None:
         codec = Pickle() | Gzip(9 if compresslevel is None else compresslevel)
-    return Storage(Codec(codec), Files(_default_path(path), suffix))
+    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def msgpack_files(
     path: str | Path | None = None,
     suffix: str = "storage.msgpack",
     codec: str | BaseCodec = "msgpack",
+    secret: Secret = None,
 ) -> Storage:
     """One MessagePack file per key (``pip install pystorage[msgpack]``)."""
-    return Storage(Codec(codec), Files(_default_path(path), suffix))
+    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def zstd_files(
     path: str | Path | None = None,
     suffix: str = "storage.pkl.zst",
     codec: str | BaseCodec = "zstd-pickle",
+    secret: Secret = None,
 ) -> Storage:
     """One Zstandard-compressed pickle file per key (``pip install pystorage[zstd]``)."""
-    return Storage(Codec(codec), Files(_default_path(path), suffix))
+    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def memory(codec: str | BaseCodec | None = None) -> Storage:
@@ -104,9 +117,10 @@ def disk_lru(
     path: str | Path | None = None,
     suffix: str = "storage.lru",
     codec: str | BaseCodec = "pickle",
+    secret: Secret = None,
 ) -> Storage:
     """One file per key, at most ``limit`` files; the least recently used one goes first."""
-    return Storage(CountLimit(limit), Codec(codec), Files(_default_path(path), suffix))
+    return Storage(CountLimit(limit), _codec(codec, secret), Files(_default_path(path), suffix))
 
 
 def volatile(
@@ -125,9 +139,10 @@ def redis_text(
     prefix: str = "",
     expiration: float | None = None,
     codec: str | BaseCodec = "text",
+    secret: Secret = None,
 ) -> Storage:
     """Values in Redis as UTF-8 text (``codec="text"``), optionally expiring natively."""
-    stack = Storage(Codec(codec), Redis(redis_client, url, prefix))
+    stack = Storage(_codec(codec, secret), Redis(redis_client, url, prefix))
     return stack if expiration is None else Storage(Expiry(expiration), stack)
 
 
@@ -137,9 +152,10 @@ def redis_json(
     prefix: str = "",
     expiration: float | None = None,
     codec: str | BaseCodec = "json",
+    secret: Secret = None,
 ) -> Storage:
     """Values in Redis as JSON."""
-    return redis_text(redis_client, url, prefix, expiration, codec)
+    return redis_text(redis_client, url, prefix, expiration, codec, secret)
 
 
 def _not_yet(name: str, issue: str) -> Factory:

@@ -3,6 +3,7 @@
 from pystorage.codecs.base import BaseCodec, Chain, register, resolve
 from pystorage.codecs.compress import Gzip, Zstd
 from pystorage.codecs.serializers import JSON, MsgPack, Pickle, Raw, Text
+from pystorage.codecs.signed import Signed
 
 __all__ = [
     "JSON",
@@ -12,6 +13,7 @@ __all__ = [
     "MsgPack",
     "Pickle",
     "Raw",
+    "Signed",
     "Text",
     "Zstd",
     "register",
