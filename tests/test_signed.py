@@ -42,7 +42,7 @@ def test_planted_pickle_is_refused_without_being_unpickled(tmp_path: Path) -> No
     )
     storage["k"] = "honest"
     (tmp_path / "store" / "k.storage.pkl").write_bytes(pickle.dumps(Exploit(str(marker))))
-    with pytest.raises(CodecError, match="'k'.*signature"):
+    with pytest.raises(CodecError, match=r"'k'.*signature"):
         storage["k"]
     assert not marker.exists()
     # The same bytes through an unsigned stack would have run the payload.
