@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import pystorage
 from pystorage import Storage
 from pystorage.codecs import MsgPack, Zstd
 from pystorage.layers import LRU, Codec, Files, Tier
 from pystorage.storage_provider import StorageProvider
-from pystorage.testing import RedisServer
+from pystorage.testing import RedisServer, SeaweedS3Server
 
 
 def show(label: str, value: object) -> None:
@@ -102,11 +104,55 @@ def main() -> None:
             show("TTL of app:a in Redis, ms", redis_client.pttl("app:a"))
             show(f"redis-server started in {server.startup_seconds:.2f} s, keys", len(as_json))
 
-        for name in ("STORAGE_S3",):
-            try:
-                provider.create(getattr(StorageProvider, name))
-            except Exception as error:  # the tour shows what is missing, and goes on
-                print(f"{name}: {error}")
+        print("STORAGE_S3 on a SeaweedFS server started for the tour (a few seconds)")
+        with SeaweedS3Server() as s3_server:
+            import boto3
+
+            credentials = {
+                "endpoint_url": s3_server.endpoint_url,
+                "aws_access_key_id": s3_server.access_key,
+                "aws_secret_access_key": s3_server.secret_key,
+            }
+            client = boto3.client("s3", region_name=s3_server.region, **credentials)
+            client.create_bucket(Bucket="my.bucket")
+            page = Path(root, "test.html")
+            page.write_bytes(b"<p>Hello PyStorage</p>")
+            s3 = provider.create(
+                StorageProvider.STORAGE_S3,
+                bucket="my.bucket",
+                folder="some/folder/",
+                region=s3_server.region,
+                **credentials,
+            )
+            with open(page, "rb") as fp:
+                s3["test.html"] = fp.read()
+            show("'test.html' in storage", "test.html" in s3)
+            show("storage['test.html']", s3["test.html"])
+            s3.set_many({f"part-{i}": bytes([i]) * 3 for i in range(20)})
+            show("len after set_many of 20 (a thread pool)", len(s3))
+            show("SeaweedFS start-up, seconds", round(s3_server.startup_seconds, 1))
+
+        print("pystorage.open(url): a stack from configuration")
+        cache = pystorage.open(f"file://{root}/urls?codec=json&limit=2&ttl=60&stats=1")
+        for key in ("a", "b", "c"):
+            cache[key] = {"key": key}
+        show("layers", [type(layer).__name__ for layer in cache.layers])
+        show("keys with limit=2, and stats()", (sorted(cache), cache.stats()))
+
+        print("memoize: concurrent callers compute once")
+        calls: list[int] = []
+
+        @cache.memoize(ttl=60)
+        def square(x: int) -> int:
+            calls.append(x)
+            return x * x
+
+        threads = [threading.Thread(target=square, args=(12,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        show("8 threads called square(12); computed", len(calls))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 from pystorage import errors
 from pystorage.storage import Storage
 from pystorage.storage_provider import ServiceProvider, StorageProvider
+from pystorage.urls import open_url as open
 
-__all__ = ["ServiceProvider", "Storage", "StorageProvider", "errors"]
+__all__ = ["ServiceProvider", "Storage", "StorageProvider", "errors", "open"]
 __version__ = "0.1.0"

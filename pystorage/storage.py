@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from pystorage.errors import ConfigurationError, InvalidKeyError, UnsupportedError
 from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper
+from pystorage.memoize import Memoized, P, R, memoize
 
 _MISSING: Any = object()
 
@@ -127,6 +128,25 @@ class Storage(MutableMapping[str, Any]):
         Expiry already happens on access; this is for callers who want the space back.
         """
         return self.top.expire()
+
+    def memoize(
+        self, ttl: float | None = None, key: str | None = None, typed: bool = False
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
+        """Cache a function's results here, keyed by its qualified name and arguments.
+
+        Callers that miss on the same key at once compute it once: the others wait for
+        that result (a per-key lock in this process; a Redis lock across processes on a
+        Redis stack). ``key`` replaces the function's name in the keys; ``typed`` keeps
+        ``f(1)`` and ``f(1.0)`` apart. The function gains ``invalidate(*args)``,
+        ``cache_clear()`` and ``cache_key(*args)``. Arguments must have a ``repr`` that
+        is the same in every process (numbers, strings, tuples of them...).
+        """
+        return memoize(self, ttl=ttl, key=key, typed=typed)
+
+    def stats(self) -> dict[str, int]:
+        """What the stack counted: hits, misses, writes and deletes (with a ``Stats``
+        layer), evictions (``LRU``, ``CountLimit``) and expirations (``Expiry``)."""
+        return self.top.counters()
 
     def close(self) -> None:
         """Release the backend's resources (connections, pools)."""

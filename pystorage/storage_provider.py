@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import StorageProviderError
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
+from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
 from pystorage.storage import Storage
 
 Factory = Callable[..., Any]
@@ -158,11 +158,24 @@ def redis_json(
     return redis_text(redis_client, url, prefix, expiration, codec, secret)
 
 
-def _not_yet(name: str, issue: str) -> Factory:
-    def absent(*args: Any, **kwargs: Any) -> Any:
-        raise StorageProviderError(f"the {name} preset is not available yet ({issue})")
+def s3(
+    bucket: str,
+    folder: str = "",
+    codec: str | BaseCodec = "raw",
+    client: Any = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    secret: Secret = None,
+    **client_options: Any,
+) -> Storage:
+    """One S3 object per key in ``bucket``, under ``folder`` (``pip install 'pystorage[s3]'``).
 
-    return absent
+    The default ``raw`` codec stores bytes as they are. Without a ``client`` (a boto3 S3
+    client, used as it is), one is built from ``endpoint_url``, ``region`` and
+    ``client_options`` (credentials, ``config=``, ``max_workers=``...).
+    """
+    backend = S3(bucket, folder, client, endpoint_url, region, **client_options)
+    return Storage(_codec(codec, secret), backend)
 
 
 class StorageProvider:
@@ -196,7 +209,7 @@ class StorageProvider:
         STORAGE_VOLATILE: volatile,
         STORAGE_REDIS: redis_text,
         STORAGE_REDIS_JSON: redis_json,
-        STORAGE_S3: _not_yet("s3", "S3 issue"),
+        STORAGE_S3: s3,
     }
 
     def __init__(self) -> None:
@@ -212,17 +225,23 @@ class StorageProvider:
         return self
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Build the preset ``name`` with the given arguments."""
+        """Build the preset ``name`` with the given arguments.
+
+        Every built-in preset also takes ``stats=True``: a ``Stats`` layer on top.
+        """
         try:
             factory = self._factories[name]
         except (KeyError, TypeError):
             known = ", ".join(sorted(self._factories))
             raise StorageProviderError(f"unknown storage {name!r}; known: {known}") from None
+        builtin = factory is self.PRESETS.get(name)
+        stats = kwargs.pop("stats", False) if builtin else False
         try:
-            return factory(*args, **kwargs)
+            storage = factory(*args, **kwargs)
         except TypeError as exc:
             # Wrong arguments to a preset: say which preset, keep the original.
             raise StorageProviderError(f"cannot create {name!r}: {exc}") from exc
+        return Storage(Stats(), storage) if stats else storage
 
     def names(self) -> list[str]:
         """The preset names this provider knows."""

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pystorage import Storage
 from pystorage.errors import BackendError, CodecError, ConfigurationError, InvalidKeyError
 from pystorage.layers import Codec, Files
-from pystorage.layers.files import escape, unescape
+from pystorage.layers.names import escape, unescape
 from pystorage.storage_provider import json_files
 
 SUFFIX = "storage.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -48,10 +49,25 @@ def test_wrong_arguments_name_the_preset() -> None:
         StorageProvider().create(StorageProvider.STORAGE_JSON, colour="blue")
 
 
-def test_presets_of_later_issues_are_absent_not_half_working() -> None:
-    for name in (StorageProvider.STORAGE_S3,):
-        with pytest.raises(StorageProviderError, match="not available yet"):
-            StorageProvider().create(name)
+def test_every_preset_name_builds(
+    redis_url: str, s3_options: dict[str, Any], s3_bucket: str
+) -> None:
+    provider = StorageProvider()
+    arguments: dict[str, dict[str, Any]] = {
+        StorageProvider.STORAGE_REDIS: {"url": redis_url, "prefix": "names:"},
+        StorageProvider.STORAGE_REDIS_JSON: {"url": redis_url, "prefix": "names:"},
+        StorageProvider.STORAGE_S3: {
+            "bucket": s3_bucket,
+            "folder": "names",
+            "endpoint_url": s3_options["endpoint_url"],
+            "region": s3_options["region_name"],
+            "aws_access_key_id": s3_options["aws_access_key_id"],
+            "aws_secret_access_key": s3_options["aws_secret_access_key"],
+        },
+    }
+    for name in provider.names():
+        storage = provider.create(name, **arguments.get(name, {}))
+        assert isinstance(storage, Storage) and len(storage) == 0, name
 
 
 def test_codec_swap_on_a_file_preset(tmp_path: Path) -> None:

@@ -8,10 +8,13 @@ from pystorage.layers.files import Files
 from pystorage.layers.lru import LRU
 from pystorage.layers.memory import Memory
 from pystorage.layers.redis import Redis
+from pystorage.layers.s3 import S3
+from pystorage.layers.stats import Stats
 from pystorage.layers.tier import Tier
 
 __all__ = [
     "LRU",
+    "S3",
     "Backend",
     "Codec",
     "CountLimit",
@@ -20,6 +23,7 @@ __all__ = [
     "Layer",
     "Memory",
     "Redis",
+    "Stats",
     "Tier",
     "Wrapper",
 ]

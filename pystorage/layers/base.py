@@ -7,6 +7,7 @@ keys; a missing key raises :class:`KeyError`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
@@ -18,6 +19,9 @@ from pystorage.errors import UnsupportedError
 #: What a layer hands to the one below it: Python objects or encoded bytes.
 ValueKind = Literal["object", "bytes"]
 
+# Per-key locks of this process, striped: bounded memory, and two keys rarely share one.
+_KEY_LOCKS = [threading.Lock() for _ in range(64)]
+
 
 class Layer:
     """One stage of a stack. Subclasses override only the operations they change."""
@@ -26,6 +30,8 @@ class Layer:
     accepts: ClassVar[ValueKind] = "object"
     #: Whether ``set(..., ttl=...)`` is honoured at or below this layer.
     supports_ttl: ClassVar[bool] = False
+    #: Whether this layer removes entries by itself (evicting or expiring them).
+    removes_entries: ClassVar[bool] = False
 
     def get(self, key: str) -> Any:
         raise NotImplementedError
@@ -80,6 +86,15 @@ class Layer:
         It yields True when another process changed the storage since this object's last
         exclusive section, so that a layer keeping an index knows to rebuild it.
         """
+        raise NotImplementedError
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        """A lock for one key, held while a memoized value is computed: in-process by
+        default, across processes where the backend offers it (Redis)."""
+        raise NotImplementedError
+
+    def counters(self) -> dict[str, int]:
+        """Statistics counted by this layer and those below it (see ``Stats``)."""
         raise NotImplementedError
 
     def has_ttl(self) -> bool:
@@ -138,6 +153,12 @@ class Backend(Layer):
 
     def exclusive(self) -> AbstractContextManager[bool]:
         return nullcontext(False)
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        return _KEY_LOCKS[hash(key) % len(_KEY_LOCKS)]
 
     def refuse_ttl(self, ttl: float | None) -> None:
         """Raise unless ``ttl`` is None: for backends with no native expiry."""
@@ -208,6 +229,12 @@ class Wrapper(Layer):
 
     def exclusive(self) -> AbstractContextManager[bool]:
         return self._inner.exclusive()
+
+    def counters(self) -> dict[str, int]:
+        return self._inner.counters()
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        return self._inner.key_lock(key)
 
     def has_ttl(self) -> bool:
         return self.supports_ttl or self._inner.has_ttl()

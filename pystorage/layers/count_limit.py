@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -25,9 +25,12 @@ class CountLimit(Wrapper):
     one count between them.
     """
 
+    removes_entries: ClassVar[bool] = True
+
     limit: int = attrs.field(validator=positive)
     _order: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _evictions: int = attrs.field(default=0, init=False, repr=False)
 
     def link(self, inner: Layer) -> None:
         super().link(inner)
@@ -93,6 +96,11 @@ class CountLimit(Wrapper):
             finally:
                 self._forget(keys)
 
+    def counters(self) -> dict[str, int]:
+        counts = self._inner.counters()
+        counts["evictions"] = counts.get("evictions", 0) + self._evictions
+        return counts
+
     def _used(self, keys: Iterable[str]) -> None:
         order = self._order
         with self._lock:
@@ -108,6 +116,7 @@ class CountLimit(Wrapper):
         with self._lock:
             surplus = len(self._order) - self.limit
             victims = [self._order.popitem(last=False)[0] for _ in range(max(surplus, 0))]
+            self._evictions += len(victims)
         if victims:
             self._inner.delete_many(victims)
 

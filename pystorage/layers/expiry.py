@@ -59,6 +59,7 @@ class Expiry(Wrapper):
     """
 
     supports_ttl: ClassVar[bool] = True
+    removes_entries: ClassVar[bool] = True
 
     ttl: float | None = attrs.field(default=None, validator=_optional_ttl)
     clock: Callable[[], float] = attrs.field(default=time.time, repr=False)
@@ -66,6 +67,7 @@ class Expiry(Wrapper):
     _deadlines: dict[str, float] = attrs.field(factory=dict, init=False, repr=False)
     _heap: list[tuple[float, str]] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _expirations: int = attrs.field(default=0, init=False, repr=False)
 
     def link(self, inner: Layer) -> None:
         super().link(inner)
@@ -205,10 +207,21 @@ class Expiry(Wrapper):
                 if self._deadlines.get(key) == deadline:
                     del self._deadlines[key]
                     due.append(key)
-        if due:
-            self._inner.delete_many(due)
+        # Only entries still there count as expired: a layer below may have evicted some.
+        present = [key for key in due if self._inner.contains(key)]
+        if present:
+            with self._lock:
+                self._expirations += len(present)
+            self._inner.delete_many(present)
+
+    def counters(self) -> dict[str, int]:
+        counts = self._inner.counters()
+        counts["expirations"] = counts.get("expirations", 0) + self._expirations
+        return counts
 
     def _remove(self, keys: list[str]) -> None:
+        with self._lock:
+            self._expirations += len(keys)
         for key in keys:
             self._track(key, None)
         self._inner.delete_many(keys)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import itertools
 import os
-import re
 import stat
 import threading
 import time
@@ -14,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import unquote_to_bytes
 
 import attrs
 
@@ -24,9 +21,9 @@ except ImportError:  # Windows: threads are still excluded, other processes are 
     fcntl = None  # type: ignore[assignment]
 
 from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
+from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
-_PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _MAX_NAME = 255
 _TEMP_PREFIX = ".tmp-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -35,39 +32,6 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
 _temp_ids = itertools.count()
-
-
-def escape(key: str) -> str:
-    """The file name stem of ``key``: plain keys as they are, other characters as ``%XX``.
-
-    A leading dot is escaped too, so no key becomes a hidden file (temporary files are
-    hidden) and ``.`` and ``..`` are ordinary names. The empty key is ``%``.
-    """
-    if _PLAIN.fullmatch(key):
-        return key
-    if not key:
-        return "%"
-    parts = []
-    for index, char in enumerate(key):
-        if char.isascii() and (char.isalnum() or char in "_-" or (char == "." and index)):
-            parts.append(char)
-        else:
-            parts.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-    return "".join(parts)
-
-
-def unescape(stem: str) -> str | None:
-    """The key whose escaped form is ``stem``, or None if no key escapes to it."""
-    if stem == "%":
-        return ""
-    if not stem.isascii():  # every escaped key is ASCII
-        return None
-    try:
-        key = unquote_to_bytes(stem).decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return None
-    # Only the one canonical spelling of a key is ours: "%41" or "a%2e" are foreign files.
-    return key if escape(key) == stem else None
 
 
 @attrs.define(eq=False)
@@ -92,8 +56,6 @@ class Files(Backend):
     fsync: bool = False
     _root: str = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
-    # Escaped keys are ASCII; only the suffix may take more bytes than characters.
-    _ending_extra: int = attrs.field(init=False, repr=False)
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
@@ -102,8 +64,7 @@ class Files(Backend):
         if any(bad in self.suffix for bad in ("/", "\\", "\0")):
             raise ConfigurationError(f"suffix {self.suffix!r} must not contain a separator")
         self._ending = "." + self.suffix.lstrip(".") if self.suffix.strip(".") else ""
-        self._ending_extra = len(self._ending.encode()) - len(self._ending)
-        if len(("~" + "0" * 64 + self._ending).encode()) > _MAX_NAME:
+        if names.HASHED_LENGTH + len(self._ending.encode()) > _MAX_NAME:
             raise ConfigurationError(f"suffix {self.suffix!r} is too long for a file name")
         if self.path.exists() and not self.path.is_dir():
             raise ConfigurationError(f"{self.path} is not a folder")
@@ -119,22 +80,18 @@ class Files(Backend):
     def _name(self, key: str) -> str:
         if type(key) is not str:
             raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
-        name = escape(key) + self._ending
-        if len(name) + self._ending_extra > _MAX_NAME:
-            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-            name = "~" + digest + self._ending
-        return name
+        return names.stem(key, _MAX_NAME - len(self._ending.encode())) + self._ending
 
     def _key_of(self, entry: os.DirEntry[str]) -> str | None:
         name = entry.name
         if not name.endswith(self._ending) or not entry.is_file(follow_symlinks=False):
             return None
         stem = name[: len(name) - len(self._ending)] if self._ending else name
-        if stem.startswith("~"):
+        if names.is_hashed(stem):
             key = self._long_key(entry.path)
             # The first line of a foreign "~" file is not a key unless it hashes here.
             return key if key is not None and self._name(key) == name else None
-        return unescape(stem)
+        return names.unescape(stem)
 
     def _long_key(self, file: str) -> str | None:
         try:
@@ -142,7 +99,7 @@ class Files(Backend):
                 header = stream.readline()
         except OSError:
             return None
-        return unescape(header[:-1].decode("ascii", "replace"))
+        return names.key_in_header(header)
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -164,18 +121,19 @@ class Files(Backend):
             raise self._error("read", key, exc) from exc
         finally:
             os.close(fd)
-        if name[0] == "~":
-            header, _, data = data.partition(b"\n")
-            if header.decode("ascii", "replace") != escape(key):
+        if names.is_hashed(name):
+            value = names.without_key(key, data)
+            if value is None:
                 raise KeyError(key)
+            return value
         return data
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         if ttl is not None:
             self.refuse_ttl(ttl)
         name = self._name(key)
-        if name[0] == "~":
-            value = escape(key).encode() + b"\n" + bytes(value)
+        if names.is_hashed(name):
+            value = names.with_key(key, value)
         temp = os.path.join(self._root, f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}")
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)

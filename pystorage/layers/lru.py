@@ -29,6 +29,7 @@ class LRU(Backend):
     maxsize: int = attrs.field(validator=positive)
     _data: OrderedDict[str, Any] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _evictions: int = attrs.field(default=0, init=False, repr=False)
 
     def get(self, key: str) -> Any:
         # The hit path takes no lock: each OrderedDict call is atomic under the GIL, and
@@ -47,6 +48,7 @@ class LRU(Backend):
             data.move_to_end(key)
             if len(data) > self.maxsize:
                 data.popitem(last=False)
+                self._evictions += 1
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -65,3 +67,6 @@ class LRU(Backend):
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+    def counters(self) -> dict[str, int]:
+        return {"evictions": self._evictions}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import attrs
@@ -38,6 +39,8 @@ class Redis(Backend):
     client: Any = attrs.field(default=None, repr=False)
     url: str | None = None
     prefix: str = ""
+    #: How long a memoize lock may be held before Redis frees it (a crashed holder).
+    lock_timeout: float = 60.0
     _owned: bool = attrs.field(init=False, default=False, repr=False)
     _cluster: bool = attrs.field(init=False, default=False, repr=False)
     _raw_prefix: bytes = attrs.field(init=False, repr=False)
@@ -172,9 +175,41 @@ class Redis(Backend):
         except self._errors as exc:
             raise self._fail(f"delete {len(names)} keys", exc) from exc
 
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        # Outside the prefix, so that locks never show up as entries.
+        name = b"pystorage-lock:" + self._name(key)
+        return _Guarded(
+            self.client.lock(name, timeout=self.lock_timeout, blocking_timeout=self.lock_timeout),
+            lambda exc: self._fail(f"lock {key!r}", exc),
+            self._errors,
+        )
+
     def close(self) -> None:
         if self._owned:
             self.client.close()
+
+
+@attrs.define
+class _Guarded:
+    """A lock whose failure to be taken is a BackendError."""
+
+    inner: Any
+    translate: Callable[[Exception], BackendError]
+    errors: tuple[type[Exception], ...]
+
+    def __enter__(self) -> Any:
+        try:
+            return self.inner.__enter__()
+        except self.errors as exc:
+            raise self.translate(exc) from exc
+
+    def __exit__(self, *details: Any) -> None:
+        try:
+            self.inner.__exit__(*details)
+        except self.errors:
+            # The lock expired while held (lock_timeout): there is nothing left to free,
+            # and the work done under it stands.
+            pass
 
 
 def _as_bytes(value: bytes | str) -> bytes:

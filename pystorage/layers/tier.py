@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, Wrapper
 
 
@@ -17,10 +18,23 @@ class Tier(Wrapper):
     A read that misses in front reads through and keeps the value in front; a write goes
     below first, then to front; a delete removes from both. The layer below stays the
     truth: ``len``, iteration and ``in`` ask it. Another process writing the same storage
-    below is not seen until the key leaves ``front``.
+    below is not seen until the key leaves ``front``. Put it below ``CountLimit`` and
+    ``Expiry``, never above: what they remove would still be served from the front.
     """
 
     front: Layer
+
+    def link(self, inner: Layer) -> None:
+        below: Layer | None = inner
+        while below is not None:
+            if below.removes_entries:
+                raise ConfigurationError(
+                    f"Tier cannot sit above {type(below).__name__}: entries it removes "
+                    f"would still be read from the front. Put {type(below).__name__} above "
+                    "the Tier instead."
+                )
+            below = below.inner if isinstance(below, Wrapper) else None
+        super().link(inner)
 
     def get(self, key: str) -> Any:
         try:

@@ -15,7 +15,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
+from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
 from tests.conftest import unique
 
 
@@ -73,8 +73,8 @@ STACKS: dict[str, StackFactory] = {
     "expiry-countlimit-codec-files": lambda place: Storage(
         Expiry(3600), CountLimit(10_000), Codec("zstd-msgpack"), Files(place.folder, "bin")
     ),
-    "expiry-tier-countlimit-memory": lambda place: Storage(
-        Expiry(), Tier(LRU(4)), CountLimit(10_000), Memory()
+    "expiry-countlimit-tier-memory": lambda place: Storage(
+        Expiry(), CountLimit(10_000), Tier(LRU(4)), Memory()
     ),
 }
 
@@ -104,6 +104,22 @@ def _redis_preset(name: str, **kwargs: object) -> StackFactory:
     return build
 
 
+def _s3(codec: str, *above: Any) -> StackFactory:
+    def build(place: Place) -> Storage:
+        options = place.fixture("s3_options")
+        backend = S3(
+            place.fixture("s3_bucket"),
+            unique("t-"),  # a fresh folder per storage
+            endpoint_url=options["endpoint_url"],
+            region=options["region_name"],
+            aws_access_key_id=options["aws_access_key_id"],
+            aws_secret_access_key=options["aws_secret_access_key"],
+        )
+        return Storage(*above, Codec(codec), backend)
+
+    return build
+
+
 #: Stacks on real servers, started by the session's fixtures (see tests/conftest.py).
 REMOTE_STACKS: dict[str, StackFactory] = {
     "redis-json": _redis_preset(StorageProvider.STORAGE_REDIS_JSON),
@@ -115,6 +131,10 @@ REMOTE_STACKS: dict[str, StackFactory] = {
     "redis-cluster-json": _redis("json", cluster=True),
     "redis-cluster-expiry-countlimit-msgpack": lambda place: _redis(
         "msgpack", Expiry(3600), CountLimit(10_000), cluster=True
+    )(place),
+    "s3-json": _s3("json"),
+    "s3-expiry-countlimit-gzip-pickle": lambda place: _s3(
+        "gzip-pickle", Expiry(3600), CountLimit(10_000)
     )(place),
 }
 

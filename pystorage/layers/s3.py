@@ -1,0 +1,418 @@
+"""S3: one object per key in a bucket, under an optional folder (any S3-compatible server)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import attrs
+
+from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError, StorageError
+from pystorage.layers import names
+from pystorage.layers.base import Backend, ValueKind
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectTypeDef
+
+_T = TypeVar("_T")
+_MiB = 1 << 20
+#: S3's limit on an object key, in UTF-8 bytes, folder included.
+MAX_KEY_BYTES = 1024
+#: Servers that keep objects as files (SeaweedFS) also limit each part between slashes:
+#: longer keys are stored under a hash (see pystorage.layers.names).
+MAX_STEM_BYTES = 255
+#: How much of a hashed object is read to find its key when listing.
+_HEADER_RANGE = "bytes=0-1048575"
+#: DeleteObjects takes at most this many keys per request.
+DELETE_BATCH = 1000
+#: Error codes that mean "no such object". HEAD responses have no body, so their code is
+#: the bare status; a HEAD on a missing bucket is a "404" too and reads as a missing key.
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Parallel parts of one multipart upload; each holds a connection of the client's pool.
+_PART_CONCURRENCY = 8
+
+
+def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be a positive int, not {value!r}")
+
+
+def _normalize_folder(folder: str) -> str:
+    """``folder`` ending with ``/`` (or empty), after refusing names a server may rewrite.
+
+    File-tree servers (SeaweedFS, MinIO) collapse ``a//b``, drop a leading ``/`` and
+    refuse ``.`` or ``..`` segments, so objects would not be listed where they were put.
+    """
+    if not isinstance(folder, str):
+        raise ConfigurationError(f"folder must be a str, not {type(folder).__name__}")
+    stripped = folder.rstrip("/")
+    if not stripped:
+        if folder:
+            raise ConfigurationError(f"folder {folder!r}: use '' for the bucket's top level")
+        return ""
+    if any(part in ("", ".", "..") for part in stripped.split("/")):
+        raise ConfigurationError(
+            f"folder {folder!r} must not start with '/' nor contain '//', '.' or '..' "
+            "segments: S3-compatible servers rewrite such names"
+        )
+    return stripped + "/"
+
+
+@attrs.define(eq=False, init=False)
+class S3(Backend):
+    """Stores each key as one object ``<folder>/<escaped key>`` in an S3 bucket.
+
+    Keys are escaped as by :class:`~pystorage.layers.Files` (no ``/`` survives, so a key
+    never reaches into another folder); objects in the folder whose names are not escaped
+    keys are foreign and ignored, and so are sub-folders. A key whose object name would
+    exceed the server's limits (1024 bytes on AWS, 255 per path segment on SeaweedFS) is
+    stored under a hash of the key, with the key in the object's first line, and still
+    lists as itself; only a folder too long to leave room for that raises
+    :class:`InvalidKeyError`.
+
+    ``client`` is a boto3 S3 client used as it is; without one, a client is built from
+    ``endpoint_url``, ``region`` and ``client_options`` (e.g. ``aws_access_key_id``,
+    or ``config=botocore.config.Config(...)``, merged over our defaults: 3 standard-mode
+    retries, bounded timeouts, a connection pool larger than the thread pool). One client
+    serves every thread: boto3 clients are thread-safe.
+
+    ``get_many`` and ``set_many`` run on a pool of ``max_workers`` threads;
+    ``delete_many`` and ``clear`` send one DeleteObjects request per 1,000 keys. Values of
+    ``multipart_threshold`` bytes or more are uploaded in parallel parts, smaller ones in
+    one PutObject. S3 has no per-key expiry here: put an ``Expiry`` layer above for TTLs.
+
+    Failures other than a missing key become :class:`BackendError` naming the endpoint and
+    bucket, with boto's exception chained. Nothing is locked across processes:
+    ``exclusive()`` excludes nobody.
+    """
+
+    accepts: ClassVar[ValueKind] = "bytes"
+
+    bucket: str
+    folder: str = attrs.field(converter=_normalize_folder)
+    _given_client: S3Client | None = attrs.field(repr=False)
+    endpoint_url: str | None
+    region: str | None
+    max_workers: int = attrs.field(validator=_positive)
+    multipart_threshold: int = attrs.field(validator=_positive)
+    client_options: dict[str, Any] = attrs.field(repr=False)
+    _client: S3Client = attrs.field(init=False, repr=False)
+    _failures: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
+    _transfer: TransferConfig = attrs.field(init=False, repr=False)
+    _prefix_bytes: int = attrs.field(init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None, repr=False)
+    _pool_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def __init__(
+        self,
+        bucket: str,
+        folder: str = "",
+        client: S3Client | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_workers: int = 16,
+        *,
+        multipart_threshold: int = 64 * _MiB,
+        **client_options: Any,
+    ) -> None:
+        self.__attrs_init__(
+            bucket,
+            folder,
+            client,
+            endpoint_url,
+            region,
+            max_workers,
+            multipart_threshold,
+            client_options,
+        )
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.bucket, str) or not self.bucket:
+            raise ConfigurationError(f"bucket must be a non-empty str, not {self.bucket!r}")
+        # Imported here: boto3 is an optional dependency, the core needs only attrs.
+        try:
+            from boto3.exceptions import Boto3Error
+            from boto3.s3.transfer import TransferConfig
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError as exc:
+            raise ImportError("the S3 backend needs boto3: pip install 'pystorage[s3]'") from exc
+        self._failures = (ClientError, BotoCoreError, Boto3Error)
+        self._transfer = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=16 * _MiB,
+            max_concurrency=_PART_CONCURRENCY,
+        )
+        if self._given_client is None:
+            self._client = self._build_client()
+        elif self.endpoint_url or self.region or self.client_options:
+            raise ConfigurationError(
+                "a client is used as it is: give endpoint_url=, region= and client options "
+                "to the client, or leave client= out"
+            )
+        else:
+            self._client = self._given_client
+        self._prefix_bytes = len(self.folder.encode("utf-8", "surrogatepass"))
+
+    def _build_client(self) -> S3Client:
+        import boto3.session
+        from botocore.config import Config
+
+        options = dict(self.client_options)
+        if "region_name" in options and self.region is not None:
+            raise ConfigurationError("give region= or region_name=, not both")
+        defaults = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            # Between two reads of a socket, not for a whole (large) object.
+            read_timeout=30,
+            # Every pool thread may be in a multipart upload with its own part threads.
+            max_pool_connections=self.max_workers + _PART_CONCURRENCY,
+        )
+        config = options.pop("config", None)
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=options.pop("region_name", self.region),
+            config=defaults if config is None else defaults.merge(config),
+            **options,
+        )
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client in use, the one given or the one built (shared by all threads)."""
+        return self._client
+
+    # -- names -------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        if type(key) is not str:
+            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+        stem = names.stem(key, min(MAX_STEM_BYTES, MAX_KEY_BYTES - self._prefix_bytes))
+        if self._prefix_bytes + len(stem) > MAX_KEY_BYTES:
+            raise InvalidKeyError(
+                f"the folder {self.folder!r} leaves no room for key {key!r} within S3's "
+                f"{MAX_KEY_BYTES} bytes"
+            )
+        return self.folder + stem
+
+    def _hashed(self, name: str) -> bool:
+        return names.is_hashed(name[len(self.folder) :])
+
+    def _key_of(self, name: str) -> str | None:
+        stem = name[len(self.folder) :]
+        if not names.is_hashed(stem):
+            return names.unescape(stem)
+        try:
+            head = self._client.get_object(Bucket=self.bucket, Key=name, Range=_HEADER_RANGE)
+            key = names.key_in_header(head["Body"].read().partition(b"\n")[0])
+        except self._failures:
+            return None  # gone meanwhile, or unreadable: not an entry of ours
+        # The first line of a foreign "~" object is not a key unless it hashes here.
+        return key if key is not None and self._name(key) == name else None
+
+    def _objects(self) -> Iterator[tuple[str, ObjectTypeDef]]:
+        """(key, listing entry) of every object of ours, one page of 1,000 at a time."""
+        # The delimiter keeps objects of sub-folders out of the listing: none of them is ours.
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.folder, Delimiter="/"
+        )
+        try:
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    key = self._key_of(entry["Key"])
+                    if key is not None:
+                        yield key, entry
+        except self._failures as exc:
+            raise self._error("list", None, exc) from exc
+
+    # -- the protocol ------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        data = self._fetch(key, self._name(key))
+        if data is None:
+            raise KeyError(key)
+        return data
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if ttl is not None:
+            self.refuse_ttl(ttl)
+        self._put(key, self._name(key), _as_bytes(value))
+
+    def delete(self, key: str) -> None:
+        # S3 deletes are silent about missing objects, and the protocol is not: one HEAD
+        # first. A concurrent deleter between the two requests is harmless.
+        if not self.contains(key):
+            raise KeyError(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._name(key))
+        except self._failures as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def contains(self, key: str) -> bool:
+        name = self._name(key)
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=name)
+        except self._failures as exc:
+            if _code(exc) in _MISSING_CODES:
+                return False
+            raise self._error("check", key, exc) from exc
+        return True
+
+    def keys(self) -> Iterator[str]:
+        return (key for key, _ in self._objects())
+
+    def keys_by_age(self) -> list[str]:
+        """The keys, oldest write first (S3 records no reads)."""
+        aged = [(entry["LastModified"], key) for key, entry in self._objects()]
+        aged.sort(key=lambda pair: pair[0])
+        return [key for _, key in aged]
+
+    def clear(self) -> None:
+        # Page by page: a continuation token resumes after the last key listed, so
+        # deleting what was listed does not disturb the listing.
+        batch: list[str] = []
+        for _, entry in self._objects():
+            batch.append(entry["Key"])
+            if len(batch) == DELETE_BATCH:
+                self._delete_objects(batch)
+                batch = []
+        if batch:
+            self._delete_objects(batch)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        jobs = {key: (key, self._name(key)) for key in keys}
+        fetched = self._concurrently(self._fetch, jobs)
+        return {key: data for key, data in fetched.items() if data is not None}
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        if ttl is not None:
+            self.refuse_ttl(ttl)
+        # Names and values are checked before the first request, so a bad one writes nothing.
+        jobs = {key: (key, self._name(key), _as_bytes(value)) for key, value in items.items()}
+        self._concurrently(self._put, jobs)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        # No HEADs: S3 ignores missing keys in DeleteObjects, as delete_many should.
+        names = list(dict.fromkeys(self._name(key) for key in keys))
+        for start in range(0, len(names), DELETE_BATCH):
+            self._delete_objects(names[start : start + DELETE_BATCH])
+
+    def close(self) -> None:
+        """Stop the thread pool; a client built here is closed too. Later calls still work."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._given_client is None:
+            # Only drops idle connections: the next request opens a new one.
+            self._client.close()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _fetch(self, key: str, name: str) -> bytes | None:
+        """The object's bytes, or None if it does not exist."""
+        try:
+            data = self._client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+        except self._failures as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error("read", key, exc) from exc
+        return names.without_key(key, data) if self._hashed(name) else data
+
+    def _put(self, key: str, name: str, data: bytes) -> None:
+        if self._hashed(name):
+            data = names.with_key(key, data)
+        try:
+            if len(data) < self.multipart_threshold:
+                # One request: the cheapest write for all but very large values.
+                self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
+            else:
+                # Parallel parts, each retried alone; a single PUT also stops at 5 GB.
+                self._client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, name, Config=self._transfer
+                )
+        except self._failures as exc:
+            raise self._error("write", key, exc) from exc
+
+    def _delete_objects(self, names: list[str]) -> None:
+        try:
+            response = self._client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": name} for name in names], "Quiet": True},
+            )
+        except self._failures as exc:
+            raise self._error("delete", None, exc) from exc
+        errors = response.get("Errors")
+        if errors:
+            shown = ", ".join(
+                f"{error.get('Key')!r}: {error.get('Code')} {error.get('Message', '')}".rstrip()
+                for error in errors[:5]
+            )
+            raise BackendError(
+                f"S3 could not delete {len(errors)} of {len(names)} objects in bucket "
+                f"{self.bucket!r} at {self._client.meta.endpoint_url}: {shown}"
+            )
+
+    def _concurrently(
+        self, call: Callable[..., _T], jobs: dict[str, tuple[Any, ...]]
+    ) -> dict[str, _T]:
+        """``call(*args)`` for every key's ``args``, on the thread pool; results by key."""
+        if len(jobs) <= 1:  # no thread hop for a batch of one
+            return {key: call(*args) for key, args in jobs.items()}
+        pool = self._executor()
+        futures: dict[str, Future[_T]] = {
+            key: pool.submit(call, *args) for key, args in jobs.items()
+        }
+        try:
+            return {key: future.result() for key, future in futures.items()}
+        except BaseException:
+            # The first failure wins; requests not yet started are not sent.
+            for future in futures.values():
+                future.cancel()
+            raise
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        self.max_workers, thread_name_prefix="pystorage-s3"
+                    )
+                pool = self._pool
+        return pool
+
+    def _error(self, action: str, key: str | None, exc: Exception) -> StorageError:
+        if _code(exc) == "KeyTooLongError":
+            return InvalidKeyError(
+                f"key {key!r} is too long for the S3 server at "
+                f"{self._client.meta.endpoint_url} (bucket {self.bucket!r}): {exc}"
+            )
+        subject = "" if key is None else f" key {key!r}"
+        return BackendError(
+            f"S3 cannot {action}{subject} in bucket {self.bucket!r} at "
+            f"{self._client.meta.endpoint_url}: {exc}"
+        )
+
+
+def _as_bytes(value: Any) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"S3 stores bytes, not {type(value).__name__}: put a Codec layer above it")
+
+
+def _code(exc: BaseException) -> str | None:
+    """The S3 error code of ``exc``, or of the ClientError an upload failure wraps."""
+    for error in (exc, exc.__cause__ or exc.__context__):
+        response = getattr(error, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            return None if code is None else str(code)
+    return None

@@ -1,0 +1,75 @@
+"""Stats: counts what passes through its place in the stack."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from pystorage.layers.base import Wrapper
+
+
+def _size(value: Any) -> int:
+    """Bytes of an encoded value; objects above a Codec have no size and count 0."""
+    return len(value) if isinstance(value, (bytes, bytearray, memoryview)) else 0
+
+
+@attrs.define(eq=False)
+class Stats(Wrapper):
+    """Counts hits, misses, writes and deletes (and bytes read and written, where the
+    values are bytes: below a Codec). ``storage.stats()`` adds the evictions and
+    expirations the layers below count themselves. Costs nothing when absent."""
+
+    _counts: Counter[str] = attrs.field(factory=Counter, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def get(self, key: str) -> Any:
+        try:
+            value = self._inner.get(key)
+        except KeyError:
+            self._add(misses=1)
+            raise
+        self._add(hits=1, bytes_read=_size(value))
+        return value
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        self._inner.set(key, value, ttl)
+        self._add(writes=1, bytes_written=_size(value))
+
+    def delete(self, key: str) -> None:
+        self._inner.delete(key)
+        self._add(deletes=1)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = list(keys)
+        found = self._inner.get_many(keys)
+        self._add(
+            hits=len(found),
+            misses=len(keys) - len(found),
+            bytes_read=sum(_size(value) for value in found.values()),
+        )
+        return found
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        self._inner.set_many(items, ttl)
+        self._add(writes=len(items), bytes_written=sum(map(_size, items.values())))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self._inner.delete_many(keys)
+        self._add(deletes=len(keys))
+
+    def counters(self) -> dict[str, int]:
+        below = self._inner.counters()
+        with self._lock:
+            mine = dict(self._counts)
+        for name in ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written"):
+            below[name] = below.get(name, 0) + mine.get(name, 0)
+        return below
+
+    def _add(self, **amounts: int) -> None:
+        with self._lock:
+            self._counts.update(amounts)

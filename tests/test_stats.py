@@ -1,0 +1,68 @@
+"""Stats: counts at its place in the stack; evictions and expirations from the layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage, StorageProvider
+from pystorage.errors import ConfigurationError
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Stats, Tier
+
+
+def test_counts_hits_misses_writes_deletes() -> None:
+    storage = Storage(Stats(), Memory())
+    storage["a"] = 1
+    storage.set_many({"b": 2, "c": 3})
+    storage.get("a"), storage.get("zz")
+    storage.get_many(["a", "b", "nope"])
+    del storage["a"]
+    storage.delete_many(["b"])
+    assert storage.stats() == {
+        "hits": 3, "misses": 2, "writes": 3, "deletes": 2, "bytes_read": 0, "bytes_written": 0
+    }  # fmt: skip
+
+
+def test_counts_bytes_below_a_codec(tmp_path: Path) -> None:
+    storage = Storage(Codec("json"), Stats(), Files(tmp_path))
+    storage["k"] = {"a": 1}
+    storage["k"]
+    assert storage.stats()["bytes_written"] == len(b'{"a": 1}')
+    assert storage.stats()["bytes_read"] == len(b'{"a": 1}')
+
+
+def test_evictions_and_expirations_are_counted_by_their_layers() -> None:
+    now = [0.0]
+    storage = Storage(Stats(), Expiry(5, lambda: now[0]), CountLimit(2), Memory())
+    for key in "abc":
+        storage[key] = key
+    now[0] = 10
+    assert len(storage) == 0
+    counts = storage.stats()
+    assert counts["evictions"] == 1 and counts["expirations"] == 2 and counts["writes"] == 3
+    assert Storage(LRU(1)).stats() == {"evictions": 0}
+
+
+def test_presets_take_stats() -> None:
+    storage = StorageProvider().create(StorageProvider.STORAGE_LRU, maxsize=1, stats=True)
+    storage["a"] = 1
+    storage["b"] = 2
+    assert storage.get("a") is None
+    assert storage.stats() == {
+        "evictions": 1, "hits": 0, "misses": 1, "writes": 2, "deletes": 0,
+        "bytes_read": 0, "bytes_written": 0,
+    }  # fmt: skip
+
+
+def test_no_stats_layer_no_counting_cost() -> None:
+    assert Storage(Memory()).stats() == {}
+
+
+def test_a_tier_above_layers_that_remove_entries_is_refused() -> None:
+    for remover in (CountLimit(2), Expiry(5)):
+        with pytest.raises(ConfigurationError, match="Tier cannot sit above"):
+            Storage(Tier(LRU(10)), remover, Memory())
+    volatile = StorageProvider().create(StorageProvider.STORAGE_VOLATILE, expiration=5)
+    with pytest.raises(ConfigurationError):
+        StorageProvider().create(StorageProvider.STORAGE_LRU, maxsize=10, storage=volatile)
