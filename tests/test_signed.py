@@ -28,9 +28,7 @@ class Exploit:
 
 
 def test_signed_values_round_trip(tmp_path: Path) -> None:
-    storage = StorageProvider().create(
-        StorageProvider.STORAGE_PICKLE, path=tmp_path, secret=SECRET
-    )
+    storage = StorageProvider().create(StorageProvider.STORAGE_PICKLE, path=tmp_path, secret=SECRET)
     storage["k"] = {"a": (1, 2)}
     assert storage["k"] == {"a": (1, 2)}
 
