@@ -24,7 +24,7 @@ class Storage(MutableMapping[str, Any]):
     its stack, e.g. ``Storage(Tier(LRU(1000)), slow_storage)``.
     """
 
-    __slots__ = ("_contains", "_delete", "_get", "_set", "layers", "top")
+    __slots__ = ("_contains", "_delete", "_get", "_lookup", "_set", "layers", "top")
 
     def __init__(self, *layers: Layer | Storage) -> None:
         if not layers:
@@ -48,6 +48,7 @@ class Storage(MutableMapping[str, Any]):
         _check_value_kinds(self.layers)
         # Bound once: every mapping operation is one call into the top layer.
         self._get = self.top.get
+        self._lookup = self.top.lookup
         self._set = self.top.set
         self._delete = self.top.delete
         self._contains = self.top.contains
@@ -74,6 +75,10 @@ class Storage(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Storage({', '.join(map(repr, self.layers))})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is missing."""
+        return self._lookup(key, default)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, or ``default`` if it is missing.

@@ -36,6 +36,17 @@ class Layer:
     def get(self, key: str) -> Any:
         raise NotImplementedError
 
+    def lookup(self, key: str, default: Any) -> Any:
+        """The value of ``key``, or ``default`` if it is missing.
+
+        The same as ``get``; in-memory backends override it to answer a miss without
+        raising and catching an exception, which costs more than the lookup itself.
+        """
+        try:
+            return self.get(key)
+        except KeyError:
+            return default
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         raise NotImplementedError
 

@@ -19,6 +19,9 @@ class Memory(Backend):
     def get(self, key: str) -> Any:
         return self._data[key]
 
+    def lookup(self, key: str, default: Any) -> Any:
+        return self._data.get(key, default)
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         if ttl is not None:
             self.refuse_ttl(ttl)
