@@ -10,8 +10,8 @@
 Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for memory),
 ``secret`` (sign values), ``ttl`` (an Expiry layer, seconds), ``lru`` (a memory tier of
 that many entries), ``limit`` (a CountLimit), ``stats`` (a Stats layer on top). Files also
-take ``suffix``; Redis ``prefix``; S3 ``endpoint_url`` and ``region``. Other query
-parameters of a ``redis://`` URL go to redis-py.
+take ``suffix``; Redis ``prefix`` and the options redis-py reads from URLs
+(``socket_timeout``...); S3 ``endpoint_url`` and ``region``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def open_url(url: str) -> Storage:
     if not isinstance(url, str):
         raise StorageProviderError(f"a storage URL is a str, not {url!r}")
     parts = urlsplit(url)
+    url = redact(url)  # from here on the URL only appears in messages
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
     builder = _BACKENDS.get(parts.scheme)
     if builder is None:
@@ -60,6 +61,19 @@ def open_url(url: str) -> Storage:
     if leftover:
         raise StorageProviderError(f"{url!r}: unknown options {', '.join(sorted(leftover))}")
     return Storage(*layers, backend)
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a message or a log: no password, no secret."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = [
+        (name, "***" if name in ("secret", "password") else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*:/"), ""))
 
 
 def _layers(options: dict[str, str], default_codec: str | None) -> list[Layer]:
@@ -98,9 +112,11 @@ def _file(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
 
 
 def _redis(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
     prefix = options.pop("prefix", "")
-    # What is not ours is redis-py's (socket_timeout=, ...).
-    theirs = {key: value for key, value in options.items() if key not in _LAYER_OPTIONS}
+    # The options redis-py reads from a URL (socket_timeout=, ...) are passed on to it.
+    theirs = {key: value for key, value in options.items() if key in URL_QUERY_ARGUMENT_PARSERS}
     for key in theirs:
         del options[key]
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), ""))

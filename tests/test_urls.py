@@ -9,7 +9,7 @@ import pytest
 import redis
 
 import pystorage
-from pystorage.errors import StorageProviderError
+from pystorage.errors import BackendError, StorageProviderError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
 from tests.conftest import unique
 
@@ -94,3 +94,16 @@ def test_memory_with_codec_copies_values() -> None:
     value["a"].append(2)
     assert storage["k"] == {"a": [1]}
     assert isinstance(storage.layers[-1], Memory)
+
+
+def test_messages_never_show_passwords_or_secrets() -> None:
+    url = "redis://:hunter2@127.0.0.1:1/0?bogus=1&secret=sixteen-bytes-or-more"
+    with pytest.raises(StorageProviderError) as error:
+        pystorage.open(url)
+    assert "hunter2" not in str(error.value) and "sixteen-bytes" not in str(error.value)
+    assert "unknown options bogus" in str(error.value)
+    storage = pystorage.open("redis://:hunter2@127.0.0.1:1/0")
+    assert "hunter2" not in repr(storage)
+    with pytest.raises(BackendError) as failure:
+        storage["k"] = 1
+    assert "hunter2" not in str(failure.value) and "127.0.0.1:1" in str(failure.value)

@@ -37,7 +37,7 @@ class Redis(Backend):
     supports_ttl: ClassVar[bool] = True
 
     client: Any = attrs.field(default=None, repr=False)
-    url: str | None = None
+    url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     prefix: str = ""
     #: How long a memoize lock may be held before Redis frees it (a crashed holder).
     lock_timeout: float = 60.0
@@ -64,7 +64,7 @@ class Redis(Backend):
         if not isinstance(self.prefix, str):
             raise ConfigurationError(f"prefix must be a str, not {self.prefix!r}")
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
-        self._endpoint = self.url or _describe(self.client)
+        self._endpoint = _describe(self.client)  # never the URL: it may hold a password
         self._errors = (redis.RedisError,)
 
     # -- keys --------------------------------------------------------------------------
