@@ -36,6 +36,9 @@ class CountLimit(Wrapper):
         super().link(inner)
         with inner.exclusive():
             self._reindex()
+            # A writer killed mid-eviction, or a smaller limit than last time, may have
+            # left too many entries: trim them now rather than at the next write.
+            self._written([])
 
     def get(self, key: str) -> Any:
         try:
@@ -54,7 +57,9 @@ class CountLimit(Wrapper):
             self._written([key])
 
     def delete(self, key: str) -> None:
-        with self._inner.exclusive():
+        with self._inner.exclusive() as changed:
+            if changed:  # the section marks other writers as seen: learn what they wrote
+                self._reindex()
             try:
                 self._inner.delete(key)
             finally:
@@ -90,7 +95,9 @@ class CountLimit(Wrapper):
 
     def delete_many(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        with self._inner.exclusive():
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
             try:
                 self._inner.delete_many(keys)
             finally:
