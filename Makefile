@@ -4,20 +4,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test demo lint clean
+.PHONY: test demo lint docs clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev,bench]'
+	$(PY) -m pip install --quiet -e '.[all,dev,bench,docs]'
 	touch $(INSTALLED)
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check pystorage tests demo
+	$(VENV)/bin/ruff check pystorage tests demo docs
 	$(VENV)/bin/mypy --strict pystorage
 
 test: lint
 	$(PY) -m pytest
+	$(MAKE) docs
+
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: $(INSTALLED)
 	$(PY) demo/tour.py

@@ -7,7 +7,7 @@
     pystorage put file:///tmp/c?codec=json config --json '{"debug": true}'
     pystorage copy file:///var/cache/app?codec=json s3://bucket/app?codec=msgpack
 
-URLs are those of :func:`pystorage.open`. Errors are one line on stderr; the exit status
+URLs are those of ``open``. Errors are one line on stderr; the exit status
 is 2 for a usage or URL error, 1 for a failure at run time (``--debug`` shows tracebacks).
 """
 

@@ -1,7 +1,7 @@
 """The exceptions PyStorage raises.
 
-Every error is a :class:`StorageError`, so ``except StorageError`` catches all of them.
-A missing key is a plain :class:`KeyError`, as for any mapping.
+Every error is a ``StorageError``, so ``except StorageError`` catches all of them.
+A missing key is a plain ``KeyError``, as for any mapping.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def memoize(
     key: str | None = None,
     typed: bool = False,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
-    """See :meth:`pystorage.Storage.memoize`."""
+    """See ``memoize``."""
 
     def decorate(function: Callable[P, R]) -> Memoized[P, R]:
         prefix = (key or f"{function.__module__}.{function.__qualname__}") + ":"

@@ -86,11 +86,13 @@ def zstd_files(
     return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
 
 
-def memory(codec: str | BaseCodec | None = None) -> Storage:
+def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Storage:
     """A plain in-process dict; with ``codec=`` values are stored encoded (copied)."""
     if codec is None:
+        if secret is not None:
+            raise StorageProviderError("secret= signs encoded values: give a codec= too")
         return Storage(Memory())
-    return Storage(Codec(codec), Memory())
+    return Storage(_codec(codec, secret), Memory())
 
 
 def lru(

@@ -362,8 +362,8 @@ def _redis_argv(port: int, data_dir: Path, extra: Sequence[str]) -> list[str]:
 class RedisServer(_ServerBase):
     """A standalone ``redis-server`` on 127.0.0.1 with no persistence.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`. The data
-    directory is temporary; :meth:`restart` comes back empty on the same port.
+    Use as a context manager, or call ``start`` and ``stop``. The data
+    directory is temporary; ``restart`` comes back empty on the same port.
     """
 
     def __init__(
@@ -652,7 +652,7 @@ class SeaweedS3Server(_ServerBase):
 
     No IAM is configured, so any access key is accepted; the fixed
     ``access_key``/``secret_key``/``region`` attributes are there for clients
-    that insist on credentials. :meth:`restart` reuses the ports and the data
+    that insist on credentials. ``restart`` reuses the ports and the data
     directory, so stored objects survive it.
     """
 

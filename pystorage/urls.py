@@ -66,14 +66,17 @@ def open_url(url: str) -> Storage:
 def redact(url: str) -> str:
     """``url`` fit for a message or a log: no password, no secret."""
     parts = urlsplit(url)
+    secret_names = ("secret", "password")
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(name in secret_names for name, _ in pairs):
+        return url
     netloc = parts.netloc
     if parts.password is not None:
         netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = [
-        (name, "***" if name in ("secret", "password") else value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*:/"), ""))
+    query = urlencode(
+        [(name, "***" if name in secret_names else value) for name, value in pairs], safe="*:/"
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _layers(options: dict[str, str], default_codec: str | None) -> list[Layer]:

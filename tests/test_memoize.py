@@ -159,3 +159,17 @@ def test_two_processes_on_redis_compute_once(redis_url: str, tmp_path: Path) -> 
     assert log.read_text().count("computed") == 1
     client = redis.Redis.from_url(redis_url)
     assert list(client.scan_iter(match=b"pystorage-lock:*")) == []  # the lock was freed
+
+
+def test_nested_and_recursive_memoized_calls_do_not_deadlock() -> None:
+    storage = Storage(Memory())
+
+    @storage.memoize()
+    def fib(n: int) -> int:
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(fib(60)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert result == [1548008755920]

@@ -66,3 +66,13 @@ def test_a_tier_above_layers_that_remove_entries_is_refused() -> None:
     volatile = StorageProvider().create(StorageProvider.STORAGE_VOLATILE, expiration=5)
     with pytest.raises(ConfigurationError):
         StorageProvider().create(StorageProvider.STORAGE_LRU, maxsize=10, storage=volatile)
+
+
+def test_a_tier_over_an_lru_backend_or_with_a_bytes_front_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="Tier cannot sit above LRU"):
+        Storage(Tier(LRU(10)), LRU(5))
+    with pytest.raises(ConfigurationError, match="stores bytes"):
+        Storage(Tier(Files(tmp_path)), Codec("json"), Memory())
+    fine = Storage(Codec("json"), Tier(Files(tmp_path)), Memory())
+    fine["k"] = [1]
+    assert fine["k"] == [1]

@@ -107,3 +107,8 @@ def test_messages_never_show_passwords_or_secrets() -> None:
     with pytest.raises(BackendError) as failure:
         storage["k"] = 1
     assert "hunter2" not in str(failure.value) and "127.0.0.1:1" in str(failure.value)
+
+
+def test_urls_without_secrets_are_quoted_as_given() -> None:
+    with pytest.raises(StorageProviderError, match=r"'memory://\?limt=3': unknown options limt"):
+        pystorage.open("memory://?limt=3")

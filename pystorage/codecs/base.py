@@ -23,18 +23,21 @@ class BaseCodec:
     kind: ClassVar[Literal["serializer", "transform"]]
 
     def encode(self, value: Any) -> bytes:
+        """``value`` as bytes (a transform takes bytes too)."""
         raise NotImplementedError
 
     def decode(self, data: bytes) -> Any:
+        """The value that ``encode`` turned into ``data``."""
         raise NotImplementedError
 
     @property
     def stages(self) -> tuple[BaseCodec, ...]:
+        """The single codecs of this codec, in the order they encode."""
         return (self,)
 
     @property
     def label(self) -> str:
-        """The name that :func:`resolve` turns back into this codec (e.g. ``gzip-pickle``)."""
+        """The name that ``resolve`` turns back into this codec (e.g. ``gzip-pickle``)."""
         return self.name
 
     def __or__(self, other: BaseCodec) -> Chain:

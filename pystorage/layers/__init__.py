@@ -1,4 +1,4 @@
-"""Layers: stack them in a :class:`~pystorage.Storage`, outermost first, a backend last."""
+"""Layers: stack them in a ``Storage``, outermost first, a backend last."""
 
 from pystorage.layers.base import Backend, Layer, Wrapper
 from pystorage.layers.codec import Codec

@@ -1,26 +1,55 @@
 """The protocol every layer speaks, and the two kinds of layer.
 
-A stack is a chain of :class:`Wrapper` layers ending in one :class:`Backend`. Data goes
+A stack is a chain of ``Wrapper`` layers ending in one ``Backend``. Data goes
 down on a write and up on a read, through each layer once. Every operation takes ``str``
-keys; a missing key raises :class:`KeyError`.
+keys; a missing key raises ``KeyError``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ClassVar, Literal
 
 import attrs
 
-from pystorage.errors import UnsupportedError
+from pystorage.errors import ConfigurationError, UnsupportedError
 
 #: What a layer hands to the one below it: Python objects or encoded bytes.
 ValueKind = Literal["object", "bytes"]
 
-# Per-key locks of this process, striped: bounded memory, and two keys rarely share one.
-_KEY_LOCKS = [threading.Lock() for _ in range(64)]
+
+class _KeyLocks:
+    """One lock per key while anyone holds or waits for it, then forgotten.
+
+    Keys never share a lock: a memoized function that calls another one (or itself with
+    other arguments) must not wait for a lock its own thread holds.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def __call__(self, key: str) -> Iterator[None]:
+        with self._mutex:
+            lock, users = self._locks.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._mutex:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+_KEY_LOCKS = _KeyLocks()
 
 
 class Layer:
@@ -34,6 +63,7 @@ class Layer:
     removes_entries: ClassVar[bool] = False
 
     def get(self, key: str) -> Any:
+        """The value of ``key``; ``KeyError`` if it is missing."""
         raise NotImplementedError
 
     def lookup(self, key: str, default: Any) -> Any:
@@ -48,33 +78,43 @@ class Layer:
             return default
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value``; ``ttl`` (seconds) only where ``has_ttl()`` is true."""
         raise NotImplementedError
 
     def delete(self, key: str) -> None:
+        """Remove ``key``; ``KeyError`` if it is missing."""
         raise NotImplementedError
 
     def contains(self, key: str) -> bool:
+        """Whether ``key`` is stored (not a use of it for LRU order)."""
         raise NotImplementedError
 
     def keys(self) -> Iterator[str]:
+        """Every key of this storage, in no particular order."""
         raise NotImplementedError
 
     def count(self) -> int:
+        """The number of entries."""
         raise NotImplementedError
 
     def clear(self) -> None:
+        """Remove every entry of this storage, and nothing else."""
         raise NotImplementedError
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of those ``keys`` that exist, in one batch where the backend can."""
         raise NotImplementedError
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Store every item, in one batch where the backend can."""
         raise NotImplementedError
 
     def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove those ``keys`` that exist; missing keys are ignored."""
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release resources (connections, pools, file descriptors)."""
         raise NotImplementedError
 
     def expire(self) -> int:
@@ -169,7 +209,7 @@ class Backend(Layer):
         return {}
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
-        return _KEY_LOCKS[hash(key) % len(_KEY_LOCKS)]
+        return _KEY_LOCKS(key)
 
     def refuse_ttl(self, ttl: float | None) -> None:
         """Raise unless ``ttl`` is None: for backends with no native expiry."""
@@ -188,12 +228,13 @@ class Wrapper(Layer):
 
     @property
     def inner(self) -> Layer:
+        """The layer below this one."""
         return self._inner
 
     def link(self, inner: Layer) -> None:
         """Attach the layer below. A layer belongs to one stack only."""
         if hasattr(self, "_inner"):
-            raise ValueError(f"{self!r} is already part of a stack; create a new one")
+            raise ConfigurationError(f"{self!r} is already part of a stack; create a new one")
         self._inner = inner
 
     def get(self, key: str) -> Any:

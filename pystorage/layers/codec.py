@@ -17,7 +17,7 @@ class Codec(Wrapper):
     """Encodes values on the way down and decodes them on the way up.
 
     ``codec`` is a codec instance (``Pickle() | Zstd()``) or its name (``"zstd-pickle"``).
-    Failures become :class:`CodecError` naming the key, and nothing is written.
+    Failures become ``CodecError`` naming the key, and nothing is written.
     """
 
     codec: BaseCodec = attrs.field(converter=resolve)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -24,8 +24,10 @@ def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
 class LRU(Backend):
     """At most ``maxsize`` entries; a read or a write makes a key the most recent.
 
-    Put it in front of a slower storage with :class:`~pystorage.layers.Tier`.
+    Put it in front of a slower storage with ``Tier``.
     """
+
+    removes_entries: ClassVar[bool] = True
 
     maxsize: int = attrs.field(validator=positive)
     _data: OrderedDict[str, Any] = attrs.field(factory=OrderedDict, init=False, repr=False)

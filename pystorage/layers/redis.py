@@ -30,7 +30,7 @@ class Redis(Backend):
     its ``prefix``: ``len``, iteration and ``clear`` SCAN that prefix, never ``KEYS`` or
     ``FLUSHDB``. Batches are one round trip (MGET, MSET or a pipeline), split by slot on
     a cluster. A TTL is given to Redis (SET PX), not tracked here. Connection failures
-    raise :class:`BackendError` naming the server; the client reconnects by itself.
+    raise ``BackendError`` naming the server; the client reconnects by itself.
     """
 
     accepts: ClassVar[ValueKind] = "bytes"

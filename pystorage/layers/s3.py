@@ -67,13 +67,13 @@ def _normalize_folder(folder: str) -> str:
 class S3(Backend):
     """Stores each key as one object ``<folder>/<escaped key>`` in an S3 bucket.
 
-    Keys are escaped as by :class:`~pystorage.layers.Files` (no ``/`` survives, so a key
+    Keys are escaped as by ``Files`` (no ``/`` survives, so a key
     never reaches into another folder); objects in the folder whose names are not escaped
     keys are foreign and ignored, and so are sub-folders. A key whose object name would
     exceed the server's limits (1024 bytes on AWS, 255 per path segment on SeaweedFS) is
     stored under a hash of the key, with the key in the object's first line, and still
     lists as itself; only a folder too long to leave room for that raises
-    :class:`InvalidKeyError`.
+    ``InvalidKeyError``.
 
     ``client`` is a boto3 S3 client used as it is; without one, a client is built from
     ``endpoint_url``, ``region`` and ``client_options`` (e.g. ``aws_access_key_id``,
@@ -86,7 +86,7 @@ class S3(Backend):
     ``multipart_threshold`` bytes or more are uploaded in parallel parts, smaller ones in
     one PutObject. S3 has no per-key expiry here: put an ``Expiry`` layer above for TTLs.
 
-    Failures other than a missing key become :class:`BackendError` naming the endpoint and
+    Failures other than a missing key become ``BackendError`` naming the endpoint and
     bucket, with boto's exception chained. Nothing is locked across processes:
     ``exclusive()`` excludes nobody.
     """

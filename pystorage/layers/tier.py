@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from pystorage.errors import ConfigurationError
-from pystorage.layers.base import Layer, Wrapper
+from pystorage.layers.base import Layer, ValueKind, Wrapper
 
 
 @attrs.define(eq=False)
@@ -35,6 +35,14 @@ class Tier(Wrapper):
                 )
             below = below.inner if isinstance(below, Wrapper) else None
         super().link(inner)
+
+    def value_kind_below(self, above: ValueKind) -> ValueKind:
+        if self.front.accepts == "bytes" and above != "bytes":
+            raise ConfigurationError(
+                f"the front of this Tier, {type(self.front).__name__}, stores bytes: put "
+                "the Tier below a Codec layer"
+            )
+        return above
 
     def get(self, key: str) -> Any:
         try:
