@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test demo lint docs clean
+.PHONY: test demo lint docs bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,16 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check pystorage tests demo docs
+	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks
 	$(VENV)/bin/mypy --strict pystorage
 
 test: lint
 	$(PY) -m pytest
 	$(MAKE) docs
+	$(PY) -m benchmarks --quick
+
+bench: $(INSTALLED)
+	$(PY) -m benchmarks $(if $(QUICK),--quick)
 
 docs: $(INSTALLED)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

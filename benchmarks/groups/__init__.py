@@ -1,0 +1,27 @@
+"""The benchmark groups, in the order they run; each is one module with a ``run``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from benchmarks.groups import codecs, files, memory, redis_group, s3_group, scaling
+from benchmarks.model import GroupResult, Settings
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str  # for --group
+    label: str  # for messages: "S3 group: ..."
+    title: str  # for tables and the chart
+    run: Callable[[Settings, GroupResult], None]
+
+
+GROUPS: tuple[Group, ...] = (
+    Group("memory", "Memory LRU", "Memory LRU (STORAGE_LRU)", memory.run),
+    Group("files", "Files", "Files (STORAGE_JSON, STORAGE_PICKLE)", files.run),
+    Group("scaling", "Scaling", "Scaling (STORAGE_DISKLRU, STORAGE_VOLATILE)", scaling.run),
+    Group("codecs", "Codecs", "Codecs (Storage(Codec(c), Memory()))", codecs.run),
+    Group("redis", "Redis", "Redis (local redis-server)", redis_group.run),
+    Group("s3", "S3", "S3 (local SeaweedFS)", s3_group.run),
+)

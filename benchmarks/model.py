@@ -1,0 +1,102 @@
+"""What a benchmark group reports: rows of ratios, each with an optional target."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from benchmarks.harness import Samples, paired_ratio
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-wide options; ``pick(full, quick)`` chooses a size for the current mode."""
+
+    quick: bool = False
+    #: Where the file groups make their folders (None: the system's temp folder).
+    scratch: str | None = None
+
+    def pick(self, full: T, quick: T) -> T:
+        return quick if self.quick else full
+
+
+@dataclass(frozen=True)
+class Target:
+    """The ratio must be at most ``limit``; ``text`` says it in the reader's terms."""
+
+    limit: float
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.text or f"<= {self.limit:g}"
+
+    def holds(self, ratio: float) -> bool:
+        return ratio <= self.limit
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison: PyStorage's time per operation against an anchor's.
+
+    ``ratio`` is PyStorage / anchor (lower is better) unless the anchor's description
+    says otherwise; it is the median of per-round ratios when both were timed side by
+    side.
+    """
+
+    operation: str
+    pystorage_ns: float
+    anchor: str
+    anchor_ns: float
+    ratio: float
+    target: Target | None = None
+    note: str = ""
+
+    @property
+    def holds(self) -> bool | None:
+        return None if self.target is None else self.target.holds(self.ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["holds"] = self.holds
+        return data
+
+
+def row(
+    operation: str,
+    mine: Samples,
+    anchor: str,
+    theirs: Samples,
+    target: Target | None = None,
+    note: str = "",
+) -> Row:
+    """A row from two subjects timed in the same :func:`~benchmarks.harness.compare`."""
+    return Row(
+        operation, mine.median, anchor, theirs.median, paired_ratio(mine, theirs), target, note
+    )
+
+
+@dataclass
+class GroupResult:
+    """Everything one group measured, or why it was skipped."""
+
+    name: str
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "seconds": round(self.seconds, 3),
+            "skipped": self.skipped,
+            "error": self.error,
+            "notes": self.notes,
+            "rows": [r.to_dict() for r in self.rows],
+        }
