@@ -22,9 +22,12 @@ class Storage(MutableMapping[str, Any]):
 
     The last argument may also be another ``Storage``: the new layers then sit on top of
     its stack, e.g. ``Storage(Tier(LRU(1000)), slow_storage)``.
+
+    ``storage.get(key, default=None)`` is the top layer's ``lookup``, bound once: a miss
+    in memory costs no exception.
     """
 
-    __slots__ = ("_contains", "_delete", "_get", "_lookup", "_set", "layers", "top")
+    __slots__ = ("_contains", "_delete", "_get", "_set", "get", "layers", "top")
 
     def __init__(self, *layers: Layer | Storage) -> None:
         if not layers:
@@ -48,7 +51,8 @@ class Storage(MutableMapping[str, Any]):
         _check_value_kinds(self.layers)
         # Bound once: every mapping operation is one call into the top layer.
         self._get = self.top.get
-        self._lookup = self.top.lookup
+        # storage.get(key, default) is the top layer's lookup itself: no hop on a miss.
+        self.get = self.top.lookup  # type: ignore[method-assign]
         self._set = self.top.set
         self._delete = self.top.delete
         self._contains = self.top.contains
@@ -75,10 +79,6 @@ class Storage(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Storage({', '.join(map(repr, self.layers))})"
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it is missing."""
-        return self._lookup(key, default)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, or ``default`` if it is missing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import threading
 from typing import Any
 
 import attrs
@@ -36,20 +37,33 @@ class Zstd(BaseCodec):
     name = "zstd"
     kind = "transform"
     level: int = 3
-    _zstd: Any = attrs.field(init=False, repr=False, eq=False)
+    # A compression context is costly to build and not thread-safe: one per thread.
+    _contexts: threading.local = attrs.field(
+        factory=threading.local, init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
         _require("zstandard", "zstd")
-        import zstandard
 
-        object.__setattr__(self, "_zstd", zstandard)
+    def _context(self) -> Any:
+        contexts = self._contexts
+        try:
+            return contexts.pair
+        except AttributeError:
+            import zstandard
+
+            contexts.pair = (
+                zstandard.ZstdCompressor(level=self.level),
+                zstandard.ZstdDecompressor(),
+            )
+            return contexts.pair
 
     def encode(self, value: Any) -> bytes:
-        data: bytes = self._zstd.compress(value, self.level)
+        data: bytes = self._context()[0].compress(value)
         return data
 
     def decode(self, data: bytes) -> Any:
-        return self._zstd.decompress(data)
+        return self._context()[1].decompress(data)
 
 
 register(Gzip.name, Gzip)

@@ -50,20 +50,20 @@ class MsgPack(BaseCodec):
 
     name = "msgpack"
     kind = "serializer"
+    _msgpack: Any = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         _require("msgpack", "msgpack")
-
-    def encode(self, value: Any) -> bytes:
         import msgpack
 
-        data: bytes = msgpack.packb(value, use_bin_type=True)
+        object.__setattr__(self, "_msgpack", msgpack)
+
+    def encode(self, value: Any) -> bytes:
+        data: bytes = self._msgpack.packb(value, use_bin_type=True)
         return data
 
     def decode(self, data: bytes) -> Any:
-        import msgpack
-
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return self._msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 @attrs.frozen

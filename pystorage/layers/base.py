@@ -66,7 +66,7 @@ class Layer:
         """The value of ``key``; ``KeyError`` if it is missing."""
         raise NotImplementedError
 
-    def lookup(self, key: str, default: Any) -> Any:
+    def lookup(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing.
 
         The same as ``get``; in-memory backends override it to answer a miss without
@@ -220,7 +220,9 @@ class Backend(Layer):
             )
 
 
-@attrs.define(eq=False)
+# Layers validate their configuration when built; later assignments (runtime state such
+# as counters) skip attrs' checks, which would otherwise cost more than an LRU hit.
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Wrapper(Layer):
     """A layer with an ``inner`` layer below it; by default it forwards everything down."""
 

@@ -12,7 +12,7 @@ from pystorage.errors import CodecError
 from pystorage.layers.base import ValueKind, Wrapper
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Codec(Wrapper):
     """Encodes values on the way down and decodes them on the way up.
 
@@ -41,12 +41,14 @@ class Codec(Wrapper):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         found = self._inner.get_many(keys)
+        decode = self.codec.decode
+        values = {}
         for key, data in found.items():
-            try:
-                found[key] = self.codec.decode(data)
+            try:  # free unless it raises (Python 3.11+)
+                values[key] = decode(data)
             except Exception as exc:
                 raise self._decode_error(key, exc) from exc
-        return found
+        return values
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         # Encode everything first so that one bad value writes nothing at all.

@@ -13,7 +13,7 @@ from pystorage.layers.base import Layer, Wrapper
 from pystorage.layers.lru import positive
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class CountLimit(Wrapper):
     """Caps the number of entries of the layers below, on any backend.
 

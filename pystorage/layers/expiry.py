@@ -46,7 +46,7 @@ def unseal(stored: Any) -> tuple[Any, float | None]:
     return stored, None
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Expiry(Wrapper):
     """Entries expire ``ttl`` seconds after they are written (``ttl=None``: only those
     written with ``set(key, value, ttl=...)``).
@@ -193,6 +193,10 @@ class Expiry(Wrapper):
             else:
                 self._deadlines[key] = deadline
                 heapq.heappush(self._heap, (deadline, key))
+            if len(self._heap) > 2 * len(self._deadlines) + 64:
+                # Rewrites leave stale entries behind: drop them before they pile up.
+                self._heap = [(when, name) for name, when in self._deadlines.items()]
+                heapq.heapify(self._heap)
 
     def _expire_due(self) -> None:
         heap = self._heap

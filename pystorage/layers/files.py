@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
 import stat
@@ -32,9 +33,11 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
 _temp_ids = itertools.count()
+# Names are pure functions of (key, room): remember the recent ones, as reads repeat keys.
+_stem = functools.lru_cache(maxsize=4096)(names.stem)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Files(Backend):
     """Stores each key as one file ``<path>/<escaped key><suffix>``.
 
@@ -56,6 +59,8 @@ class Files(Backend):
     suffix: str = attrs.field(default="")
     fsync: bool = False
     _root: str = attrs.field(init=False, repr=False)
+    _slash_root: str = attrs.field(init=False, repr=False)  # "<root>/": a path is one concat
+    _max_stem: int = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
@@ -74,6 +79,8 @@ class Files(Backend):
         except OSError as exc:
             raise BackendError(f"cannot create the folder {self.path}: {exc}") from exc
         self._root = str(self.path)
+        self._slash_root = os.path.join(self._root, "")
+        self._max_stem = _MAX_NAME - len(self._ending.encode())
         self._remove_dead_temp_files()
 
     # -- names -------------------------------------------------------------------------
@@ -81,7 +88,7 @@ class Files(Backend):
     def _name(self, key: str) -> str:
         if type(key) is not str:
             raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
-        return names.stem(key, _MAX_NAME - len(self._ending.encode())) + self._ending
+        return _stem(key, self._max_stem) + self._ending
 
     def _key_of(self, entry: os.DirEntry[str]) -> str | None:
         name = entry.name
@@ -106,9 +113,8 @@ class Files(Backend):
 
     def get(self, key: str) -> Any:
         name = self._name(key)
-        file = os.path.join(self._root, name)
         try:
-            fd = os.open(file, _READ_FLAGS)
+            fd = os.open(self._slash_root + name, _READ_FLAGS)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                 raise KeyError(key) from None
@@ -122,7 +128,7 @@ class Files(Backend):
             raise self._error("read", key, exc) from exc
         finally:
             os.close(fd)
-        if names.is_hashed(name):
+        if name[0] == names.HASHED:
             value = names.without_key(key, data)
             if value is None:
                 raise KeyError(key)
@@ -135,7 +141,7 @@ class Files(Backend):
         name = self._name(key)
         if names.is_hashed(name):
             value = names.with_key(key, value)
-        temp = os.path.join(self._root, f"{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}")
+        temp = f"{self._slash_root}{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}"
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)
         except OSError as exc:
@@ -147,7 +153,7 @@ class Files(Backend):
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, os.path.join(self._root, name))
+            os.replace(temp, self._slash_root + name)
             if self.fsync:
                 _fsync_folder(self._root)
         except OSError as exc:
@@ -159,7 +165,7 @@ class Files(Backend):
 
     def delete(self, key: str) -> None:
         try:
-            os.unlink(os.path.join(self._root, self._name(key)))
+            os.unlink(self._slash_root + self._name(key))
         except (FileNotFoundError, IsADirectoryError):
             raise KeyError(key) from None
         except OSError as exc:
@@ -167,7 +173,7 @@ class Files(Backend):
 
     def contains(self, key: str) -> bool:
         try:
-            info = os.lstat(os.path.join(self._root, self._name(key)))
+            info = os.lstat(self._slash_root + self._name(key))
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
@@ -250,7 +256,7 @@ class Files(Backend):
         return self._lock_fd
 
     def _file(self, key: str) -> str:
-        return os.path.join(self._root, self._name(key))
+        return self._slash_root + self._name(key)
 
     def _error(self, action: str, key: str, exc: OSError) -> BackendError:
         return BackendError(f"cannot {action} key {key!r} in {self._root}: {exc}")

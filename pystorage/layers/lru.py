@@ -20,7 +20,7 @@ def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ConfigurationError(f"{attribute.name} must be a positive int, not {value!r}")
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class LRU(Backend):
     """At most ``maxsize`` entries; a read or a write makes a key the most recent.
 
@@ -44,7 +44,7 @@ class LRU(Backend):
         data.move_to_end(key)
         return value
 
-    def lookup(self, key: str, default: Any) -> Any:
+    def lookup(self, key: str, default: Any = None) -> Any:
         data = self._data
         value = data.get(key, _MISSING)
         if value is _MISSING:

@@ -10,7 +10,7 @@ import attrs
 from pystorage.layers.base import Backend
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Memory(Backend):
     """Keeps values in a ``dict`` of this process. Stores objects as they are (no copy)."""
 
@@ -19,7 +19,7 @@ class Memory(Backend):
     def get(self, key: str) -> Any:
         return self._data[key]
 
-    def lookup(self, key: str, default: Any) -> Any:
+    def lookup(self, key: str, default: Any = None) -> Any:
         return self._data.get(key, default)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:

@@ -21,7 +21,7 @@ def _glob_escape(text: bytes) -> bytes:
     return text
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Redis(Backend):
     """Stores each key as one Redis string ``<prefix><key>``; expires entries natively.
 
@@ -43,6 +43,7 @@ class Redis(Backend):
     lock_timeout: float = 60.0
     _owned: bool = attrs.field(init=False, default=False, repr=False)
     _cluster: bool = attrs.field(init=False, default=False, repr=False)
+    _decodes: bool = attrs.field(init=False, default=True, repr=False)
     _raw_prefix: bytes = attrs.field(init=False, repr=False)
     _endpoint: str = attrs.field(init=False, repr=False)
     _errors: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
@@ -61,6 +62,7 @@ class Redis(Backend):
             self.client = redis.Redis.from_url(self.url)
             self._owned = True
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
+        self._decodes = _decodes_responses(self.client)
         if not isinstance(self.prefix, str):
             raise ConfigurationError(f"prefix must be a str, not {self.prefix!r}")
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
@@ -143,11 +145,10 @@ class Redis(Backend):
             values = read(names)
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
-        return {
-            key: _as_bytes(value)
-            for key, value in zip(keys, values, strict=True)
-            if value is not None
-        }
+        found = {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+        if self._decodes:
+            return {key: _as_bytes(value) for key, value in found.items()}
+        return found
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         if not items:
@@ -210,6 +211,15 @@ class _Guarded:
             # The lock expired while held (lock_timeout): there is nothing left to free,
             # and the work done under it stands.
             pass
+
+
+def _decodes_responses(client: Any) -> bool:
+    """Whether the client hands back str (``decode_responses=True``); unsure means yes."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        return bool(pool.connection_kwargs.get("decode_responses", False))
+    getter = getattr(client, "get_connection_kwargs", None)
+    return bool(getter().get("decode_responses", False)) if getter else True
 
 
 def _as_bytes(value: bytes | str) -> bytes:

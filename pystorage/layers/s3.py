@@ -63,7 +63,7 @@ def _normalize_folder(folder: str) -> str:
     return stripped + "/"
 
 
-@attrs.define(eq=False, init=False)
+@attrs.define(eq=False, init=False, on_setattr=attrs.setters.NO_OP)
 class S3(Backend):
     """Stores each key as one object ``<folder>/<escaped key>`` in an S3 bucket.
 

@@ -17,7 +17,7 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, (bytes, bytearray, memoryview)) else 0
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Stats(Wrapper):
     """Counts hits, misses, writes and deletes (and bytes read and written, where the
     values are bytes: below a Codec). ``storage.stats()`` adds the evictions and

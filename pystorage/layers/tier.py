@@ -11,7 +11,7 @@ from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Tier(Wrapper):
     """Serves reads from ``front`` (e.g. ``LRU(1000)``), falling back to the layer below.
 
