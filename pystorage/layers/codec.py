@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -21,6 +21,13 @@ class Codec(Wrapper):
     """
 
     codec: BaseCodec = attrs.field(converter=resolve)
+    # Bound once: each get and set saves an attribute lookup and a method binding.
+    _encode: Callable[[Any], bytes] = attrs.field(init=False, repr=False)
+    _decode: Callable[[bytes], Any] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._encode = self.codec.encode
+        self._decode = self.codec.decode
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
         return "bytes"
@@ -28,13 +35,13 @@ class Codec(Wrapper):
     def get(self, key: str) -> Any:
         data = self._inner.get(key)
         try:
-            return self.codec.decode(data)
+            return self._decode(data)
         except Exception as exc:
             raise self._decode_error(key, exc) from exc
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         try:
-            data = self.codec.encode(value)
+            data = self._encode(value)
         except Exception as exc:
             raise self._encode_error(key, value, exc) from exc
         self._inner.set(key, data, ttl)
