@@ -360,10 +360,11 @@ def _redis_argv(port: int, data_dir: Path, extra: Sequence[str]) -> list[str]:
 
 
 class RedisServer(_ServerBase):
-    """A standalone ``redis-server`` on 127.0.0.1 with no persistence.
+    """A standalone ``redis-server`` on 127.0.0.1, with no persistence unless asked.
 
     Use as a context manager, or call ``start`` and ``stop``. The data
-    directory is temporary; ``restart`` comes back empty on the same port.
+    directory is temporary; ``restart`` comes back on the same port and directory (empty
+    unless persistence is turned on with ``extra_args``, e.g. ``--appendonly yes``).
     """
 
     def __init__(
@@ -439,7 +440,7 @@ class RedisServer(_ServerBase):
         """Keep the server stopped inside the ``with`` block, then start it again.
 
         For fault tests: clients see connection errors inside the block and a
-        fresh, empty server on the same port after it.
+        server on the same port and data directory after it (empty without persistence).
         """
         if self._dir is None:
             raise RuntimeError("RedisServer was never started")

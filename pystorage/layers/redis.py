@@ -67,7 +67,8 @@ class Redis(Backend):
             raise ConfigurationError(f"prefix must be a str, not {self.prefix!r}")
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
         self._endpoint = _describe(self.client)  # never the URL: it may hold a password
-        self._errors = (redis.RedisError,)
+        # A cluster with no reachable node raises RedisClusterException, not a RedisError.
+        self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
 
     # -- keys --------------------------------------------------------------------------
 
