@@ -533,3 +533,31 @@ def test_server_outage(
     storage["k"] = b"after"
     assert storage["k"] == b"after"
     assert storage.get_many(["k"]) == {"k": b"after"}
+
+
+def test_put_and_read_options_reach_every_request(make: Callable[..., Storage]) -> None:
+    # SeaweedFS has no KMS here, so the pass-through is shown with metadata (which the
+    # server stores and returns) and a read option; SSE arguments travel the same way.
+    storage = make(
+        put_options={"Metadata": {"owner": "tests"}, "ContentType": "application/x-test"},
+        read_options={"ChecksumMode": "ENABLED"},
+        multipart_threshold=5 * 1024 * 1024,
+    )
+    backend = layer(storage)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, dict(params)))
+
+    backend.client.meta.events.register("provide-client-params.s3.*", record)
+    storage["small"] = b"x"
+    storage["large"] = b"y" * (6 * 1024 * 1024)  # a multipart upload
+    assert storage["small"] == b"x" and "small" in storage
+    for name in ("small", "large"):
+        head = backend.client.head_object(Bucket=backend.bucket, Key=backend.folder + name)
+        assert head["Metadata"] == {"owner": "tests"}
+        assert head["ContentType"] == "application/x-test"
+    first = {name: params for name, params in reversed(sent)}
+    assert first["GetObject"]["ChecksumMode"] == "ENABLED"
+    assert first["PutObject"]["Metadata"] == {"owner": "tests"}
+    assert first["CreateMultipartUpload"]["Metadata"] == {"owner": "tests"}

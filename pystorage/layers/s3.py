@@ -86,6 +86,10 @@ class S3(Backend):
     ``multipart_threshold`` bytes or more are uploaded in parallel parts, smaller ones in
     one PutObject. S3 has no per-key expiry here: put an ``Expiry`` layer above for TTLs.
 
+    Encryption at rest passes through: ``put_options`` go with every upload (e.g.
+    ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": ...}``) and ``read_options``
+    with every read (for SSE-C, give the customer key in both).
+
     Failures other than a missing key become ``BackendError`` naming the endpoint and
     bucket, with boto's exception chained. Nothing is locked across processes:
     ``exclusive()`` excludes nobody.
@@ -100,6 +104,10 @@ class S3(Backend):
     region: str | None
     max_workers: int = attrs.field(validator=_positive)
     multipart_threshold: int = attrs.field(validator=_positive)
+    #: Extra arguments of every upload, e.g. ``{"ServerSideEncryption": "aws:kms"}``.
+    put_options: dict[str, Any] = attrs.field(repr=False)
+    #: Extra arguments of every read (GET, HEAD), e.g. an SSE-C customer key.
+    read_options: dict[str, Any] = attrs.field(repr=False)
     client_options: dict[str, Any] = attrs.field(repr=False)
     _client: S3Client = attrs.field(init=False, repr=False)
     _failures: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
@@ -118,6 +126,8 @@ class S3(Backend):
         max_workers: int = 16,
         *,
         multipart_threshold: int = 64 * _MiB,
+        put_options: Mapping[str, Any] | None = None,
+        read_options: Mapping[str, Any] | None = None,
         **client_options: Any,
     ) -> None:
         self.__attrs_init__(
@@ -128,6 +138,8 @@ class S3(Backend):
             region,
             max_workers,
             multipart_threshold,
+            dict(put_options or {}),
+            dict(read_options or {}),
             client_options,
         )
 
@@ -208,7 +220,9 @@ class S3(Backend):
         if not names.is_hashed(stem):
             return names.unescape(stem)
         try:
-            head = self._client.get_object(Bucket=self.bucket, Key=name, Range=_HEADER_RANGE)
+            head = self._client.get_object(
+                Bucket=self.bucket, Key=name, Range=_HEADER_RANGE, **self.read_options
+            )
             key = names.key_in_header(head["Body"].read().partition(b"\n")[0])
         except self._failures:
             return None  # gone meanwhile, or unreadable: not an entry of ours
@@ -256,7 +270,7 @@ class S3(Backend):
     def contains(self, key: str) -> bool:
         name = self._name(key)
         try:
-            self._client.head_object(Bucket=self.bucket, Key=name)
+            self._client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
         except self._failures as exc:
             if _code(exc) in _MISSING_CODES:
                 return False
@@ -317,7 +331,8 @@ class S3(Backend):
     def _fetch(self, key: str, name: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
         try:
-            data = self._client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+            reply = self._client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
+            data = reply["Body"].read()
         except self._failures as exc:
             if _code(exc) in _MISSING_CODES:
                 return None
@@ -330,11 +345,15 @@ class S3(Backend):
         try:
             if len(data) < self.multipart_threshold:
                 # One request: the cheapest write for all but very large values.
-                self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
+                self._client.put_object(Bucket=self.bucket, Key=name, Body=data, **self.put_options)
             else:
                 # Parallel parts, each retried alone; a single PUT also stops at 5 GB.
                 self._client.upload_fileobj(
-                    io.BytesIO(data), self.bucket, name, Config=self._transfer
+                    io.BytesIO(data),
+                    self.bucket,
+                    name,
+                    ExtraArgs=self.put_options or None,
+                    Config=self._transfer,
                 )
         except self._failures as exc:
             raise self._error("write", key, exc) from exc
