@@ -13,7 +13,7 @@ from pystorage import Storage, StorageProvider
 from tests.conftest import unique
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-ROW = re.compile(r"^\| `(STORAGE_\w+)`(?: \(`(\w+)=(\d+)`\))? \| `([a-z]+://[^`]*)`", re.M)
+ROW = re.compile(r"^\| `(STORAGE_\w+)`(?: \(`(\w+)=(\d+)`\))? \| `([a-z0-9]+://[^`]*)`", re.M)
 ROWS = {
     name: (argument, value, url) for name, argument, value, url in ROW.findall(README.read_text())
 }
