@@ -98,6 +98,24 @@ def s3_bucket(s3_options: dict[str, Any]) -> str:
     return name
 
 
+@pytest.fixture
+def readme_bucket(monkeypatch: pytest.MonkeyPatch, s3_options: dict[str, Any]) -> str:
+    """The README's bucket, ``my.bucket``, on the session's S3 server, with the AWS
+    variables set so that a storage built without credentials finds it."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_options["endpoint_url"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_options["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_options["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_options["region_name"])
+    client = boto3.client("s3", **s3_options)
+    try:
+        client.create_bucket(Bucket="my.bucket")
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return "my.bucket"
+
+
 def unique(prefix: str) -> str:
     """A name no other test (or example) uses."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"

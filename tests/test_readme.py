@@ -6,7 +6,6 @@ import doctest
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,24 +31,8 @@ def readme_redis_url(redis_url: str) -> Iterator[str]:
         yield README_REDIS_URL
 
 
-@pytest.fixture
-def readme_s3(monkeypatch: pytest.MonkeyPatch, s3_options: dict[str, Any]) -> None:
-    """The README's bucket on the session's S3 server, found through the AWS variables."""
-    import boto3
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_options["endpoint_url"])
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_options["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_options["aws_secret_access_key"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_options["region_name"])
-    client = boto3.client("s3", **s3_options)
-    try:
-        client.create_bucket(Bucket="my.bucket")
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-
-
 def test_readme_examples(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, readme_redis_url: str, readme_s3: None
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, readme_redis_url: str, readme_bucket: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test.html").write_bytes(b"<p>Hello PyStorage</p>")

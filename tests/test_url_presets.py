@@ -37,7 +37,7 @@ def test_the_url_reads_what_the_preset_wrote(
     tmp_path: Path,
     redis_url: str,
     s3_options: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     argument, number, url = ROWS[name]
     prefix = unique("eq:") + ":"
@@ -47,16 +47,7 @@ def test_the_url_reads_what_the_preset_wrote(
     if "redis://" in url:
         options.update(url=redis_url, prefix=prefix)
     if "s3://" in url:
-        import boto3
-
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_options["aws_access_key_id"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_options["aws_secret_access_key"])
-        monkeypatch.setenv("AWS_DEFAULT_REGION", s3_options["region_name"])
-        client = boto3.client("s3", **s3_options)
-        try:
-            client.create_bucket(Bucket="my.bucket")
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
+        request.getfixturevalue("readme_bucket")
         options.update(
             bucket="my.bucket", folder=unique("eq-") + "/", endpoint_url=s3_options["endpoint_url"]
         )
