@@ -60,6 +60,14 @@ class Chain(BaseCodec):
     """Codecs applied in order on encode and in reverse order on decode."""
 
     _stages: tuple[BaseCodec, ...] = attrs.field(validator=_check_stages)
+    # The stages' bound methods, in the order each direction runs them: no per-call setup.
+    _encoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
+    _decoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_encoders", tuple(stage.encode for stage in self._stages))
+        decoders = tuple(stage.decode for stage in reversed(self._stages))
+        object.__setattr__(self, "_decoders", decoders)
 
     @property
     def stages(self) -> tuple[BaseCodec, ...]:
@@ -74,15 +82,15 @@ class Chain(BaseCodec):
         return self._stages[0].kind
 
     def encode(self, value: Any) -> bytes:
-        for stage in self._stages:
-            value = stage.encode(value)
+        for encode in self._encoders:
+            value = encode(value)
         data: bytes = value
         return data
 
     def decode(self, data: bytes) -> Any:
         value: Any = data
-        for stage in reversed(self._stages):
-            value = stage.decode(value)
+        for decode in self._decoders:
+            value = decode(value)
         return value
 
 

@@ -45,25 +45,29 @@ class Zstd(BaseCodec):
     def __attrs_post_init__(self) -> None:
         _require("zstandard", "zstd")
 
-    def _context(self) -> Any:
-        contexts = self._contexts
-        try:
-            return contexts.pair
-        except AttributeError:
-            import zstandard
+    def _bind(self) -> Any:
+        """This thread's compress and decompress methods, made on first use."""
+        import zstandard
 
-            contexts.pair = (
-                zstandard.ZstdCompressor(level=self.level),
-                zstandard.ZstdDecompressor(),
-            )
-            return contexts.pair
+        contexts = self._contexts
+        contexts.compress = zstandard.ZstdCompressor(level=self.level).compress
+        contexts.decompress = zstandard.ZstdDecompressor().decompress
+        return contexts
 
     def encode(self, value: Any) -> bytes:
-        data: bytes = self._context()[0].compress(value)
+        try:
+            compress = self._contexts.compress
+        except AttributeError:
+            compress = self._bind().compress
+        data: bytes = compress(value)
         return data
 
     def decode(self, data: bytes) -> Any:
-        return self._context()[1].decompress(data)
+        try:
+            decompress = self._contexts.decompress
+        except AttributeError:
+            decompress = self._bind().decompress
+        return decompress(data)
 
 
 register(Gzip.name, Gzip)
