@@ -13,10 +13,6 @@ from pystorage import Storage, StorageProvider
 from tests.conformance.stacks import REMOTE_STACKS, STACKS, Place, StackFactory
 
 THREADS, OPERATIONS, KEYS = 8, 10_000, 40
-# File stacks that differ from "json" only by their (stateless) codec run fewer
-# operations: about 1.5 minutes of file I/O buys nothing the "json" stack does not test.
-CODEC_VARIANTS = {"json-as-msgpack", "msgpack", "zstd", "pickle", "pickle-gzip"}
-FEWER = 1_000
 # Stacks on servers: each operation is a round trip (several on S3), so fewer of them.
 ON_REDIS, ON_S3 = 1_000, 300
 provider = StorageProvider()
@@ -64,7 +60,7 @@ def test_threads_share_a_stack(name: str, tmp_path: Path, request: pytest.Fixtur
     if name in REMOTE_STACKS:
         operations = ON_S3 if name.startswith("s3") else ON_REDIS
     else:
-        operations = FEWER if name in CODEC_VARIANTS else OPERATIONS
+        operations = OPERATIONS
     threads = [
         threading.Thread(target=hammer, args=(storage, seed, limit, operations, errors))
         for seed in range(THREADS)
