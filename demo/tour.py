@@ -66,6 +66,11 @@ def main() -> None:
         zstd["set"] = {1, 2, 3}
         show("zstd['set']", zstd["set"])
 
+        print("STORAGE_MEMORY: a dict of this process (with codec=, values are copies)")
+        plain = provider.create(StorageProvider.STORAGE_MEMORY)
+        plain["any object"] = provider
+        show("plain['any object'] is provider", plain["any object"] is provider)
+
         print("STORAGE_LRU: a bounded memory mapping, or a memory tier in front of a storage")
         lru = provider.create(StorageProvider.STORAGE_LRU, maxsize=2)
         for key in ("a", "b", "c"):

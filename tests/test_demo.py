@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pystorage import StorageProvider
+
 TOUR = Path(__file__).resolve().parent.parent / "demo" / "tour.py"
 
 
@@ -15,8 +17,8 @@ def test_the_tour_runs_every_preset() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for preset in ("STORAGE_JSON", "STORAGE_PICKLE", "STORAGE_VOLATILE", "STORAGE_DISKLRU",
-                   "STORAGE_LRU", "STORAGE_REDIS", "STORAGE_S3", "STORAGE_MSGPACK"):  # fmt: skip
+    presets = [name for name in vars(StorageProvider) if name.startswith("STORAGE_")]
+    for preset in presets:
         assert preset in out
     assert '{"text": "Hello World!"}' in out
     assert "'key' in volatile after 1.1 s              False" in out
