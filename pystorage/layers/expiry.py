@@ -76,18 +76,18 @@ class Expiry(Wrapper):
             self.expire()
 
     def get(self, key: str) -> Any:
-        self._expire_due()
+        now = self._expire_due()
         stored = self._inner.get(key)
         if self._native:
             return stored
         value, deadline = unseal(stored)
-        if deadline is not None and deadline <= self.clock():
+        if deadline is not None and deadline <= now:
             self._remove([key])
             raise KeyError(key)
         return value
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        self._expire_due()
+        now = self._expire_due()
         ttl = self.ttl if ttl is None else ttl
         if self._native:
             self._inner.set(key, value, ttl)
@@ -96,7 +96,7 @@ class Expiry(Wrapper):
             self._inner.set(key, value)
             self._track(key, None)
             return
-        deadline = self.clock() + ttl
+        deadline = now + ttl
         self._inner.set(key, seal(value, deadline))
         self._track(key, deadline)
 
@@ -124,11 +124,10 @@ class Expiry(Wrapper):
             self._heap.clear()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        self._expire_due()
+        now = self._expire_due()
         found = self._inner.get_many(keys)
         if self._native:
             return found
-        now = self.clock()
         result = {}
         expired = []
         for key, stored in found.items():
@@ -142,7 +141,7 @@ class Expiry(Wrapper):
         return result
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        self._expire_due()
+        now = self._expire_due()
         ttl = self.ttl if ttl is None else ttl
         if self._native or ttl is None:
             self._inner.set_many(items, ttl)
@@ -150,7 +149,7 @@ class Expiry(Wrapper):
                 for key in items:
                     self._track(key, None)
             return
-        deadline = self.clock() + ttl
+        deadline = now + ttl
         self._inner.set_many({key: seal(value, deadline) for key, value in items.items()})
         for key in items:
             self._track(key, deadline)
@@ -198,13 +197,15 @@ class Expiry(Wrapper):
                 self._heap = [(when, name) for name, when in self._deadlines.items()]
                 heapq.heapify(self._heap)
 
-    def _expire_due(self) -> None:
-        heap = self._heap
-        if not heap or heap[0][0] > self.clock():
-            return
+    def _expire_due(self) -> float:
+        """Remove the entries whose deadline has passed; returns the time it used."""
         now = self.clock()
+        heap = self._heap
+        if not heap or heap[0][0] > now:
+            return now
         due = []
         with self._lock:
+            heap = self._heap  # compaction may have replaced it meanwhile
             while heap and heap[0][0] <= now:
                 deadline, key = heapq.heappop(heap)
                 # A stale heap entry: the key was rewritten or deleted since.
@@ -217,6 +218,7 @@ class Expiry(Wrapper):
             with self._lock:
                 self._expirations += len(present)
             self._inner.delete_many(present)
+        return now
 
     def counters(self) -> dict[str, int]:
         counts = self._inner.counters()
