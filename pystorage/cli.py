@@ -36,6 +36,7 @@ from pystorage.errors import (
     UnsupportedError,
 )
 from pystorage.storage import Storage
+from pystorage.urls import redact
 
 PROG = "pystorage"
 USAGE_ERROR = 2
@@ -304,7 +305,7 @@ def opened(url: str, *, existing: bool = True) -> Iterator[Storage]:
 def _check_folder(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "file" and parts.path and not Path(unquote(parts.path)).is_dir():
-        raise Failure(f"no such folder {unquote(parts.path)!r} (in {url!r})")
+        raise Failure(f"no such folder {unquote(parts.path)!r} (in {redact(url)!r})")
 
 
 def _location(url: str) -> tuple[str, ...]:

@@ -34,5 +34,10 @@ class InvalidKeyError(StorageError):
     """A key the backend cannot store exactly: not a ``str``, or impossible for this backend."""
 
 
+def not_a_str(key: object) -> InvalidKeyError:
+    """The error for a key that is not a ``str`` (every layer raises the same one)."""
+    return InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+
+
 class UnsupportedError(StorageError):
     """The stack cannot do what was asked, e.g. a per-key TTL with nothing to enforce it."""

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from types import TracebackType
 from typing import Any
 
-from pystorage.errors import ConfigurationError, InvalidKeyError, UnsupportedError
-from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper
+from pystorage.errors import ConfigurationError, UnsupportedError, not_a_str
+from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper, stack_from
 from pystorage.memoize import Memoized, P, R, memoize
 
 _MISSING: Any = object()
@@ -47,7 +47,7 @@ class Storage(MutableMapping[str, Any]):
             layer.link(below)
             below = layer
         self.top: Layer = below
-        self.layers: tuple[Layer, ...] = _chain(self.top)
+        self.layers: tuple[Layer, ...] = tuple(stack_from(self.top))
         _check_value_kinds(self.layers)
         # Bound once: every mapping operation is one call into the top layer.
         self._get = self.top.get
@@ -62,7 +62,7 @@ class Storage(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
-            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise not_a_str(key)
         self._set(key, value)
 
     def __delitem__(self, key: str) -> None:
@@ -101,7 +101,7 @@ class Storage(MutableMapping[str, Any]):
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
         if type(key) is not str:
-            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise not_a_str(key)
         if ttl is not None:
             self._check_ttl(ttl)
         self._set(key, value, ttl)
@@ -118,7 +118,7 @@ class Storage(MutableMapping[str, Any]):
         """Store every item, in one batch where the backend can."""
         for key in items:
             if type(key) is not str:
-                raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+                raise not_a_str(key)
         if ttl is not None:
             self._check_ttl(ttl)
         self.top.set_many(items, ttl)
@@ -176,13 +176,6 @@ class Storage(MutableMapping[str, Any]):
                 "this stack cannot expire entries: add an Expiry layer (or use a backend "
                 "with native expiry) to use a per-key ttl"
             )
-
-
-def _chain(top: Layer) -> tuple[Layer, ...]:
-    layers = [top]
-    while isinstance(layers[-1], Wrapper):
-        layers.append(layers[-1].inner)
-    return tuple(layers)
 
 
 def _check_value_kinds(layers: tuple[Layer, ...]) -> None:

@@ -26,7 +26,7 @@ def _default_path(path: str | Path | None) -> Path:
     return Path(tempfile.gettempdir() if path is None else path)
 
 
-def _codec(codec: str | BaseCodec, secret: Secret) -> Codec:
+def codec_layer(codec: str | BaseCodec, secret: Secret = None) -> Codec:
     """The Codec layer of a preset; with a secret, values are signed (see ``Signed``)."""
     return Codec(codec if secret is None else resolve(codec) | Signed(secret))
 
@@ -38,7 +38,7 @@ def json_files(
     secret: Secret = None,
 ) -> Storage:
     """One JSON file per key: ``<path>/<key>.storage.json`` (path: the system temp dir)."""
-    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
 
 
 def pickle_files(
@@ -48,7 +48,7 @@ def pickle_files(
     secret: Secret = None,
 ) -> Storage:
     """One pickle file per key. Only read files that you (or a signed codec) wrote."""
-    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
 
 
 def gzip_pickle_files(
@@ -63,7 +63,7 @@ def gzip_pickle_files(
         raise StorageProviderError("give compresslevel= or codec=, not both")
     if codec is None:
         codec = Pickle() | Gzip(9 if compresslevel is None else compresslevel)
-    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
 
 
 def msgpack_files(
@@ -73,7 +73,7 @@ def msgpack_files(
     secret: Secret = None,
 ) -> Storage:
     """One MessagePack file per key (``pip install pystorage[msgpack]``)."""
-    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
 
 
 def zstd_files(
@@ -83,7 +83,7 @@ def zstd_files(
     secret: Secret = None,
 ) -> Storage:
     """One Zstandard-compressed pickle file per key (``pip install pystorage[zstd]``)."""
-    return Storage(_codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
 
 
 def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Storage:
@@ -92,7 +92,7 @@ def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Stora
         if secret is not None:
             raise StorageProviderError("secret= signs encoded values: give a codec= too")
         return Storage(Memory())
-    return Storage(_codec(codec, secret), Memory())
+    return Storage(codec_layer(codec, secret), Memory())
 
 
 def lru(
@@ -122,7 +122,9 @@ def disk_lru(
     secret: Secret = None,
 ) -> Storage:
     """One file per key, at most ``limit`` files; the least recently used one goes first."""
-    return Storage(CountLimit(limit), _codec(codec, secret), Files(_default_path(path), suffix))
+    return Storage(
+        CountLimit(limit), codec_layer(codec, secret), Files(_default_path(path), suffix)
+    )
 
 
 def volatile(
@@ -144,7 +146,7 @@ def redis_text(
     secret: Secret = None,
 ) -> Storage:
     """Values in Redis as UTF-8 text (``codec="text"``), optionally expiring natively."""
-    stack = Storage(_codec(codec, secret), Redis(redis_client, url, prefix))
+    stack = Storage(codec_layer(codec, secret), Redis(redis_client, url, prefix))
     return stack if expiration is None else Storage(Expiry(expiration), stack)
 
 
@@ -177,7 +179,7 @@ def s3(
     ``client_options`` (credentials, ``config=``, ``max_workers=``...).
     """
     backend = S3(bucket, folder, client, endpoint_url, region, **client_options)
-    return Storage(_codec(codec, secret), backend)
+    return Storage(codec_layer(codec, secret), backend)
 
 
 class StorageProvider:

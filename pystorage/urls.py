@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from pystorage.codecs import Signed, resolve
 from pystorage.errors import ConfigurationError, StorageProviderError
 from pystorage.layers import (
     LRU,
     S3,
-    Codec,
     CountLimit,
     Expiry,
     Files,
@@ -37,6 +35,7 @@ from pystorage.layers import (
     Tier,
 )
 from pystorage.storage import Storage
+from pystorage.storage_provider import codec_layer
 
 _LAYER_OPTIONS = {"codec", "secret", "ttl", "lru", "limit", "stats"}
 
@@ -89,13 +88,11 @@ def _layers(options: dict[str, str], default_codec: str | None) -> list[Layer]:
         layers.append(CountLimit(_integer(options, "limit")))
     if "lru" in options:  # below the layers that remove entries, so it never serves them
         layers.append(Tier(LRU(_integer(options, "lru"))))
-    codec_name = options.get("codec", default_codec)
-    if codec_name is not None:
-        codec = resolve(codec_name)
-        if options.get("secret"):
-            codec = codec | Signed(options["secret"])
-        layers.append(Codec(codec))
-    elif options.get("secret"):
+    codec = options.get("codec", default_codec)
+    secret = options.get("secret")
+    if codec is not None:
+        layers.append(codec_layer(codec, secret))
+    elif secret is not None:
         raise ConfigurationError("secret= needs a codec= to sign")
     return layers
 

@@ -11,7 +11,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.errors import ConfigurationError
-from pystorage.layers import Codec, CountLimit, Files, Memory
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory
 
 SUFFIX = ".storage.lru"
 
@@ -140,3 +140,26 @@ def test_indexes_once_at_open_not_per_operation(tmp_path: Path) -> None:
         storage[str(i)] = i
         storage.get(str(i // 2))
     assert listings == [1]
+
+
+def test_an_expiry_sweep_at_open_does_not_count_as_use(tmp_path: Path) -> None:
+    # Expiry reads every entry when the stack is built; that must not reorder the LRU.
+    def open_stack() -> Storage:
+        return Storage(Expiry(3600), CountLimit(3), Codec("json"), Files(tmp_path, "json"))
+
+    first = open_stack()
+    for key in "cab":
+        first[key] = key
+    assert first["c"] == "c"  # order of use: a, b, c
+    second = open_stack()
+    second["d"] = "d"
+    assert sorted(second) == ["b", "c", "d"]
+
+
+def test_peeking_is_not_a_use() -> None:
+    lru = LRU(2)
+    storage = Storage(lru)
+    storage["a"], storage["b"] = 1, 2
+    assert lru.peek_many(["a", "zz"]) == {"a": 1}
+    storage["c"] = 3
+    assert sorted(storage) == ["b", "c"]

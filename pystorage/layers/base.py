@@ -105,6 +105,10 @@ class Layer:
         """The values of those ``keys`` that exist, in one batch where the backend can."""
         raise NotImplementedError
 
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """As ``get_many``, but not a use: LRU order stays as it was (for sweeps)."""
+        raise NotImplementedError
+
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         """Store every item, in one batch where the backend can."""
         raise NotImplementedError
@@ -172,6 +176,9 @@ class Backend(Layer):
             except KeyError:
                 pass
         return found
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self.get_many(keys)
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         for key, value in items.items():
@@ -263,6 +270,9 @@ class Wrapper(Layer):
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         return self._inner.get_many(keys)
 
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._inner.peek_many(keys)
+
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         self._inner.set_many(items, ttl)
 
@@ -292,3 +302,11 @@ class Wrapper(Layer):
 
     def has_ttl(self) -> bool:
         return self.supports_ttl or self._inner.has_ttl()
+
+
+def stack_from(layer: Layer) -> Iterator[Layer]:
+    """``layer`` and every layer below it, down to the backend."""
+    yield layer
+    while isinstance(layer, Wrapper):
+        layer = layer.inner
+        yield layer

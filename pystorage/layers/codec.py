@@ -47,8 +47,13 @@ class Codec(Wrapper):
         self._inner.set(key, data, ttl)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        found = self._inner.get_many(keys)
-        decode = self.codec.decode
+        return self._decode_all(self._inner.get_many(keys))
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return self._decode_all(self._inner.peek_many(keys))
+
+    def _decode_all(self, found: dict[str, Any]) -> dict[str, Any]:
+        decode = self._decode
         values = {}
         for key, data in found.items():
             try:  # free unless it raises (Python 3.11+)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import attrs
 
 from pystorage.errors import CodecError, ConfigurationError
-from pystorage.layers.base import Layer, Wrapper
+from pystorage.layers.base import Layer, Wrapper, stack_from
 
 #: Values with a deadline are stored as (MARK, deadline, value): objects above a codec.
 MARK = "pystorage.expires"
@@ -68,10 +68,12 @@ class Expiry(Wrapper):
     _heap: list[tuple[float, str]] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _expirations: int = attrs.field(default=0, init=False, repr=False)
+    _evicted_below: bool = attrs.field(init=False, default=False, repr=False)
 
     def link(self, inner: Layer) -> None:
         super().link(inner)
         self._native = inner.has_ttl()
+        self._evicted_below = any(layer.removes_entries for layer in stack_from(inner))
         if not self._native:
             self.expire()
 
@@ -125,7 +127,14 @@ class Expiry(Wrapper):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         now = self._expire_due()
-        found = self._inner.get_many(keys)
+        return self._live(self._inner.get_many(keys), now)
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        now = self._expire_due()
+        return self._live(self._inner.peek_many(keys), now)
+
+    def _live(self, found: dict[str, Any], now: float) -> dict[str, Any]:
+        """The values of ``found`` whose deadline has not passed; the others are removed."""
         if self._native:
             return found
         result = {}
@@ -167,23 +176,42 @@ class Expiry(Wrapper):
         now = self.clock()
         deadlines: dict[str, float] = {}
         expired = []
-        for key in list(self._inner.keys()):
-            try:
-                _, deadline = unseal(self._inner.get(key))
-            except (KeyError, CodecError):  # gone meanwhile, or not a value of ours
-                continue
-            if deadline is None:
-                continue
-            if deadline <= now:
-                expired.append(key)
-            else:
-                deadlines[key] = deadline
+        for stored in self._read_all():
+            for key, value in stored.items():
+                _, deadline = unseal(value)
+                if deadline is None:
+                    continue
+                if deadline <= now:
+                    expired.append(key)
+                else:
+                    deadlines[key] = deadline
         with self._lock:
             self._deadlines = deadlines
-            self._heap = [(deadline, key) for key, deadline in deadlines.items()]
-            heapq.heapify(self._heap)
+            self._rebuild_heap()
         self._remove(expired)
         return len(expired)
+
+    def _read_all(self, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every entry below, a batch at a time (one round trip each on Redis or S3)."""
+        keys = list(self._inner.keys())
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            try:
+                yield self._inner.peek_many(chunk)
+            except CodecError:  # a foreign or corrupt entry: read the others one by one
+                yield dict(self._readable(chunk))
+
+    def _readable(self, keys: list[str]) -> Iterator[tuple[str, Any]]:
+        for key in keys:
+            try:
+                yield from self._inner.peek_many([key]).items()
+            except CodecError:  # not a value of ours
+                continue
+
+    def _rebuild_heap(self) -> None:
+        """The heap of live deadlines only (call with the lock held)."""
+        self._heap = [(deadline, key) for key, deadline in self._deadlines.items()]
+        heapq.heapify(self._heap)
 
     def _track(self, key: str, deadline: float | None) -> None:
         with self._lock:
@@ -194,8 +222,7 @@ class Expiry(Wrapper):
                 heapq.heappush(self._heap, (deadline, key))
             if len(self._heap) > 2 * len(self._deadlines) + 64:
                 # Rewrites leave stale entries behind: drop them before they pile up.
-                self._heap = [(when, name) for name, when in self._deadlines.items()]
-                heapq.heapify(self._heap)
+                self._rebuild_heap()
 
     def _expire_due(self) -> float:
         """Remove the entries whose deadline has passed; returns the time it used."""
@@ -212,8 +239,9 @@ class Expiry(Wrapper):
                 if self._deadlines.get(key) == deadline:
                     del self._deadlines[key]
                     due.append(key)
-        # Only entries still there count as expired: a layer below may have evicted some.
-        present = [key for key in due if self._inner.contains(key)]
+        # Only entries still there count as expired. Asking costs a request per key, so
+        # only where a layer below (CountLimit, LRU) may have evicted some already.
+        present = [key for key in due if self._inner.contains(key)] if self._evicted_below else due
         if present:
             with self._lock:
                 self._expirations += len(present)

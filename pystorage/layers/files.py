@@ -21,7 +21,7 @@ try:
 except ImportError:  # Windows: threads are still excluded, other processes are not
     fcntl = None  # type: ignore[assignment]
 
-from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
+from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
@@ -87,7 +87,7 @@ class Files(Backend):
 
     def _name(self, key: str) -> str:
         if type(key) is not str:
-            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise not_a_str(key)
         return _stem(key, self._max_stem) + self._ending
 
     def _key_of(self, entry: os.DirEntry[str]) -> str | None:
@@ -165,7 +165,7 @@ class Files(Backend):
 
     def delete(self, key: str) -> None:
         try:
-            os.unlink(self._slash_root + self._name(key))
+            os.unlink(self._file(key))
         except (FileNotFoundError, IsADirectoryError):
             raise KeyError(key) from None
         except OSError as exc:
@@ -173,7 +173,7 @@ class Files(Backend):
 
     def contains(self, key: str) -> bool:
         try:
-            info = os.lstat(self._slash_root + self._name(key))
+            info = os.lstat(self._file(key))
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
@@ -181,14 +181,7 @@ class Files(Backend):
         return stat.S_ISREG(info.st_mode)
 
     def keys(self) -> Iterator[str]:
-        try:
-            with os.scandir(self._root) as entries:
-                for entry in entries:
-                    key = self._key_of(entry)
-                    if key is not None:
-                        yield key
-        except OSError as exc:
-            raise BackendError(f"cannot list {self._root}: {exc}") from exc
+        return (key for key, _ in self._entries())
 
     def touch(self, key: str) -> None:
         # An explicit time: the kernel's own file times are only as fine as its clock tick.
@@ -202,20 +195,24 @@ class Files(Backend):
 
     def keys_by_age(self) -> list[str]:
         aged = []
+        for key, entry in self._entries():
+            try:
+                aged.append((entry.stat(follow_symlinks=False).st_mtime_ns, key))
+            except FileNotFoundError:
+                continue
+        aged.sort()
+        return [key for _, key in aged]
+
+    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(key, directory entry) of every file of this storage in the folder."""
         try:
             with os.scandir(self._root) as entries:
                 for entry in entries:
                     key = self._key_of(entry)
-                    if key is None:
-                        continue
-                    try:
-                        aged.append((entry.stat(follow_symlinks=False).st_mtime_ns, key))
-                    except FileNotFoundError:
-                        continue
+                    if key is not None:
+                        yield key, entry
         except OSError as exc:
             raise BackendError(f"cannot list {self._root}: {exc}") from exc
-        aged.sort()
-        return [key for _, key in aged]
 
     @contextmanager
     def exclusive(self) -> Iterator[bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -67,6 +67,15 @@ class LRU(Backend):
             except KeyError:  # emptied by another thread meanwhile
                 return
             self._evictions += 1  # may miss a count under racing writers: statistics only
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        data = self._data
+        found = {}
+        for key in keys:
+            value = data.get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
 
     def delete(self, key: str) -> None:
         del self._data[key]

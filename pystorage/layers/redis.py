@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
+from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import Backend, ValueKind
 
 _SCAN_BATCH = 1000
@@ -74,7 +74,7 @@ class Redis(Backend):
 
     def _name(self, key: str) -> bytes:
         if type(key) is not str:
-            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise not_a_str(key)
         return self._raw_prefix + key.encode("utf-8", "surrogatepass")
 
     def _fail(self, action: str, exc: Exception) -> BackendError:

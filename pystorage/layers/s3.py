@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 
-from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError, StorageError
+from pystorage.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    StorageError,
+    not_a_str,
+)
 from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
@@ -203,7 +209,7 @@ class S3(Backend):
 
     def _name(self, key: str) -> str:
         if type(key) is not str:
-            raise InvalidKeyError(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise not_a_str(key)
         stem = names.stem(key, min(MAX_STEM_BYTES, MAX_KEY_BYTES - self._prefix_bytes))
         if self._prefix_bytes + len(stem) > MAX_KEY_BYTES:
             raise InvalidKeyError(

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from pystorage.errors import ConfigurationError
-from pystorage.layers.base import Layer, ValueKind, Wrapper
+from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -25,15 +25,13 @@ class Tier(Wrapper):
     front: Layer
 
     def link(self, inner: Layer) -> None:
-        below: Layer | None = inner
-        while below is not None:
+        for below in stack_from(inner):
             if below.removes_entries:
                 raise ConfigurationError(
                     f"Tier cannot sit above {type(below).__name__}: entries it removes "
                     f"would still be read from the front. Put {type(below).__name__} above "
                     "the Tier instead."
                 )
-            below = below.inner if isinstance(below, Wrapper) else None
         super().link(inner)
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
