@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from pystorage.testing import RedisClusterServer, RedisServer, SeaweedS3Server
+from tests.helpers import unique
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def s3_bucket(s3_options: dict[str, Any]) -> str:
     """One bucket for the session; each test works in its own folder of it."""
     import boto3
 
-    name = f"pystorage-test-{uuid.uuid4().hex[:12]}"
+    name = unique("pystorage-test-")
     boto3.client("s3", **s3_options).create_bucket(Bucket=name)
     return name
 
@@ -114,8 +114,3 @@ def readme_bucket(monkeypatch: pytest.MonkeyPatch, s3_options: dict[str, Any]) -
     except client.exceptions.BucketAlreadyOwnedByYou:
         pass
     return "my.bucket"
-
-
-def unique(prefix: str) -> str:
-    """A name no other test (or example) uses."""
-    return f"{prefix}{uuid.uuid4().hex[:12]}"

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import pystorage
-from tests.conftest import unique
+from tests.helpers import unique
 
 SCRIPT = Path(sys.executable).with_name("pystorage")
 SUMMARY = re.compile(r"copied (\d+), skipped (\d+), failed (\d+)")

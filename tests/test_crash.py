@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from pystorage import Storage, StorageProvider
+from tests.helpers import DiskStack
 
 MIN_SIZE = 200_000
 MAX_SIZE = 2_000_000
@@ -98,29 +99,17 @@ WRITER = (
 
 
 @dataclass(frozen=True)
-class Stack:
-    preset: str
-    suffix: str
-    keys: tuple[str, ...]
-    limit: int = 0  # 0: no limit
-
-    def open(self, folder: Path) -> Storage:
-        options: dict[str, Any] = {"path": folder}
-        if self.limit:
-            options["limit"] = self.limit
-        storage: Storage = StorageProvider().create(self.preset, **options)
-        return storage
+class Stack(DiskStack):
+    keys: tuple[str, ...] = ()
 
 
 STACKS = {
-    "pickle": Stack(StorageProvider.STORAGE_PICKLE, "storage.pkl", ("a", "b", "c", "d")),
+    "pickle": Stack(StorageProvider.STORAGE_PICKLE, "storage.pkl", keys=("a", "b", "c", "d")),
     "pickle-gzip": Stack(
-        StorageProvider.STORAGE_PICKLE_GZIP, "storage.pkl.gz", ("a", "b", "c", "d")
+        StorageProvider.STORAGE_PICKLE_GZIP, "storage.pkl.gz", keys=("a", "b", "c", "d")
     ),
     # Fewer slots than keys: nearly every write evicts, so kills also land mid-eviction.
-    "disklru": Stack(
-        StorageProvider.STORAGE_DISKLRU, "storage.lru", ("a", "b", "c", "d", "e", "f"), limit=3
-    ),
+    "disklru": Stack(StorageProvider.STORAGE_DISKLRU, "storage.lru", limit=3, keys=tuple("abcdef")),
 }
 
 

@@ -11,22 +11,15 @@ from pystorage import Storage, StorageProvider
 from pystorage.errors import ConfigurationError, UnsupportedError
 from pystorage.layers import Codec, CountLimit, Expiry, Files, Memory
 from pystorage.layers.expiry import seal, unseal
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def test_the_readme_example(tmp_path: Path, clock: Clock) -> None:
+def test_the_readme_example(tmp_path: Path, clock: FakeClock) -> None:
     provider = StorageProvider()
     pkl_storage = provider.create(StorageProvider.STORAGE_PICKLE, path=tmp_path)
     storage = provider.create(
@@ -43,7 +36,7 @@ def test_the_readme_example(tmp_path: Path, clock: Clock) -> None:
     assert not (tmp_path / "key.storage.pkl").exists()
 
 
-def test_expired_entries_are_not_counted_nor_listed(clock: Clock) -> None:
+def test_expired_entries_are_not_counted_nor_listed(clock: FakeClock) -> None:
     storage = Storage(Expiry(10, clock), Memory())
     storage["old"] = 1
     clock.now += 5
@@ -55,7 +48,7 @@ def test_expired_entries_are_not_counted_nor_listed(clock: Clock) -> None:
     assert storage.get_many(["old", "new"]) == {"new": 2}
 
 
-def test_per_key_ttl_and_no_default(clock: Clock) -> None:
+def test_per_key_ttl_and_no_default(clock: FakeClock) -> None:
     storage = Storage(Expiry(clock=clock), Memory())
     storage["forever"] = 1
     storage.set("short", 2, ttl=1)
@@ -66,7 +59,7 @@ def test_per_key_ttl_and_no_default(clock: Clock) -> None:
     assert sorted(storage) == ["forever"]
 
 
-def test_rewriting_a_key_resets_its_deadline(clock: Clock) -> None:
+def test_rewriting_a_key_resets_its_deadline(clock: FakeClock) -> None:
     storage = Storage(Expiry(10, clock), Memory())
     storage["k"] = 1
     clock.now += 8
@@ -78,7 +71,7 @@ def test_rewriting_a_key_resets_its_deadline(clock: Clock) -> None:
     assert "k" not in storage
 
 
-def test_a_key_written_without_ttl_loses_its_old_deadline(clock: Clock) -> None:
+def test_a_key_written_without_ttl_loses_its_old_deadline(clock: FakeClock) -> None:
     storage = Storage(Expiry(clock=clock), Memory())
     storage.set("k", 1, ttl=1)
     storage["k"] = 2
@@ -86,7 +79,7 @@ def test_a_key_written_without_ttl_loses_its_old_deadline(clock: Clock) -> None:
     assert storage["k"] == 2
 
 
-def test_deadlines_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
+def test_deadlines_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     tmp_path = tmp_path / "store"
 
     def open_storage() -> Storage:
@@ -105,7 +98,7 @@ def test_deadlines_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
     assert sorted(os.listdir(tmp_path)) == ["forever.json"]
 
 
-def test_another_writer_s_deadline_is_honoured_on_read(tmp_path: Path, clock: Clock) -> None:
+def test_another_writer_s_deadline_is_honoured_on_read(tmp_path: Path, clock: FakeClock) -> None:
     reader = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
     writer = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
     writer.set("k", "v", ttl=1)
@@ -115,7 +108,7 @@ def test_another_writer_s_deadline_is_honoured_on_read(tmp_path: Path, clock: Cl
         reader["k"]
 
 
-def test_expire_sweeps_everything(tmp_path: Path, clock: Clock) -> None:
+def test_expire_sweeps_everything(tmp_path: Path, clock: FakeClock) -> None:
     tmp_path = tmp_path / "store"
     storage = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
     other = Storage(Expiry(clock=clock), Codec("pickle"), Files(tmp_path))
@@ -126,7 +119,7 @@ def test_expire_sweeps_everything(tmp_path: Path, clock: Clock) -> None:
     assert sorted(os.listdir(tmp_path)) == ["kept"]
 
 
-def test_expiry_on_bytes_below_a_codec(clock: Clock) -> None:
+def test_expiry_on_bytes_below_a_codec(clock: FakeClock) -> None:
     storage = Storage(Codec("json"), Expiry(1, clock), Memory())
     storage["k"] = {"a": 1}
     assert storage["k"] == {"a": 1}
@@ -134,7 +127,7 @@ def test_expiry_on_bytes_below_a_codec(clock: Clock) -> None:
     assert "k" not in storage
 
 
-def test_expiry_over_count_limit(tmp_path: Path, clock: Clock) -> None:
+def test_expiry_over_count_limit(tmp_path: Path, clock: FakeClock) -> None:
     storage = Storage(Expiry(5, clock), CountLimit(3), Codec("pickle"), Files(tmp_path))
     for key in "abcd":
         storage[key] = key
@@ -150,7 +143,7 @@ def test_seal_round_trips_objects_and_bytes() -> None:
     assert unseal(b"plain") == (b"plain", None)
 
 
-def test_bad_ttl_values(clock: Clock) -> None:
+def test_bad_ttl_values(clock: FakeClock) -> None:
     for ttl in (0, -1, "5", True):
         with pytest.raises(ConfigurationError):
             Expiry(ttl, clock)  # type: ignore[arg-type]
@@ -161,7 +154,7 @@ def test_bad_ttl_values(clock: Clock) -> None:
         Storage(CountLimit(3), Memory()).set("k", 1, ttl=1)
 
 
-def test_expiring_cost_does_not_scan_every_key(clock: Clock) -> None:
+def test_expiring_cost_does_not_scan_every_key(clock: FakeClock) -> None:
     reads = []
 
     class CountingMemory(Memory):

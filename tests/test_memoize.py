@@ -12,14 +12,7 @@ import redis
 
 from pystorage import Storage
 from pystorage.layers import Codec, Expiry, Memory
-from tests.conftest import unique
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock, unique
 
 
 def test_results_are_cached_and_keys_are_stable() -> None:
@@ -82,7 +75,7 @@ def test_invalidate_and_clear_touch_only_this_function() -> None:
 
 
 def test_ttl_expires_results() -> None:
-    clock = Clock()
+    clock = FakeClock(start=0.0)
     storage = Storage(Expiry(clock=clock), Memory())
     calls = []
 

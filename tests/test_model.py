@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from pystorage import Storage
 from pystorage.layers import Codec, CountLimit, Expiry, Files, Memory
+from tests.helpers import FakeClock
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "e", "../f", ""])
 VALUES = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none())
@@ -23,17 +24,10 @@ TTLS = st.one_of(st.none(), st.sampled_from([1.0, 2.5, 5.0]))
 LIMIT = 4
 
 
-class Clock:
-    now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Model:
     """What the stack should hold: LRU order, values and deadlines."""
 
-    def __init__(self, clock: Clock, default_ttl: float | None) -> None:
+    def __init__(self, clock: FakeClock, default_ttl: float | None) -> None:
         self.clock = clock
         self.default_ttl = default_ttl
         self.entries: OrderedDict[str, tuple[Any, float | None]] = OrderedDict()
@@ -58,12 +52,12 @@ class Model:
         return value
 
 
-def machine_for(build: Callable[[Path, Clock, float | None], Storage]) -> type:
+def machine_for(build: Callable[[Path, FakeClock, float | None], Storage]) -> type:
     class StackMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.folder = Path(tempfile.mkdtemp())
-            self.clock = Clock()
+            self.clock = FakeClock()
             self.model = Model(self.clock, 3.0)
             self.storage = build(self.folder, self.clock, 3.0)
 
@@ -117,11 +111,11 @@ def machine_for(build: Callable[[Path, Clock, float | None], Storage]) -> type:
     return StackMachine
 
 
-def _memory(folder: Path, clock: Clock, ttl: float | None) -> Storage:
+def _memory(folder: Path, clock: FakeClock, ttl: float | None) -> Storage:
     return Storage(Expiry(ttl, clock), CountLimit(LIMIT), Codec("pickle"), Memory())
 
 
-def _files(folder: Path, clock: Clock, ttl: float | None) -> Storage:
+def _files(folder: Path, clock: FakeClock, ttl: float | None) -> Storage:
     return Storage(Expiry(ttl, clock), CountLimit(LIMIT), Codec("json"), Files(folder))
 
 

@@ -13,7 +13,7 @@ from pystorage import Storage, StorageProvider
 from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
 from pystorage.layers import Codec, Expiry, Redis
 from pystorage.testing import RedisServer
-from tests.conftest import unique
+from tests.helpers import unique
 
 
 @pytest.fixture

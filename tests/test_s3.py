@@ -27,7 +27,7 @@ from pystorage.errors import (
 from pystorage.layers import Codec, Expiry
 from pystorage.layers.s3 import S3
 from pystorage.testing import SeaweedS3Server
-from tests.conftest import unique
+from tests.helpers import unique
 
 MiB = 1 << 20
 

@@ -55,7 +55,7 @@ def test_presets_take_stats() -> None:
     }  # fmt: skip
 
 
-def test_no_stats_layer_no_counting_cost() -> None:
+def test_without_a_stats_layer_nothing_is_counted() -> None:
     assert Storage(Memory()).stats() == {}
 
 

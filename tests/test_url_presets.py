@@ -10,7 +10,7 @@ import pytest
 
 import pystorage
 from pystorage import Storage, StorageProvider
-from tests.conftest import unique
+from tests.helpers import unique
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ROW = re.compile(r"^\| `(STORAGE_\w+)`(?: \(`(\w+)=(\d+)`\))? \| `([a-z0-9]+://[^`]*)`", re.M)

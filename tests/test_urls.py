@@ -11,7 +11,7 @@ import redis
 import pystorage
 from pystorage.errors import BackendError, StorageProviderError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
-from tests.conftest import unique
+from tests.helpers import unique
 
 
 def kinds(storage: pystorage.Storage) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
 from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
-from tests.conftest import unique
+from tests.helpers import unique
 
 
 @attrs.frozen
