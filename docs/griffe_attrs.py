@@ -2,7 +2,7 @@
 
 attrs writes the ``__init__`` of the layers and codecs at run time, so static analysis
 sees no constructor. This takes the signature of the imported class instead, so that
-the reference shows ``Files(path, suffix='', fsync=False)``.
+the reference shows ``Files(path, suffix='', fsync=False, ...)``.
 """
 
 from __future__ import annotations

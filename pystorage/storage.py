@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
@@ -98,6 +99,11 @@ class Storage(MutableMapping[str, Any]):
             pass
         return value
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        """The value of ``key`` and the seconds it has left, or None if it never expires
+        (``KeyError`` if it is missing). ``pystorage copy`` carries TTLs across with it."""
+        return self.top.get_with_ttl(key)
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
         if type(key) is not str:
@@ -169,8 +175,10 @@ class Storage(MutableMapping[str, Any]):
         self.close()
 
     def _check_ttl(self, ttl: float) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise ConfigurationError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
+            raise ConfigurationError(
+                f"ttl must be a finite positive number of seconds, not {ttl!r}"
+            )
         if not self.top.has_ttl():
             raise UnsupportedError(
                 "this stack cannot expire entries: add an Expiry layer (or use a backend "

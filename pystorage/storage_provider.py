@@ -6,13 +6,15 @@ stack it builds.
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
-from pystorage.errors import StorageProviderError
+from pystorage.errors import BackendError, StorageProviderError
 from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
 from pystorage.storage import Storage
 
@@ -22,8 +24,38 @@ Factory = Callable[..., Any]
 Secret = str | bytes | None
 
 
-def _default_path(path: str | Path | None) -> Path:
-    return Path(tempfile.gettempdir() if path is None else path)
+def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> Path:
+    """``path``, or the default folder: the system temp folder, or for a codec that can
+    run code (unsigned pickle) a folder only this user can enter: a file another user
+    planted there could otherwise run code in this process when read."""
+    if path is not None:
+        return Path(path)
+    if not _runs_code(codec):
+        return Path(tempfile.gettempdir())
+    return _private_folder(Path(tempfile.gettempdir()) / f"pystorage-{os.getuid()}")
+
+
+def _runs_code(codec: str | BaseCodec) -> bool:
+    stages = resolve(codec).stages
+    return any(isinstance(stage, Pickle) for stage in stages) and not any(
+        isinstance(stage, Signed) for stage in stages
+    )
+
+
+def _private_folder(folder: Path) -> Path:
+    """``folder``, created with mode 0700 if missing; refused unless this user owns it
+    and no one else may enter it."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError as exc:
+        raise BackendError(f"cannot create the folder {folder}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise StorageProviderError(
+            f"{folder}, the default folder for pickle files, must be a folder that only "
+            "this user owns and enters (mode 0700): give path= to use another one"
+        )
+    return folder
 
 
 def codec_layer(codec: str | BaseCodec, secret: Secret = None) -> Codec:
@@ -38,7 +70,7 @@ def json_files(
     secret: Secret = None,
 ) -> Storage:
     """One JSON file per key: ``<path>/<key>.storage.json`` (path: the system temp dir)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
 def pickle_files(
@@ -48,7 +80,7 @@ def pickle_files(
     secret: Secret = None,
 ) -> Storage:
     """One pickle file per key. Only read files that you (or a signed codec) wrote."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
 def gzip_pickle_files(
@@ -63,7 +95,7 @@ def gzip_pickle_files(
         raise StorageProviderError("give compresslevel= or codec=, not both")
     if codec is None:
         codec = Pickle() | Gzip(9 if compresslevel is None else compresslevel)
-    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
 def msgpack_files(
@@ -73,7 +105,7 @@ def msgpack_files(
     secret: Secret = None,
 ) -> Storage:
     """One MessagePack file per key (``pip install pystorage[msgpack]``)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
 def zstd_files(
@@ -83,7 +115,7 @@ def zstd_files(
     secret: Secret = None,
 ) -> Storage:
     """One Zstandard-compressed pickle file per key (``pip install pystorage[zstd]``)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path), suffix))
+    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
 def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Storage:
@@ -123,7 +155,7 @@ def disk_lru(
 ) -> Storage:
     """One file per key, at most ``limit`` files; the least recently used one goes first."""
     return Storage(
-        CountLimit(limit), codec_layer(codec, secret), Files(_default_path(path), suffix)
+        CountLimit(limit), codec_layer(codec, secret), Files(_default_path(path, codec), suffix)
     )
 
 

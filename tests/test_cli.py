@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -127,10 +128,10 @@ def test_get_renders_objects_as_json_or_repr(tmp_path: Path) -> None:
     assert cli_bytes("get", url, "set") == b"{3}\n"
 
 
-def test_ttl_needs_a_stack_that_expires(tmp_path: Path) -> None:
+def test_ttl_is_kept_by_every_file_stack(tmp_path: Path) -> None:
     assert cli("put", f"file://{tmp_path}?ttl=60", "k", "v", "--ttl", "5").returncode == 0
-    line = assert_one_error_line(cli("put", f"file://{tmp_path}", "k", "v", "--ttl", "5"), 2)
-    assert "expire" in line
+    assert cli("put", f"file://{tmp_path}", "k2", "v", "--ttl", "5").returncode == 0
+    assert os.stat(tmp_path / "k2").st_mode & stat.S_IXUSR  # framed: it has a deadline
 
 
 # -- errors ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,7 +11,6 @@ import pytest
 from pystorage import Storage, StorageProvider
 from pystorage.errors import ConfigurationError, UnsupportedError
 from pystorage.layers import Codec, CountLimit, Expiry, Files, Memory
-from pystorage.layers.expiry import seal, unseal
 from tests.helpers import FakeClock
 
 
@@ -92,10 +92,12 @@ def test_deadlines_survive_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     clock.now += 10
     second = open_storage()  # a new process would see the same files
     assert sorted(second) == ["forever", "long"]
-    assert not (tmp_path / "short.json").exists()
+    assert len(second) == 2
+    assert second.get("short") is None
+    assert not (tmp_path / "short.json").exists()  # removed when read expired
     clock.now += 100
-    assert second.get("long") is None
-    assert sorted(os.listdir(tmp_path)) == ["forever.json"]
+    assert second.expire() == 1
+    assert _entries(tmp_path) == ["forever.json"]
 
 
 def test_another_writer_s_deadline_is_honoured_on_read(tmp_path: Path, clock: FakeClock) -> None:
@@ -116,7 +118,7 @@ def test_expire_sweeps_everything(tmp_path: Path, clock: FakeClock) -> None:
     storage["kept"] = "yes"
     clock.now += 2
     assert storage.expire() == 10
-    assert sorted(os.listdir(tmp_path)) == ["kept"]
+    assert _entries(tmp_path) == ["kept"]
 
 
 def test_expiry_on_bytes_below_a_codec(clock: FakeClock) -> None:
@@ -136,13 +138,6 @@ def test_expiry_over_count_limit(tmp_path: Path, clock: FakeClock) -> None:
     assert len(storage) == 0
 
 
-def test_seal_round_trips_objects_and_bytes() -> None:
-    for value in ("text", b"bytes", [1, 2], None, ("pystorage.expires", 1)):
-        assert unseal(seal(value, 12.5)) == (value, 12.5)
-    assert unseal([1, 2]) == ([1, 2], None)
-    assert unseal(b"plain") == (b"plain", None)
-
-
 def test_bad_ttl_values(clock: FakeClock) -> None:
     for ttl in (0, -1, "5", True):
         with pytest.raises(ConfigurationError):
@@ -150,8 +145,19 @@ def test_bad_ttl_values(clock: FakeClock) -> None:
     storage = Storage(Expiry(clock=clock), Memory())
     with pytest.raises(ConfigurationError):
         storage.set("k", 1, ttl=0)
+    for ttl in (math.inf, math.nan):
+        with pytest.raises(ConfigurationError):
+            storage.set("k", 1, ttl=ttl)
+        with pytest.raises(ConfigurationError):
+            Expiry(ttl)
+
+    class Forgetful(Memory):  # a backend of the user's that keeps no deadlines
+        supports_ttl = False
+
     with pytest.raises(UnsupportedError):
-        Storage(CountLimit(3), Memory()).set("k", 1, ttl=1)
+        Storage(CountLimit(3), Forgetful()).set("k", 1, ttl=1)
+    with pytest.raises(ConfigurationError, match="cannot keep deadlines"):
+        Storage(Expiry(5), Forgetful())
 
 
 def test_expiring_cost_does_not_scan_every_key(clock: FakeClock) -> None:
@@ -169,5 +175,10 @@ def test_expiring_cost_does_not_scan_every_key(clock: FakeClock) -> None:
     clock.now += 500.5  # start + 1500.5: keys 0 to 500 are due
     for i in range(1000):
         storage.get(str(i))
-    assert reads == [1]  # the one sweep when the stack was built, none per access
+    assert reads == []  # no sweep when the stack was built, none per access
     assert len(storage) == 499
+
+
+def _entries(folder: Path) -> list[str]:
+    """The files of entries in ``folder``: its hidden lock and format files left out."""
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))

@@ -39,7 +39,8 @@ def _files_storage(folder: Path, suffix: str = SUFFIX) -> Storage:
 
 
 def _names(folder: Path) -> list[str]:
-    return sorted(os.listdir(folder))
+    """The files in ``folder`` but the folder's format marker (also the expiry gate)."""
+    return sorted(name for name in os.listdir(folder) if name != ".pystorage")
 
 
 def _temp_files(folder: Path) -> list[str]:
@@ -179,12 +180,12 @@ def test_hostile_keys_round_trip_or_are_refused(tmp_path: Path, suffix: str) -> 
     assert len(storage) == len(stored)
 
     # Nothing was created outside the folder, and nothing but regular files inside it.
-    assert os.listdir(base) == ["store"]
-    for name in os.listdir(folder):
+    assert _names(base) == ["store"]
+    for name in _names(folder):
         info = os.lstat(folder / name)
         assert stat.S_ISREG(info.st_mode), name
         assert not name.startswith("."), name
-    assert len(os.listdir(folder)) == len(stored)
+    assert len(_names(folder)) == len(stored)
 
     # A new storage on the same folder sees the same entries.
     reopened = _files_storage(folder, suffix)
@@ -199,8 +200,8 @@ def test_hostile_keys_round_trip_or_are_refused(tmp_path: Path, suffix: str) -> 
             storage[key]
     assert list(storage) == []
     assert len(storage) == 0
-    assert os.listdir(folder) == []
-    assert os.listdir(base) == ["store"]
+    assert _names(folder) == []
+    assert _names(base) == ["store"]
 
 
 def test_keys_at_the_name_length_boundary(folder: Path) -> None:
@@ -214,10 +215,10 @@ def test_keys_at_the_name_length_boundary(folder: Path) -> None:
         own_name = escape(at_limit) + ENDING
         assert len(own_name.encode()) == 255
         assert (folder / own_name).is_file()
-        assert escape(past_limit) + ENDING not in os.listdir(folder)
+        assert escape(past_limit) + ENDING not in _names(folder)
         assert storage[at_limit] == "at"
         assert storage[past_limit] == "past"
-    hashed = [name for name in os.listdir(folder) if name.startswith("~")]
+    hashed = [name for name in _names(folder) if name.startswith("~")]
     assert len(hashed) == 3
     for name in hashed:
         assert len(name.encode()) <= 255
@@ -261,7 +262,7 @@ def test_arbitrary_keys_round_trip(tmp_path: Path, suffix: str, key: str) -> Non
     assert list(storage) == [key]
     del storage[key]
     assert key not in storage
-    assert os.listdir(tmp_path / "prop") == []
+    assert _names(tmp_path / "prop") == []
 
 
 # -- escaping ------------------------------------------------------------------------------
@@ -345,7 +346,7 @@ def test_undecodable_file_name_is_not_an_entry(folder: Path) -> None:
     storage["k"] = 1
     with open(os.path.join(os.fsencode(folder), b"\xff.storage.json"), "wb") as stream:
         stream.write(b"1")
-    assert len(os.listdir(folder)) == 2
+    assert len(_names(folder)) == 2
     assert list(storage) == ["k"]
     assert len(storage) == 1
 
@@ -372,7 +373,7 @@ def test_set_many_with_one_bad_value_writes_no_file(folder: Path) -> None:
     storage = json_files(path=folder)
     with pytest.raises(CodecError, match="'bad'"):
         storage.set_many({"a": 1, "bad": object(), "c": 3})
-    assert os.listdir(folder) == []
+    assert _names(folder) == []
 
 
 def test_no_temporary_files_remain_after_writes(folder: Path) -> None:
@@ -382,7 +383,7 @@ def test_no_temporary_files_remain_after_writes(folder: Path) -> None:
             storage[key] = {"round": round_}
     storage.set_many({"m1": 1, "m2": 2})
     assert _temp_files(folder) == []
-    assert len(os.listdir(folder)) == 6
+    assert len(_names(folder)) == 6
     assert storage["x" * 400] == {"round": 4}
 
 
@@ -537,7 +538,7 @@ def test_non_str_keys_are_invalid(folder: Path, key: Any) -> None:
     with pytest.raises(InvalidKeyError):
         files.delete(key)
     assert key not in storage
-    assert os.listdir(folder) == []
+    assert _names(folder) == []
 
 
 def test_str_subclass_keys_are_invalid(folder: Path) -> None:
@@ -559,7 +560,7 @@ def test_files_are_private(folder: Path) -> None:
     storage["k"] = 1
     storage["k"] = 2  # replaced files too
     storage["x" * 500] = 3  # hashed names too
-    names = os.listdir(folder)
+    names = _names(folder)
     assert len(names) == 2
     for name in names:
         assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600, name
@@ -586,7 +587,7 @@ def test_missing_nested_folder_is_created(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     storage["k"] = [1]
     assert json_files(path=folder)["k"] == [1]
-    assert os.listdir(folder) == ["k.storage.json"]
+    assert _names(folder) == ["k.storage.json"]
 
 
 def test_path_that_is_a_regular_file_is_a_configuration_error(tmp_path: Path) -> None:
@@ -622,7 +623,7 @@ def test_empty_suffix(folder: Path) -> None:
     assert (folder / "%2E.").read_bytes() == b"4"
     for key in keys:
         del storage[key]
-    assert os.listdir(folder) == []
+    assert _names(folder) == []
 
 
 def test_non_ascii_suffix_at_the_name_length_boundary(folder: Path) -> None:
@@ -651,5 +652,5 @@ def test_too_long_suffix_is_refused_or_works(folder: Path) -> None:
 def test_suffix_leading_dots_are_normalised(folder: Path, suffix: str) -> None:
     storage = _files_storage(folder, suffix)
     storage["k"] = 1
-    assert os.listdir(folder) == ["k.json"]
+    assert _names(folder) == ["k.json"]
     assert list(storage) == ["k"]

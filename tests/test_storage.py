@@ -48,9 +48,12 @@ def test_storage_on_top_of_a_storage_shares_its_backend() -> None:
     assert above.layers[1:] == below.layers
 
 
-def test_ttl_without_expiry_is_refused_not_ignored() -> None:
-    storage = Storage(Memory())
-    with pytest.raises(UnsupportedError, match="Expiry"):
+def test_ttl_on_a_backend_without_deadlines_is_refused_not_ignored() -> None:
+    class Forgetful(Memory):  # a backend of the user's that keeps no deadlines
+        supports_ttl = False
+
+    storage = Storage(Forgetful())
+    with pytest.raises(UnsupportedError, match="expire"):
         storage.set("k", 1, ttl=5)
     with pytest.raises(UnsupportedError):
         storage.set_many({"k": 1}, ttl=5)

@@ -77,6 +77,10 @@ class Layer:
         except KeyError:
             return default
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        """The value of ``key`` and the seconds it has left (None: no deadline)."""
+        raise NotImplementedError
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value``; ``ttl`` (seconds) only where ``has_ttl()`` is true."""
         raise NotImplementedError
@@ -168,6 +172,9 @@ class Backend(Layer):
     batch in one round trip override them.
     """
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        return self.get(key), None
+
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for key in keys:
@@ -248,6 +255,9 @@ class Wrapper(Layer):
 
     def get(self, key: str) -> Any:
         return self._inner.get(key)
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        return self._inner.get_with_ttl(key)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._inner.set(key, value, ttl)

@@ -39,6 +39,13 @@ class Codec(Wrapper):
         except Exception as exc:
             raise self._decode_error(key, exc) from exc
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        data, ttl = self._inner.get_with_ttl(key)
+        try:
+            return self._decode(data), ttl
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         try:
             data = self._encode(value)

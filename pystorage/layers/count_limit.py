@@ -49,11 +49,24 @@ class CountLimit(Wrapper):
         self._used([key])
         return value
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        try:
+            found = self._inner.get_with_ttl(key)
+        except KeyError:
+            self._forget([key])
+            raise
+        self._used([key])
+        return found
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         with self._inner.exclusive() as changed:
             if changed:
                 self._reindex()
-            self._inner.set(key, value, ttl)
+            try:
+                self._inner.set(key, value, ttl)
+            except BaseException:  # a server may have stored it before the error
+                self._relearn()
+                raise
             self._written([key])
 
     def delete(self, key: str) -> None:
@@ -62,8 +75,13 @@ class CountLimit(Wrapper):
                 self._reindex()
             try:
                 self._inner.delete(key)
-            finally:
+            except KeyError:
                 self._forget([key])
+                raise
+            except BaseException:
+                self._relearn()
+                raise
+            self._forget([key])
 
     def count(self) -> int:
         count = self._inner.count()
@@ -90,7 +108,11 @@ class CountLimit(Wrapper):
         with self._inner.exclusive() as changed:
             if changed:
                 self._reindex()
-            self._inner.set_many(items, ttl)
+            try:
+                self._inner.set_many(items, ttl)
+            except BaseException:
+                self._relearn()
+                raise
             self._written(items)
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -100,8 +122,10 @@ class CountLimit(Wrapper):
                 self._reindex()
             try:
                 self._inner.delete_many(keys)
-            finally:
-                self._forget(keys)
+            except BaseException:
+                self._relearn()
+                raise
+            self._forget(keys)
 
     def counters(self) -> dict[str, int]:
         counts = self._inner.counters()
@@ -131,6 +155,12 @@ class CountLimit(Wrapper):
         with self._lock:
             for key in keys:
                 self._order.pop(key, None)
+
+    def _relearn(self) -> None:
+        """After a batch failed part way: which of its keys are stored is the backend's
+        to say, so rebuild the index from it and keep the bound (in the exclusive section)."""
+        self._reindex()
+        self._written([])
 
     def _reindex(self) -> None:
         keys = self._inner.keys_by_age()

@@ -7,9 +7,10 @@ import functools
 import itertools
 import os
 import stat
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +22,8 @@ try:
 except ImportError:  # Windows: threads are still excluded, other processes are not
     fcntl = None  # type: ignore[assignment]
 
-from pystorage.errors import BackendError, ConfigurationError, not_a_str
+from pystorage import _fork
+from pystorage.errors import BackendError, ConfigurationError, UnsupportedError, not_a_str
 from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
@@ -32,7 +34,19 @@ _BINARY = getattr(os, "O_BINARY", 0)
 # O_NONBLOCK: a FIFO planted under a key's name must not block a reader forever.
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _temp_ids = itertools.count()
+#: A file with a deadline has its owner-execute bit set and begins with this header: the
+#: bit, which no value can set, tells a framed file from a plain one.
+_FRAMED = stat.S_IXUSR
+_FRAME = struct.Struct(">5sd")
+_FRAME_MAGIC = b"\xffPST\x01"
+#: Marks a folder whose deadlines live outside the values (format 1). Folders of
+#: pystorage 0.1 (format 0) kept them inside values, where a value could look like one.
+#: The same file is the gate that removals of expired files close to writers (flock).
+_FORMAT_FILE = ".pystorage"
+_FORMAT = b"1\n"
+GIB = 1 << 30
 # Names are pure functions of (key, room): remember the recent ones, as reads repeat keys.
 _stem = functools.lru_cache(maxsize=4096)(names.stem)
 
@@ -48,27 +62,50 @@ class Files(Backend):
     also makes each write durable across a power loss (the file and the folder are
     flushed), at the cost of two disk flushes per write.
 
+    A value without a deadline is the file's whole content. A value written with a
+    ``ttl`` gets a 13-byte header holding its deadline, and the file's owner-execute bit
+    says so: the bit, not the content, tells the two apart, so no value can pass for a
+    header. An expired file is never returned, counted or listed; ``get`` and ``expire()``
+    remove it, and only while no write to the folder is in flight, so a removal never
+    takes a value written after the expired one was judged.
+
+    Files owned by another user are refused (``BackendError``), never decoded, unless
+    ``trust_others=True``; a file larger than ``max_value_bytes`` is refused before any
+    of it is read.
+
     With an empty ``suffix`` every file in the folder whose name is an escaped key counts
     as an entry, so give each storage sharing a folder its own suffix, and no suffix that
     ends another one (``json`` and ``storage.json`` would see each other's files).
     """
 
     accepts: ClassVar[ValueKind] = "bytes"
+    supports_ttl: ClassVar[bool] = fcntl is not None
 
     path: Path = attrs.field(converter=Path)
     suffix: str = attrs.field(default="")
     fsync: bool = False
+    max_value_bytes: int = attrs.field(default=GIB, kw_only=True)
+    trust_others: bool = attrs.field(default=False, kw_only=True)
+    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _root: str = attrs.field(init=False, repr=False)
     _slash_root: str = attrs.field(init=False, repr=False)  # "<root>/": a path is one concat
     _max_stem: int = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
+    _uid: int = attrs.field(init=False, repr=False)
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
+    _gate: _Gate = attrs.field(init=False, repr=False)
+    _expirations: int = attrs.field(init=False, default=0, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if any(bad in self.suffix for bad in ("/", "\\", "\0")):
             raise ConfigurationError(f"suffix {self.suffix!r} must not contain a separator")
+        if isinstance(self.max_value_bytes, bool) or not isinstance(self.max_value_bytes, int):
+            raise ConfigurationError("max_value_bytes must be an int")
+        if self.max_value_bytes < 1:
+            raise ConfigurationError("max_value_bytes must be positive")
         self._ending = "." + self.suffix.lstrip(".") if self.suffix.strip(".") else ""
         if names.HASHED_LENGTH + len(self._ending.encode()) > _MAX_NAME:
             raise ConfigurationError(f"suffix {self.suffix!r} is too long for a file name")
@@ -81,7 +118,13 @@ class Files(Backend):
         self._root = str(self.path)
         self._slash_root = os.path.join(self._root, "")
         self._max_stem = _MAX_NAME - len(self._ending.encode())
-        self._remove_dead_temp_files()
+        self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
+        self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
+        try:
+            self._check_format()
+            self._remove_dead_temp_files()
+        except OSError as exc:
+            raise BackendError(f"cannot open the folder {self._root}: {exc}") from exc
 
     # -- names -------------------------------------------------------------------------
 
@@ -104,7 +147,9 @@ class Files(Backend):
     def _long_key(self, file: str) -> str | None:
         try:
             with open(file, "rb", opener=_open_for_reading) as stream:
-                header = stream.readline()
+                if os.fstat(stream.fileno()).st_mode & _FRAMED:
+                    stream.seek(_FRAME.size)
+                header = stream.readline(self.max_value_bytes)
         except OSError:
             return None
         return names.key_in_header(header)
@@ -112,6 +157,24 @@ class Files(Backend):
     # -- the protocol ------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
+        value, deadline = self._read(key)
+        if deadline is not None and deadline <= self.clock():
+            self._remove_expired([self._name(key)])
+            raise KeyError(key)
+        return value
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        value, deadline = self._read(key)
+        if deadline is None:
+            return value, None
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            self._remove_expired([self._name(key)])
+            raise KeyError(key)
+        return value, remaining
+
+    def _read(self, key: str) -> tuple[bytes, float | None]:
+        """The stored value of ``key`` and its deadline, expired or not."""
         name = self._name(key)
         try:
             fd = os.open(self._slash_root + name, _READ_FLAGS)
@@ -123,24 +186,60 @@ class Files(Backend):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise KeyError(key)
+            self._check_file(key, info)
             data = _read_all(fd, info.st_size)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
         finally:
             os.close(fd)
+        deadline = None
+        if info.st_mode & _FRAMED:
+            data, deadline = self._unframe(key, data)
         if name[0] == names.HASHED:
             value = names.without_key(key, data)
             if value is None:
                 raise KeyError(key)
-            return value
-        return data
+            return value, deadline
+        return data, deadline
+
+    def _check_file(self, key: str, info: os.stat_result) -> None:
+        if info.st_uid != self._uid and not self.trust_others and self._uid != -1:
+            raise BackendError(
+                f"the file of key {key!r} in {self._root} belongs to user {info.st_uid}, "
+                "not to this one: refusing to read a value another user could have "
+                "planted (Files(..., trust_others=True) reads them)"
+            )
+        if info.st_size > self.max_value_bytes + _FRAME.size + _MAX_NAME + 1:
+            raise BackendError(
+                f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
+                f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
+            )
+
+    def _unframe(self, key: str, data: bytes) -> tuple[bytes, float]:
+        try:
+            magic, deadline = _FRAME.unpack_from(data)
+        except struct.error:
+            magic = b""
+        if magic != _FRAME_MAGIC:
+            raise BackendError(
+                f"the file of key {key!r} in {self._root} is marked as holding a deadline "
+                "(owner-execute bit) but has no pystorage header: not a value of ours"
+            )
+        return data[_FRAME.size :], deadline
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        if ttl is not None:
-            self.refuse_ttl(ttl)
         name = self._name(key)
+        if len(value) > self.max_value_bytes:
+            raise BackendError(
+                f"the value of key {key!r} is {len(value)} bytes, more than "
+                f"max_value_bytes={self.max_value_bytes}"
+            )
         if names.is_hashed(name):
             value = names.with_key(key, value)
+        if ttl is not None:
+            if fcntl is None:
+                self.refuse_ttl(ttl)
+            value = _FRAME.pack(_FRAME_MAGIC, self.clock() + ttl) + bytes(value)
         temp = f"{self._slash_root}{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}"
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)
@@ -148,12 +247,15 @@ class Files(Backend):
             raise self._error("write", key, exc) from exc
         try:
             try:
+                if ttl is not None:
+                    os.fchmod(fd, 0o600 | _FRAMED)  # explicit: the umask cannot drop the bit
                 _write_all(fd, value)
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, self._slash_root + name)
+            with self._gate.shared():
+                os.replace(temp, self._slash_root + name)
             if self.fsync:
                 _fsync_folder(self._root)
         except OSError as exc:
@@ -164,24 +266,47 @@ class Files(Backend):
             raise
 
     def delete(self, key: str) -> None:
+        file = self._file(key)
         try:
-            os.unlink(self._file(key))
-        except (FileNotFoundError, IsADirectoryError):
+            info = os.lstat(file)
+            if not stat.S_ISREG(info.st_mode) or self._expired(file, info):
+                raise KeyError(key)
+            with self._gate.shared():
+                os.unlink(file)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyError(key) from None
         except OSError as exc:
             raise self._error("delete", key, exc) from exc
 
     def contains(self, key: str) -> bool:
+        file = self._file(key)
         try:
-            info = os.lstat(self._file(key))
+            info = os.lstat(file)
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
             raise self._error("check", key, exc) from exc
-        return stat.S_ISREG(info.st_mode)
+        return stat.S_ISREG(info.st_mode) and self._ours(info) and not self._expired(file, info)
 
     def keys(self) -> Iterator[str]:
-        return (key for key, _ in self._entries())
+        return (key for key, _, _ in self._entries())
+
+    def count(self) -> int:
+        return sum(1 for _ in self._entries())
+
+    def expire(self) -> int:
+        """Remove every expired file of this storage now; returns how many went."""
+        now = self.clock()
+        expired = [
+            entry.name
+            for _, entry, info in self._entries(live=False)
+            if info.st_mode & _FRAMED and self._deadline(entry.path) <= now
+        ]
+        return self._remove_expired(expired)
+
+    def counters(self) -> dict[str, int]:
+        # Named once there is something to count: an ``Expiry`` above names it always.
+        return {"expirations": self._expirations} if self._expirations else {}
 
     def touch(self, key: str) -> None:
         # An explicit time: the kernel's own file times are only as fine as its clock tick.
@@ -194,25 +319,70 @@ class Files(Backend):
             raise self._error("touch", key, exc) from exc
 
     def keys_by_age(self) -> list[str]:
-        aged = []
-        for key, entry in self._entries():
-            try:
-                aged.append((entry.stat(follow_symlinks=False).st_mtime_ns, key))
-            except FileNotFoundError:
-                continue
-        aged.sort()
+        aged = sorted((info.st_mtime_ns, key) for key, _, info in self._entries())
         return [key for _, key in aged]
 
-    def _entries(self) -> Iterator[tuple[str, os.DirEntry[str]]]:
-        """(key, directory entry) of every file of this storage in the folder."""
+    def _entries(self, live: bool = True) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
+        """(key, directory entry, lstat) of every file of this storage in the folder:
+        owned by this user, and (with ``live``) not expired."""
+        now = self.clock()
         try:
             with os.scandir(self._root) as entries:
                 for entry in entries:
                     key = self._key_of(entry)
-                    if key is not None:
-                        yield key, entry
+                    if key is None:
+                        continue
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not self._ours(info):
+                        continue
+                    if live and info.st_mode & _FRAMED and self._deadline(entry.path) <= now:
+                        continue
+                    yield key, entry, info
         except OSError as exc:
             raise BackendError(f"cannot list {self._root}: {exc}") from exc
+
+    def _ours(self, info: os.stat_result) -> bool:
+        return info.st_uid == self._uid or self.trust_others or self._uid == -1
+
+    def _expired(self, file: str, info: os.stat_result) -> bool:
+        return bool(info.st_mode & _FRAMED) and self._deadline(file) <= self.clock()
+
+    def _deadline(self, file: str) -> float:
+        """The deadline in a framed file's header (-inf, long past, if unreadable)."""
+        try:
+            fd = os.open(file, _READ_FLAGS)
+        except OSError:
+            return float("-inf")
+        try:
+            magic, deadline = _FRAME.unpack(os.pread(fd, _FRAME.size, 0))
+        except (OSError, struct.error):
+            return float("-inf")
+        finally:
+            os.close(fd)
+        return float(deadline) if magic == _FRAME_MAGIC else float("-inf")
+
+    def _remove_expired(self, names_: list[str]) -> int:
+        """Remove those files that are expired, judged again while no write is in flight:
+        a value written after the caller looked is never the one removed."""
+        if not names_:
+            return 0
+        removed = 0
+        with self._gate.alone():
+            for name in names_:
+                file = self._slash_root + name
+                try:
+                    info = os.lstat(file)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(info.st_mode) and self._ours(info) and self._expired(file, info):
+                    _unlink_quietly(file)
+                    removed += 1
+        with self._thread_lock:
+            self._expirations += removed
+        return removed
 
     @contextmanager
     def exclusive(self) -> Iterator[bool]:
@@ -221,6 +391,7 @@ class Files(Backend):
         The lock file holds a counter bumped by every section, so a section can tell
         whether another process had one since this object's last.
         """
+        self._after_fork()
         with self._thread_lock:
             fd = self._open_lock_file()
             if fcntl is not None:
@@ -238,16 +409,30 @@ class Files(Backend):
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        self._after_fork()
         with self._thread_lock:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
+    def _after_fork(self) -> None:
+        """In a child process, drop what it shares with its parent: the lock file's
+        descriptor (whose ``flock`` the parent holds too) and a thread lock that some
+        thread of the parent may have held at the fork."""
+        if self._epoch == _fork.epoch():
+            return
+        self._epoch = _fork.epoch()
+        self._thread_lock = threading.Lock()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # never unlocked here: that would unlock the parent's
+            self._lock_fd = None
+        self._generation = -1
+
     def _open_lock_file(self) -> int:
         if self._lock_fd is None:
             name = os.path.join(self._root, f".lock{self._ending}")
             try:
-                self._lock_fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+                self._lock_fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
             except OSError as exc:
                 raise BackendError(f"cannot open the lock file {name}: {exc}") from exc
         return self._lock_fd
@@ -258,6 +443,29 @@ class Files(Backend):
     def _error(self, action: str, key: str, exc: OSError) -> BackendError:
         return BackendError(f"cannot {action} key {key!r} in {self._root}: {exc}")
 
+    def _check_format(self) -> None:
+        """Refuse a folder of pystorage 0.1, whose deadlines lived inside the values."""
+        marker = os.path.join(self._root, _FORMAT_FILE)
+        if os.path.lexists(marker):
+            return
+        with os.scandir(self._root) as entries:
+            legacy = any(self._key_of(entry) is not None for entry in entries)
+        if legacy:
+            raise ConfigurationError(
+                f"{self._root} holds entries of pystorage 0.1 (storage format 0), which kept "
+                "deadlines inside values; this release cannot tell those from values. Clear "
+                f"the folder (they are cache entries), or create {marker} to read them as "
+                "plain values"
+            )
+        try:
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        except FileExistsError:
+            return
+        try:
+            _write_all(fd, _FORMAT)
+        finally:
+            os.close(fd)
+
     def _remove_dead_temp_files(self) -> None:
         """Delete temporary files left by writers that died before their ``os.replace``."""
         with os.scandir(self._root) as entries:
@@ -267,6 +475,66 @@ class Files(Backend):
                 pid = entry.name[len(_TEMP_PREFIX) :].partition("-")[0]
                 if pid.isascii() and pid.isdigit() and not _alive(int(pid)):
                     _unlink_quietly(entry.path)
+
+
+class _Gate:
+    """Writers hold it shared; the removal of an expired file holds it alone, so that it
+    never races a write. ``flock`` on one file through one descriptor per thread: a
+    ``flock`` belongs to a descriptor, so threads sharing one would release each other's.
+    """
+
+    def __init__(self, file: str) -> None:
+        self._file = file
+        self._local = threading.local()
+
+    def _fd(self) -> int:
+        held: tuple[int, _Descriptor] | None = getattr(self._local, "held", None)
+        if held is None or held[0] != _fork.epoch():  # a child opens its own
+            try:
+                fd = os.open(self._file, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+            except OSError as exc:
+                raise BackendError(f"cannot open the lock file {self._file}: {exc}") from exc
+            held = (_fork.epoch(), _Descriptor(fd))
+            self._local.held = held
+        return held[1].fd
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        fd = self._fd()
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        if fcntl is None:
+            raise UnsupportedError("expiring files needs flock, which this system lacks")
+        fd = self._fd()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class _Descriptor:
+    """A file descriptor closed when its thread's storage forgets it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
 
 
 def _fsync_folder(folder: str) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from pystorage.errors import ConfigurationError
-from pystorage.layers.base import Backend
-
-_MISSING: Any = object()
+from pystorage.layers.memory import _MISSING, Memory, _Expiring
 
 
 def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -21,27 +19,33 @@ def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
-class LRU(Backend):
+class LRU(Memory):
     """At most ``maxsize`` entries; a read or a write makes a key the most recent.
 
-    Put it in front of a slower storage with ``Tier``.
+    Put it in front of a slower storage with ``Tier``. Deadlines work as in ``Memory``;
+    expired entries go before any live one is evicted.
     """
 
     removes_entries: ClassVar[bool] = True
 
     maxsize: int = attrs.field(validator=positive)
-    _data: OrderedDict[str, Any] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
+    if TYPE_CHECKING:  # the field is Memory's; here it is ordered
+        _data: OrderedDict[str, Any]
 
-    # No lock: every OrderedDict call below is atomic, so the mapping is never corrupt,
-    # and a lock would cost more than the rest of a get or set. A key deleted between two
-    # calls reads as missing, as if read after the delete; two writers overflowing at
-    # once each evict one entry, which leaves exactly ``maxsize``.
+    # Reads take no lock: every OrderedDict call below is atomic, so the mapping is never
+    # corrupt. A key deleted between two calls reads as missing, as if read after the
+    # delete.
+
+    def _empty(self) -> OrderedDict[str, Any]:
+        return OrderedDict()
 
     def get(self, key: str) -> Any:
         data = self._data
         value = data[key]
         data.move_to_end(key)
+        if type(value) is _Expiring:
+            return self._unwrap(key, value)
         return value
 
     def lookup(self, key: str, default: Any = None) -> Any:
@@ -53,44 +57,41 @@ class LRU(Backend):
             data.move_to_end(key)
         except KeyError:  # deleted meanwhile
             return default
+        if type(value) is _Expiring:
+            try:
+                return self._unwrap(key, value)
+            except KeyError:
+                return default
         return value
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        if ttl is not None:
-            self.refuse_ttl(ttl)
-        data = self._data
-        data[key] = value
-        data.move_to_end(key)
-        if len(data) > self.maxsize:
-            try:
-                data.popitem(last=False)
-            except KeyError:  # emptied by another thread meanwhile
-                return
-            self._evictions += 1  # may miss a count under racing writers: statistics only
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        found = super().get_with_ttl(key)
+        try:
+            self._data.move_to_end(key)
+        except KeyError:  # deleted meanwhile
+            pass
+        return found
 
-    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        data = self._data
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         found = {}
         for key in keys:
-            value = data.get(key, _MISSING)
+            value = self.lookup(key, _MISSING)
             if value is not _MISSING:
                 found[key] = value
         return found
 
-    def delete(self, key: str) -> None:
-        del self._data[key]
-
-    def contains(self, key: str) -> bool:
-        return key in self._data
-
-    def keys(self) -> Iterator[str]:
-        return iter(list(self._data))
-
-    def count(self) -> int:
-        return len(self._data)
-
-    def clear(self) -> None:
-        self._data.clear()
+    def _store(self, key: str, entry: Any) -> None:
+        data = self._data
+        data[key] = entry
+        data.move_to_end(key)
+        if len(data) > self.maxsize:
+            if self._heap:
+                self._purge_locked()
+            while len(data) > self.maxsize:
+                data.popitem(last=False)
+                self._evictions += 1
 
     def counters(self) -> dict[str, int]:
-        return {"evictions": self._evictions}
+        counts = super().counters()
+        counts["evictions"] = self._evictions
+        return counts

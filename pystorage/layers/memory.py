@@ -1,53 +1,207 @@
-"""Memory: a plain, unbounded in-process dictionary."""
+"""Memory: a plain in-process dictionary, with per-key deadlines."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+import heapq
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import attrs
 
 from pystorage.layers.base import Backend
 
+_MISSING: Any = object()
+
+
+class _Expiring:
+    """A value stored with its deadline. The type is private, so no value a user writes
+    can pass for one: ``set`` wraps even a user's own ``_Expiring`` object."""
+
+    __slots__ = ("deadline", "value")
+
+    def __init__(self, value: Any, deadline: float) -> None:
+        self.value = value
+        self.deadline = deadline
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Memory(Backend):
-    """Keeps values in a ``dict`` of this process. Stores objects as they are (no copy)."""
+    """Keeps values in a ``dict`` of this process. Stores objects as they are (no copy).
 
-    _data: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    A value written with a ``ttl`` is kept with its deadline beside it, never inside it,
+    and is never returned, counted or listed once the deadline passes. Expired entries
+    are removed on access and by a heap of deadlines, O(log n) each. Writes take a lock,
+    so that removing an expired entry can never remove a newer value written meanwhile;
+    reads take none. ``clock`` returns seconds since the epoch (give another in tests).
+    """
+
+    supports_ttl: ClassVar[bool] = True
+
+    clock: Callable[[], float] = attrs.field(default=time.time, repr=False, kw_only=True)
+    _data: dict[str, Any] = attrs.field(init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _heap: list[tuple[float, str]] = attrs.field(factory=list, init=False, repr=False)
+    _expirations: int = attrs.field(default=0, init=False, repr=False)
+
+    @_data.default
+    def _new_data(self) -> dict[str, Any]:
+        return self._empty()
+
+    def _empty(self) -> dict[str, Any]:
+        """The mapping that holds the entries (LRU keeps an ordered one)."""
+        return {}
+
+    # -- reads: no lock ------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        return self._data[key]
+        value = self._data[key]
+        if type(value) is _Expiring:
+            return self._unwrap(key, value)
+        return value
 
     def lookup(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
+        value = self._data.get(key, _MISSING)
+        if type(value) is _Expiring:
+            try:
+                return self._unwrap(key, value)
+            except KeyError:
+                return default
+        return default if value is _MISSING else value
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        if ttl is not None:
-            self.refuse_ttl(ttl)
-        self._data[key] = value
-
-    def delete(self, key: str) -> None:
-        del self._data[key]
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        value = self._data[key]
+        if type(value) is not _Expiring:
+            return value, None
+        remaining = value.deadline - self.clock()
+        if remaining <= 0:
+            self._remove_expired([key])
+            raise KeyError(key)
+        return value.value, (None if remaining == math.inf else remaining)
 
     def contains(self, key: str) -> bool:
-        return key in self._data
+        value = self._data.get(key, _MISSING)
+        if type(value) is _Expiring:
+            return value.deadline > self.clock()
+        return value is not _MISSING
 
     def keys(self) -> Iterator[str]:
+        self._purge()
         # A snapshot: other threads may write while the caller iterates.
         return iter(list(self._data))
 
     def count(self) -> int:
+        self._purge()
         return len(self._data)
 
-    def clear(self) -> None:
-        self._data.clear()
-
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        data = self._data
-        return {key: data[key] for key in keys if key in data}
+        return self.peek_many(keys)
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        found = {}
+        for key in keys:
+            value = Memory.lookup(self, key, _MISSING)  # not a use, whatever the subclass
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
+    # -- writes: under the lock ------------------------------------------------------------
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        entry = self._entry(value, ttl)
+        with self._lock:
+            self._store(key, entry)
+            if ttl is not None:
+                heapq.heappush(self._heap, (entry.deadline, key))
+            if self._heap:
+                self._purge_locked()
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        entries = {key: self._entry(value, ttl) for key, value in items.items()}
+        with self._lock:
+            for key, entry in entries.items():
+                self._store(key, entry)
+                if ttl is not None:
+                    heapq.heappush(self._heap, (entry.deadline, key))
+            if self._heap:
+                self._purge_locked()
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            del self._data[key]
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._heap.clear()
+
+    def expire(self) -> int:
+        return self._purge()
+
+    def counters(self) -> dict[str, int]:
+        # Named once there is something to count: an ``Expiry`` above names it always.
+        return {"expirations": self._expirations} if self._expirations else {}
+
+    # -- deadlines -----------------------------------------------------------------------
+
+    def _entry(self, value: Any, ttl: float | None) -> Any:
         if ttl is not None:
-            self.refuse_ttl(ttl)
-        self._data.update(items)
+            return _Expiring(value, self.clock() + ttl)
+        return _Expiring(value, math.inf) if type(value) is _Expiring else value
+
+    def _store(self, key: str, entry: Any) -> None:
+        """Write one entry (with the lock held); LRU adds its order and its bound."""
+        self._data[key] = entry
+
+    def _unwrap(self, key: str, entry: _Expiring) -> Any:
+        if entry.deadline > self.clock():
+            return entry.value
+        self._remove_expired([key])
+        raise KeyError(key)
+
+    def _remove_expired(self, keys: Iterable[str]) -> int:
+        """Remove those ``keys`` whose entry is expired *now*: judged under the lock, so
+        a value written after the caller looked is never the one removed."""
+        with self._lock:
+            return self._remove_expired_locked(keys, self.clock())
+
+    def _remove_expired_locked(self, keys: Iterable[str], now: float) -> int:
+        data = self._data
+        removed = 0
+        for key in keys:
+            entry = data.get(key)
+            if type(entry) is _Expiring and entry.deadline <= now:
+                del data[key]
+                removed += 1
+        self._expirations += removed
+        return removed
+
+    def _purge(self) -> int:
+        if not self._heap:
+            return 0
+        with self._lock:
+            return self._purge_locked()
+
+    def _purge_locked(self) -> int:
+        """Remove every entry whose deadline has passed (with the lock held)."""
+        heap, now = self._heap, self.clock()
+        due = []
+        while heap and heap[0][0] <= now:
+            due.append(heapq.heappop(heap)[1])
+        removed = self._remove_expired_locked(due, now) if due else 0
+        if len(heap) > 2 * len(self._data) + 64:
+            # Rewritten keys leave stale deadlines behind: drop them before they pile up.
+            self._heap = [
+                (entry.deadline, key)
+                for key, entry in self._data.items()
+                if type(entry) is _Expiring and entry.deadline != math.inf
+            ]
+            heapq.heapify(self._heap)
+        return removed

@@ -35,6 +35,15 @@ class Stats(Wrapper):
         self._add(hits=1, bytes_read=_size(value))
         return value
 
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        try:
+            value, ttl = self._inner.get_with_ttl(key)
+        except KeyError:
+            self._add(misses=1)
+            raise
+        self._add(hits=1, bytes_read=_size(value))
+        return value, ttl
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._inner.set(key, value, ttl)
         self._add(writes=1, bytes_written=_size(value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,19 +11,28 @@ import attrs
 from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
+#: Writes are counted in this many stripes, by key: a read-through is only dropped for a
+#: write to its own stripe, not for a write to any key.
+_STRIPES = 64
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Tier(Wrapper):
     """Serves reads from ``front`` (e.g. ``LRU(1000)``), falling back to the layer below.
 
-    A read that misses in front reads through and keeps the value in front; a write goes
-    below first, then to front; a delete removes from both. The layer below stays the
-    truth: ``len``, iteration and ``in`` ask it. Another process writing the same storage
-    below is not seen until the key leaves ``front``. Put it below ``CountLimit`` and
-    ``Expiry``, never above: what they remove would still be served from the front.
+    A read that misses in front reads through and keeps the value in front with the time
+    it has left below, so the front never outlives a TTL; a write goes below first, then
+    to front with its TTL; a delete removes from both. A read-through that overlapped a
+    write of the same key keeps nothing in front, so it can never put back an older
+    value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
+    batch reads do not fill the front. Another process writing the same storage below is
+    not seen until the key leaves ``front``. Put it below ``CountLimit`` and ``Expiry``,
+    never above: what they remove would still be served from the front.
     """
 
     front: Layer
+    _writes: list[int] = attrs.field(factory=lambda: [0] * _STRIPES, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     def link(self, inner: Layer) -> None:
         for below in stack_from(inner):
@@ -32,6 +42,11 @@ class Tier(Wrapper):
                     f"would still be read from the front. Put {type(below).__name__} above "
                     "the Tier instead."
                 )
+        if inner.has_ttl() and not self.front.has_ttl():
+            raise ConfigurationError(
+                f"the front of this Tier, {type(self.front).__name__}, cannot keep "
+                "deadlines, so it could outlive the entries below it"
+            )
         super().link(inner)
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
@@ -47,54 +62,85 @@ class Tier(Wrapper):
             return self.front.get(key)
         except KeyError:
             pass
-        value = self._inner.get(key)
-        self.front.set(key, value)
-        return value
+        return self._read_through(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        try:
+            return self.front.get_with_ttl(key)
+        except KeyError:
+            pass
+        return self._read_through(key)
+
+    def _read_through(self, key: str) -> tuple[Any, float | None]:
+        stripe = hash(key) % _STRIPES
+        writes = self._writes[stripe]
+        value, ttl = self._inner.get_with_ttl(key)
+        with self._lock:
+            # A write of this stripe since we looked may be newer than what we read.
+            if self._writes[stripe] == writes:
+                self.front.set(key, value, ttl)
+        return value, ttl
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        self._writing([key])
         self._inner.set(key, value, ttl)
-        if ttl is None:
-            self.front.set(key, value)
-        else:
-            # The front cannot expire entries itself: keep it from outliving the TTL.
-            self._forget(key)
+        with self._lock:
+            self._bump([key])
+            self.front.set(key, value, ttl)
 
     def delete(self, key: str) -> None:
-        self._forget(key)
-        self._inner.delete(key)
+        self._writing([key])
+        try:
+            self._inner.delete(key)
+        finally:
+            with self._lock:
+                self._bump([key])
+                self.front.delete_many([key])
 
     def clear(self) -> None:
-        self.front.clear()
+        with self._lock:
+            self._writes[:] = [count + 1 for count in self._writes]
         self._inner.clear()
+        with self._lock:
+            self._writes[:] = [count + 1 for count in self._writes]
+            self.front.clear()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         found = self.front.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing:
-            below = self._inner.get_many(missing)
-            self.front.set_many(below)
-            found.update(below)
+            found.update(self._inner.get_many(missing))
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        self._writing(items)
         self._inner.set_many(items, ttl)
-        if ttl is None:
-            self.front.set_many(items)
-        else:
-            self.front.delete_many(items)
+        with self._lock:
+            self._bump(items)
+            self.front.set_many(items, ttl)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        self.front.delete_many(keys)
-        self._inner.delete_many(keys)
+        self._writing(keys)
+        try:
+            self._inner.delete_many(keys)
+        finally:
+            with self._lock:
+                self._bump(keys)
+                self.front.delete_many(keys)
 
     def close(self) -> None:
         self.front.close()
         self._inner.close()
 
-    def _forget(self, key: str) -> None:
-        try:
-            self.front.delete(key)
-        except KeyError:
-            pass
+    def _writing(self, keys: Iterable[str]) -> None:
+        """Mark a write as begun: read-throughs that started before it keep nothing."""
+        with self._lock:
+            self._bump(keys)
+
+    def _bump(self, keys: Iterable[str]) -> None:
+        """Count a write in the stripes of ``keys`` (with the lock held)."""
+        writes = self._writes
+        for key in keys:
+            writes[hash(key) % _STRIPES] += 1
