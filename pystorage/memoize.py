@@ -64,10 +64,13 @@ def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+_LENGTH = struct.Struct(">Q").pack
+
+
 def _frame(out: bytearray, tag: bytes, payload: bytes) -> None:
     # Tag and length first: no encoding is a prefix of another, so joined encodings are unambiguous.
     out += tag
-    out += len(payload).to_bytes(8, "big")
+    out += _LENGTH(len(payload))
     out += payload
 
 
@@ -79,7 +82,7 @@ def _unordered(out: bytearray, tag: bytes, encodings: list[bytes]) -> None:
     # Sets and dicts are equal whatever their order: sort the encodings, not the values
     # (values of mixed types do not sort, and set order follows the salted str hash).
     out += tag
-    out += len(encodings).to_bytes(8, "big")
+    out += _LENGTH(len(encodings))
     for encoding in sorted(encodings):
         out += encoding
 
@@ -144,7 +147,9 @@ def _state(value: Any) -> tuple[bytes, str, tuple[Any, ...]] | None:
 def _encode(value: Any, typed: bool, out: bytearray) -> None:
     """Append the stable encoding of ``value``; raise ``_Unstable`` for what has none."""
     cls = type(value)
-    if value is None:
+    if cls is str:
+        _frame(out, b"S", value.encode("utf-8", "surrogatepass"))
+    elif value is None:
         out += b"N"
     elif cls is bool and typed:
         out += b"T" if value else b"F"
@@ -155,15 +160,19 @@ def _encode(value: Any, typed: bool, out: bytearray) -> None:
             _frame(out, b"I", _int(int(value)))
         else:
             _frame(out, b"D", struct.pack(">d", value))
-    elif cls is str:
-        _frame(out, b"S", value.encode("utf-8", "surrogatepass"))
     elif cls is bytes:
         _frame(out, b"B", value)
     elif cls is tuple or cls is list:
         out += b"t" if cls is tuple else b"l"
-        out += len(value).to_bytes(8, "big")
+        out += _LENGTH(len(value))
         for item in value:
             _encode(item, typed, out)
+    elif cls is dict and all(type(k) is str for k in value):  # keyword arguments, for one
+        out += b"k"  # str keys sort alike in every run: no encoding per item to sort
+        out += _LENGTH(len(value))
+        for k in sorted(value):
+            _frame(out, b"S", k.encode("utf-8", "surrogatepass"))
+            _encode(value[k], typed, out)
     elif cls is dict:
         _unordered(out, b"d", [_encoded((k, v), typed) for k, v in value.items()])
     elif cls is set or cls is frozenset:  # {1} == frozenset({1}): apart only when typed

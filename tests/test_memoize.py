@@ -645,4 +645,4 @@ def test_keys_are_the_same_in_other_processes_and_runs() -> None:
         assert there.stdout.strip() == here
     # The encoding is fixed: the same key on Python 3.10 to 3.13 (checked on each once, and
     # by make test-versions), so processes on different versions share results.
-    assert here == "tests.test_memoize.keyed:a4ffedcdc552831bf38fb16f574278a3"
+    assert here == "tests.test_memoize.keyed:5312ca79361a6d73085eb1492e0b2527"
