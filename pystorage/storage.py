@@ -141,18 +141,33 @@ class Storage(MutableMapping[str, Any]):
         return self.top.expire()
 
     def memoize(
-        self, ttl: float | None = None, key: str | None = None, typed: bool = False
+        self,
+        ttl: float | None = None,
+        key: str | None = None,
+        typed: bool = False,
+        key_func: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
-        """Cache a function's results here, keyed by its qualified name and arguments.
+        """Cache a function's results here, keyed by the function and its arguments' values.
+
+        A call's key is a hash of a stable encoding of the function's module and qualified
+        name (a closure's cells and a bound method's object included) and of its arguments,
+        so it is the same in every process and every run. Arguments must have a stable
+        value: None, bool, int, float, str, bytes, tuples, lists, dicts, sets, enums,
+        dataclass and attrs instances, namedtuples, datetime values, Decimal, UUID, paths
+        and classes; anything else (an object with the default ``repr``, a file, a lambda)
+        raises ``InvalidKeyError`` at the call. ``key_func(*args, **kwargs)`` returns the
+        value to key on instead of the arguments (e.g. ``lambda self, x: (self.id, x)``).
+        ``key`` names the entries instead of the function (and is then its whole
+        identity). ``typed=True`` keeps ``f(1)``, ``f(1.0)`` and ``f(True)`` apart, which
+        otherwise share an entry as they are equal. ``ttl`` needs a stack that can expire
+        entries (``UnsupportedError`` when decorating otherwise).
 
         Callers that miss on the same key at once compute it once: the others wait for
         that result (a per-key lock in this process; a Redis lock across processes on a
-        Redis stack). ``key`` replaces the function's name in the keys; ``typed`` keeps
-        ``f(1)`` and ``f(1.0)`` apart. The function gains ``invalidate(*args)``,
-        ``cache_clear()`` and ``cache_key(*args)``. Arguments must have a ``repr`` that
-        is the same in every process (numbers, strings, tuples of them...).
+        Redis stack; for an ``async def``, an asyncio lock per key in each event loop).
+        The function gains ``invalidate(*args)``, ``cache_clear()`` and ``cache_key(*args)``.
         """
-        return memoize(self, ttl=ttl, key=key, typed=typed)
+        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func)
 
     def stats(self) -> dict[str, int]:
         """What the stack counted: hits, misses, writes and deletes (with a ``Stats``
