@@ -14,7 +14,8 @@ import attrs
 from pystorage.errors import CodecError, ConfigurationError
 from pystorage.layers.base import Layer, Wrapper, stack_from
 
-#: Values with a deadline are stored as (MARK, deadline, value): objects above a codec.
+#: Values with a deadline are stored as [MARK, deadline, value]: objects above a codec
+#: (a list: MsgPack refuses tuples, which it would give back as lists).
 MARK = "pystorage.expires"
 #: ... or as MAGIC + 8-byte deadline + bytes, where Expiry sits directly on bytes.
 MAGIC = b"\x00pystorage.expires\x00"
@@ -32,7 +33,7 @@ def seal(value: Any, deadline: float) -> Any:
     """``value`` with its deadline attached, in a form every codec can store."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return MAGIC + _DEADLINE.pack(deadline) + bytes(value)
-    return (MARK, deadline, value)
+    return [MARK, deadline, value]
 
 
 def unseal(stored: Any) -> tuple[Any, float | None]:
