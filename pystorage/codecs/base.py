@@ -21,6 +21,10 @@ class BaseCodec:
     #: The registered name of this codec; a chain's name is its stages' names, last first.
     name: ClassVar[str]
     kind: ClassVar[Literal["serializer", "transform"]]
+    #: True for a transform that proves the bytes are genuine (``Signed``). It must be the
+    #: last stage of a chain, so that on a read its check runs before any other stage
+    #: decodes (a planted gzip bomb is refused before it is inflated).
+    authenticates: ClassVar[bool] = False
 
     def encode(self, value: Any) -> bytes:
         """``value`` as bytes (a transform takes bytes too)."""
@@ -44,6 +48,11 @@ class BaseCodec:
         return Chain(self.stages + other.stages)
 
 
+def _flatten(stages: tuple[BaseCodec, ...]) -> tuple[BaseCodec, ...]:
+    # A chain given as a stage is its stages: the checks below must see every one.
+    return tuple(single for stage in stages for single in stage.stages)
+
+
 def _check_stages(_: object, __: object, stages: tuple[BaseCodec, ...]) -> None:
     if not stages:
         raise ConfigurationError("a codec chain needs at least one codec")
@@ -53,13 +62,20 @@ def _check_stages(_: object, __: object, stages: tuple[BaseCodec, ...]) -> None:
                 f"{type(stage).__name__} turns objects into bytes, so it must come first "
                 f"in a chain, e.g. {type(stage).__name__}() | Gzip()"
             )
+    for stage in stages[:-1]:
+        if stage.authenticates:
+            raise ConfigurationError(
+                f"{type(stage).__name__} must be the last stage of a chain, so that a read "
+                f"checks it before anything else decodes, e.g. Pickle() | Gzip() | "
+                f"{type(stage).__name__}(secret)"
+            )
 
 
 @attrs.frozen
 class Chain(BaseCodec):
     """Codecs applied in order on encode and in reverse order on decode."""
 
-    _stages: tuple[BaseCodec, ...] = attrs.field(validator=_check_stages)
+    _stages: tuple[BaseCodec, ...] = attrs.field(converter=_flatten, validator=_check_stages)
     # The stages' bound methods, in the order each direction runs them: no per-call setup.
     _encoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
     _decoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
@@ -117,8 +133,11 @@ def resolve(codec: str | BaseCodec) -> BaseCodec:
     parts = list(reversed(codec.split("-")))
     unknown = [part for part in parts if part not in _REGISTRY]
     if unknown:
+        # Signing needs a secret, so it has no name: it is added last, where it belongs.
+        hint = "; to sign values, pass secret= (or add Signed(secret))" * (unknown[0] == "signed")
         raise ConfigurationError(
             f"unknown codec {unknown[0]!r} in {codec!r}; known: {', '.join(sorted(_REGISTRY))}"
+            + hint
         )
     stages = [_REGISTRY[part]() for part in parts]
     return stages[0] if len(stages) == 1 else Chain(tuple(stages))

@@ -25,8 +25,9 @@ def _as_key(secret: str | bytes) -> bytes:
 class Signed(BaseCodec):
     """Authenticates stored bytes with a secret: ``Pickle() | Signed(secret)``.
 
-    Put it last in a chain, so that on a read the tag is checked first and nothing is
-    unpickled (or decompressed) unless it was written by someone holding the secret.
+    It is the last stage of a chain (anywhere else is a ``ConfigurationError``), so that on
+    a read the tag is checked first and nothing is unpickled (or decompressed) unless it was
+    written by someone holding the secret.
     Bytes with a missing or wrong tag fail to decode (``CodecError`` through a Codec
     layer). The tag covers the value, not the key: someone who can write the storage
     can still copy one signed value over another key, or put back an older value.
@@ -34,11 +35,14 @@ class Signed(BaseCodec):
 
     name = "signed"
     kind = "transform"
+    authenticates = True
     secret: bytes = attrs.field(converter=_as_key, repr=False)
 
     def encode(self, value: Any) -> bytes:
-        data = bytes(value)
-        return hmac.new(self.secret, data, hashlib.sha256).digest() + data
+        # No bytes(value): it would turn an int into that many zero bytes, a list of ints
+        # into bytes. hmac and + take bytes-like values only and refuse anything else.
+        data: bytes = hmac.new(self.secret, value, hashlib.sha256).digest() + value
+        return data
 
     def decode(self, data: bytes) -> Any:
         data = bytes(data)

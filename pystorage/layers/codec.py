@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 
 from pystorage.codecs.base import BaseCodec, resolve
-from pystorage.errors import CodecError
-from pystorage.layers.base import ValueKind, Wrapper
+from pystorage.errors import CodecError, ConfigurationError
+from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -28,6 +28,18 @@ class Codec(Wrapper):
     def __attrs_post_init__(self) -> None:
         self._encode = self.codec.encode
         self._decode = self.codec.decode
+
+    def link(self, inner: Layer) -> None:
+        # A Codec layer below a signed one would decode (inflate) stored bytes before the
+        # signature is checked: the same mistake as Signed(secret) | Gzip() in one chain.
+        if self.codec.stages[-1].authenticates:
+            for layer in stack_from(inner):
+                if isinstance(layer, Codec):
+                    raise ConfigurationError(
+                        f"{layer!r} is below {self!r}: it would decode stored bytes before "
+                        f"the signature is checked; put all codecs in one chain, signed last"
+                    )
+        super().link(inner)
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
         return "bytes"
