@@ -33,8 +33,13 @@ MAX_KEY_BYTES = 1024
 #: Servers that keep objects as files (SeaweedFS) also limit each part between slashes:
 #: longer keys are stored under a hash (see pystorage.layers.names).
 MAX_STEM_BYTES = 255
-#: How much of a hashed object is read to find its key when listing.
-_HEADER_RANGE = "bytes=0-1048575"
+#: How much of a hashed object is read to find its key when listing: a key whose escaped
+#: form and newline do not fit could be stored but never listed, so it is refused.
+MAX_ESCAPED_KEY_BYTES = (1 << 20) - 1
+_HEADER_RANGE = f"bytes=0-{MAX_ESCAPED_KEY_BYTES}"
+#: A key of fewer characters than this always escapes within MAX_ESCAPED_KEY_BYTES
+#: (a character escapes to at most 4 UTF-8 bytes of 3 characters each).
+_SURELY_LISTABLE = MAX_ESCAPED_KEY_BYTES // 12
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH = 1000
 #: Error codes that mean "no such object". HEAD responses have no body, so their code is
@@ -235,6 +240,12 @@ class S3(Backend):
             raise InvalidKeyError(
                 f"the folder {self.folder!r} leaves no room for key {key!r} within S3's "
                 f"{MAX_KEY_BYTES} bytes"
+            )
+        if len(key) >= _SURELY_LISTABLE and len(names.escape(key)) > MAX_ESCAPED_KEY_BYTES:
+            raise InvalidKeyError(
+                f"key {key[:40]!r}... is too long: escaped, it exceeds the "
+                f"{MAX_ESCAPED_KEY_BYTES} bytes that listing reads back, so it could be "
+                "stored but never listed, counted or cleared"
             )
         return self.folder + stem
 
