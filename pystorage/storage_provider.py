@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import StorageProviderError
 from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
+from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 
 Factory = Callable[..., Any]
@@ -140,7 +141,7 @@ def volatile(
 def redis_text(
     redis_client: Any = None,
     url: str | None = None,
-    prefix: str = "",
+    prefix: str = DEFAULT_PREFIX,
     expiration: float | None = None,
     codec: str | BaseCodec = "text",
     secret: Secret = None,
@@ -153,7 +154,7 @@ def redis_text(
 def redis_json(
     redis_client: Any = None,
     url: str | None = None,
-    prefix: str = "",
+    prefix: str = DEFAULT_PREFIX,
     expiration: float | None = None,
     codec: str | BaseCodec = "json",
     secret: Secret = None,
