@@ -79,6 +79,7 @@ class Redis(Backend):
             import redis.cluster
         except ImportError as exc:
             raise ImportError("Redis needs redis-py: pip install 'pystorage[redis]'") from exc
+        _check_prefix(self.prefix, self.whole_database)  # before a client is made
         if self.client is None and self.url is None:
             raise ConfigurationError("Redis needs a client= or a url=")
         if self.client is not None and self.url is not None:
@@ -88,7 +89,6 @@ class Redis(Backend):
             self._owned = True
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
         self._decodes = _decodes_responses(self.client)
-        _check_prefix(self.prefix, self.whole_database)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
         self._endpoint = _describe(self.client)  # never the URL: it may hold a password
         # A cluster with no reachable node raises RedisClusterException, not a RedisError.
@@ -278,7 +278,7 @@ def _check_prefix(prefix: object, whole_database: bool) -> None:
         raise ConfigurationError(
             f"prefix {prefix!r} must end with {SEPARATOR!r} (e.g. {prefix + SEPARATOR!r}): "
             "otherwise it also covers the entries of every prefix that starts with it, "
-            f"such as {prefix + SEPARATOR!r}"
+            f"such as {prefix + SEPARATOR!r} or {prefix + 'x' + SEPARATOR!r}"
         )
 
 

@@ -91,7 +91,9 @@ class S3(Backend):
     ``endpoint_url``, ``region`` and ``client_options`` (e.g. ``aws_access_key_id``,
     or ``config=botocore.config.Config(...)``, merged over our defaults: 3 standard-mode
     retries, bounded timeouts, a connection pool larger than the thread pool). One client
-    serves every thread: boto3 clients are thread-safe.
+    serves every thread: boto3 clients are thread-safe. In a child process forked after
+    the storage was used, it starts a thread pool of its own and first closes the
+    client's connections inherited from the parent (given client included).
 
     ``get_many`` and ``set_many`` run on a pool of ``max_workers`` threads;
     ``delete_many`` and ``clear`` send one DeleteObjects request per 1,000 keys. Values of
