@@ -35,6 +35,7 @@ from pystorage.errors import (
     StorageError,
     UnsupportedError,
 )
+from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 from pystorage.urls import redact
 
@@ -319,7 +320,12 @@ def _location(url: str) -> tuple[str, ...]:
         return ("s3", parts.netloc, unquote(parts.path).strip("/"))
     if parts.scheme == "memory":
         return ("memory", url)  # every open is a new, empty memory
-    return (parts.scheme, parts.netloc, parts.path.strip("/") or "0", options.get("prefix", ""))
+    return (
+        parts.scheme,
+        parts.netloc,
+        parts.path.strip("/") or "0",
+        options.get("prefix", DEFAULT_PREFIX),
+    )
 
 
 # -- the simple commands -------------------------------------------------------------

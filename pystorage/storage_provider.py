@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import BackendError, StorageProviderError
 from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
+from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 
 Factory = Callable[..., Any]
@@ -172,7 +173,7 @@ def volatile(
 def redis_text(
     redis_client: Any = None,
     url: str | None = None,
-    prefix: str = "",
+    prefix: str = DEFAULT_PREFIX,
     expiration: float | None = None,
     codec: str | BaseCodec = "text",
     secret: Secret = None,
@@ -185,7 +186,7 @@ def redis_text(
 def redis_json(
     redis_client: Any = None,
     url: str | None = None,
-    prefix: str = "",
+    prefix: str = DEFAULT_PREFIX,
     expiration: float | None = None,
     codec: str | BaseCodec = "json",
     secret: Secret = None,

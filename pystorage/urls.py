@@ -34,6 +34,7 @@ from pystorage.layers import (
     Stats,
     Tier,
 )
+from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 from pystorage.storage_provider import codec_layer
 
@@ -114,7 +115,7 @@ def _file(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
 def _redis(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
     from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
-    prefix = options.pop("prefix", "")
+    prefix = options.pop("prefix", DEFAULT_PREFIX)
     # The options redis-py reads from a URL (socket_timeout=, ...) are passed on to it.
     theirs = {key: value for key, value in options.items() if key in URL_QUERY_ARGUMENT_PARSERS}
     for key in theirs:

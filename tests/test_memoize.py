@@ -153,7 +153,7 @@ print(compute(41))
 
 def test_two_processes_on_redis_compute_once(redis_url: str, tmp_path: Path) -> None:
     log = tmp_path / "calls.log"
-    prefix = unique("memo:")
+    prefix = unique("memo:") + ":"
     start_at = str(time.time() + 3.0)
     processes = [
         subprocess.Popen(
@@ -168,7 +168,8 @@ def test_two_processes_on_redis_compute_once(redis_url: str, tmp_path: Path) -> 
     assert outputs == ["42", "42"]
     assert log.read_text().count("computed") == 1
     client = redis.Redis.from_url(redis_url)
-    assert list(client.scan_iter(match=b"pystorage-lock:*")) == []  # the lock was freed
+    # The entry is all that is left under the prefix: the lock was freed.
+    assert len(list(client.scan_iter(match=f"{prefix}*"))) == 1
 
 
 def test_nested_and_recursive_memoized_calls_do_not_deadlock() -> None:

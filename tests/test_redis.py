@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 import redis
+from redis.client import NEVER_DECODE
+from redis.cluster import RedisCluster
 
+import pystorage
 from pystorage import Storage, StorageProvider
-from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError
+from pystorage.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    StorageProviderError,
+)
 from pystorage.layers import Codec, Expiry, Redis
 from pystorage.testing import RedisServer
 from tests.helpers import unique
@@ -91,8 +99,8 @@ def test_a_storage_touches_only_its_prefix_and_never_keys_or_flushdb(
 
 def test_a_prefix_with_glob_characters_is_literal(client: redis.Redis) -> None:
     base = unique("g")
-    client.set(f"{base}Xa", b"not mine")
-    storage = Storage(Codec("text"), Redis(client, prefix=f"{base}?*["))
+    client.set(f"{base}Xa[:b", b"not mine")
+    storage = Storage(Codec("text"), Redis(client, prefix=f"{base}?*[:"))
     storage["a"] = "mine"
     assert list(storage) == ["a"]
 
@@ -107,9 +115,9 @@ def test_batches_are_one_round_trip(client: redis.Redis, prefix: str) -> None:
     assert calls(client, "mset") == mset + 1
     assert calls(client, "mget") == mget + 1
     assert (calls(client, "get"), calls(client, "set")) == (get, set_)
-    delete = calls(client, "del")
+    delete = calls(client, "eval")
     storage.delete_many(keys[:50])
-    assert calls(client, "del") == delete + 1
+    assert calls(client, "eval") == delete + 1  # one script: it deletes strings only
     assert len(storage) == 50
 
 
@@ -169,7 +177,7 @@ def test_an_outage_is_a_backend_error_and_the_same_storage_recovers(
     if redis_server is None:
         pytest.skip("needs the session's own redis-server: it is stopped and started")
     storage = StorageProvider().create(
-        StorageProvider.STORAGE_REDIS, url=redis_server.url, prefix=unique("o:")
+        StorageProvider.STORAGE_REDIS, url=redis_server.url, prefix=unique("o:") + ":"
     )
     storage["before"] = "1"
     with redis_server.down():
@@ -182,3 +190,168 @@ def test_an_outage_is_a_backend_error_and_the_same_storage_recovers(
             storage["before"]
     storage["after"] = "3"  # the server came back empty (it keeps no data on disk)
     assert storage["after"] == "3"
+
+
+# -- what is an entry: prefixes, other types, foreign names, locks ------------------------
+
+
+@pytest.fixture(params=["server", "server-decoding", "cluster", "cluster-decoding"])
+def any_client(
+    request: pytest.FixtureRequest, redis_url: str, redis_cluster_url: str
+) -> Iterator[Any]:
+    """A client of each kind the layer takes, with and without decode_responses."""
+    decode = request.param.endswith("-decoding")
+    if request.param.startswith("cluster"):
+        connection: Any = RedisCluster.from_url(redis_cluster_url, decode_responses=decode)
+    else:
+        connection = redis.Redis.from_url(redis_url, decode_responses=decode)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def private_db(redis_server: RedisServer | None) -> Iterator[str]:
+    """The URL of a database of the session's own server that no other test uses."""
+    if redis_server is None:
+        pytest.skip("needs the session's own redis-server: it empties a whole database")
+    url = redis_server.url.rsplit("/", 1)[0] + "/9"
+    with redis.Redis.from_url(url) as connection:
+        connection.flushdb()
+        yield url
+        connection.flushdb()
+
+
+def test_prefix_rules() -> None:
+    client = redis.Redis()  # never connects: every case is refused or only built
+    assert Redis(client).prefix == "pystorage:"
+    for bad in ("app", "app:x", "a/"):
+        with pytest.raises(ConfigurationError, match="must end with ':'"):
+            Redis(client, prefix=bad)
+    with pytest.raises(ConfigurationError, match="whole_database=True"):
+        Redis(client, prefix="")
+    with pytest.raises(ConfigurationError, match='prefix="" only'):
+        Redis(client, prefix="app:", whole_database=True)
+    assert Redis(client, prefix="", whole_database=True).prefix == ""
+
+
+def test_the_default_prefix_of_presets_and_urls(client: redis.Redis, redis_url: str) -> None:
+    key = unique("k")
+    preset = StorageProvider().create(StorageProvider.STORAGE_REDIS, redis_client=client)
+    preset[key] = "v"
+    assert client.get(f"pystorage:{key}") == b"v"
+    assert pystorage.open(f"{redis_url}?codec=text")[key] == "v"
+    del preset[key]
+    for query in ("prefix=", "prefix=app"):
+        with pytest.raises(StorageProviderError, match="prefix"):
+            pystorage.open(f"{redis_url}?{query}")
+
+
+def test_a_prefix_covers_exactly_the_names_that_start_with_it(client: redis.Redis) -> None:
+    base = unique("n")
+    outer = Storage(Codec("text"), Redis(client, prefix=f"{base}:"))
+    inner = Storage(Codec("text"), Redis(client, prefix=f"{base}:sub:"))
+    sibling = Storage(Codec("text"), Redis(client, prefix=f"{base}:other:"))
+    longer = Storage(Codec("text"), Redis(client, prefix=f"{base}x:"))
+    outer["k"], inner["k"], sibling["k"], longer["k"] = "outer", "inner", "sibling", "longer"
+    # Siblings and a longer name never see each other; a nested prefix is part of its
+    # parent, as documented: its entries are the parent's keys "sub:...".
+    assert sorted(outer) == ["k", "other:k", "sub:k"]
+    assert list(inner) == ["k"] and list(sibling) == ["k"] and list(longer) == ["k"]
+    inner.clear()
+    assert sorted(outer) == ["k", "other:k"] and list(longer) == ["k"]
+    for storage in (outer, longer):
+        storage.clear()
+
+
+def _foreign_values(client: Any, prefix: str) -> None:
+    """Keys under ``prefix`` that are not entries: other types, names that are not UTF-8."""
+    client.hset(f"{prefix}hash", "field", "value")
+    client.rpush(f"{prefix}list", "a")
+    client.sadd(f"{prefix}set", "a")
+    client.zadd(f"{prefix}zset", {"a": 1.0})
+    for tail in (b"\xff", b"\xc3(", b"ok\xfe"):
+        # Hash-tagged on a cluster like the other names would be is irrelevant here.
+        client.set(prefix.encode() + tail, b"not a key's UTF-8")
+
+
+def _foreign_names(client: Any, prefix: str) -> set[bytes]:
+    found = client.scan_iter(match=prefix.encode() + b"*", count=1000, **{NEVER_DECODE: True})
+    return set(found)
+
+
+def test_keys_of_other_types_and_foreign_names_are_never_entries(any_client: Any) -> None:
+    prefix = unique("types:") + ":"
+    storage = Storage(Codec("text"), Redis(any_client, prefix=prefix))
+    _foreign_values(any_client, prefix)
+    foreign = _foreign_names(any_client, prefix)
+    storage.set_many({"a": "1", "b": "2"})
+    assert sorted(storage) == ["a", "b"]
+    assert len(storage) == 2
+    for name in ("hash", "list", "set", "zset"):
+        assert name not in storage
+        with pytest.raises(KeyError):
+            storage[name]
+        with pytest.raises(KeyError):
+            del storage[name]
+    assert storage.get_many(["hash", "a"]) == {"a": "1"}
+    storage.delete_many(["hash", "list", "a"])
+    assert list(storage) == ["b"]
+    storage.clear()
+    assert len(storage) == 0
+    assert _foreign_names(any_client, prefix) == foreign  # every foreign key is still there
+    any_client.delete(*foreign)
+
+
+@pytest.mark.parametrize("kind", ["usual", "old-lock-namespace", "whole-database"])
+def test_memoize_locks_are_never_entries_and_clear_keeps_them(
+    kind: str, redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "whole-database":
+        url, options = request.getfixturevalue("private_db"), {"whole_database": True}
+        prefix = ""
+    else:
+        url, options = redis_url, {}
+        prefix = unique("memo:") + ":" if kind == "usual" else "pystorage-lock:"
+    storage = Storage(Codec("pickle"), Redis(url=url, prefix=prefix, **options))
+    raw = redis.Redis.from_url(url)
+    pattern = _glob(prefix.encode()) + b"*"
+    seen: dict[str, Any] = {}
+
+    @storage.memoize()
+    def compute(x: int) -> int:
+        # Inside the call its lock is held: a name under the prefix, and not an entry.
+        seen["names"] = set(raw.scan_iter(match=pattern))
+        seen["keys"], seen["count"] = sorted(storage), len(storage)
+        storage.clear()
+        seen["after clear"] = set(raw.scan_iter(match=pattern))
+        return x + 1
+
+    storage["other"] = "entry"
+    assert compute(1) == 2
+    locks = {name for name in seen["names"] if b"\xff" in name}
+    assert len(locks) == 1, seen["names"]
+    assert seen["keys"] == ["other"] and seen["count"] == 1
+    assert seen["after clear"] == locks  # clear() left the running call's lock alone
+    assert list(storage) == [compute.cache_key(1)]
+    assert not locks & set(raw.scan_iter(match=pattern))  # freed when the call ended
+    storage.clear()
+    raw.close()
+
+
+def _glob(prefix: bytes) -> bytes:
+    for special in (b"\\", b"*", b"?", b"[", b"]"):
+        prefix = prefix.replace(special, b"\\" + special)
+    return prefix
+
+
+def test_a_whole_database_storage_lists_and_clears_only_strings(private_db: str) -> None:
+    raw = redis.Redis.from_url(private_db)
+    _foreign_values(raw, "")
+    foreign = _foreign_names(raw, "")
+    storage = Storage(Codec("text"), Redis(url=private_db, prefix="", whole_database=True))
+    storage.set_many({"a": "1", "app:b": "2"})
+    assert sorted(storage) == ["a", "app:b"]
+    storage.clear()
+    assert len(storage) == 0
+    assert _foreign_names(raw, "") == foreign
+    raw.close()

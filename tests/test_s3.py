@@ -25,7 +25,7 @@ from pystorage.errors import (
     UnsupportedError,
 )
 from pystorage.layers import Codec, Expiry
-from pystorage.layers.s3 import S3
+from pystorage.layers.s3 import MAX_ESCAPED_KEY_BYTES, S3
 from pystorage.testing import SeaweedS3Server
 from tests.helpers import unique
 
@@ -347,6 +347,30 @@ def test_long_keys_are_stored_under_a_hash_and_listed_as_themselves(
     mine = [name for name in objects if name.startswith(folder)]
     assert len(mine) == 4 and all(len(name) - len(folder) == 65 for name in mine)
     storage.delete_many(long_keys)
+    assert len(storage) == 0
+
+
+def test_a_key_too_long_to_be_listed_is_refused_before_any_request(
+    make: Callable[..., Storage],
+) -> None:
+    storage = make()
+    longest = "k" * MAX_ESCAPED_KEY_BYTES  # its first line, newline included, is 1 MiB
+    too_long = "k" * (MAX_ESCAPED_KEY_BYTES + 1)
+    escapes_too_long = "/" * (MAX_ESCAPED_KEY_BYTES // 3 + 1)  # "%2F" each
+    storage[longest] = b"v"
+    assert list(storage) == [longest] and len(storage) == 1
+    calls = count_requests(storage, "*")
+    for key in (too_long, escapes_too_long):
+        for operation in (
+            lambda k: storage.__setitem__(k, b"v"),
+            lambda k: storage.set_many({"fine": b"v", k: b"v"}),
+            lambda k: storage[k],
+            lambda k: storage.get_many([k]),
+        ):
+            with pytest.raises(InvalidKeyError, match="never listed"):
+                operation(key)
+    assert calls == []  # nothing was written, nor even asked
+    storage.clear()
     assert len(storage) == 0
 
 

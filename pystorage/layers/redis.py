@@ -12,6 +12,24 @@ from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import Backend, ValueKind
 
 _SCAN_BATCH = 1000
+#: Where a storage keeps its entries when it is given no prefix.
+DEFAULT_PREFIX = "pystorage:"
+#: Ends every prefix, so that a prefix never covers another one's keys by accident.
+SEPARATOR = ":"
+#: A byte that no key's UTF-8 holds: the names of things beside the entries (memoize's
+#: locks) hold it, so that they are never entries of any storage, whatever its prefix.
+_ASIDE = b"\xff"
+# Deletes those of its keys that hold strings, and only those: a key of another type is
+# never an entry. Atomic, so a key cannot change type between the check and the delete.
+_DELETE_STRINGS = """
+local deleted = 0
+for _, name in ipairs(KEYS) do
+    if redis.call('TYPE', name).ok == 'string' then
+        deleted = deleted + redis.call('DEL', name)
+    end
+end
+return deleted
+"""
 
 
 def _glob_escape(text: bytes) -> bytes:
@@ -26,11 +44,15 @@ class Redis(Backend):
     """Stores each key as one Redis string ``<prefix><key>``; expires entries natively.
 
     Give a client (``redis.Redis`` or ``redis.cluster.RedisCluster``) or a ``url``
-    (``redis://host:port/db``, ``rediss://`` for TLS). A storage touches only keys under
-    its ``prefix``: ``len``, iteration and ``clear`` SCAN that prefix, never ``KEYS`` or
-    ``FLUSHDB``. Batches are one round trip (MGET, MSET or a pipeline), split by slot on
-    a cluster. A TTL is given to Redis (SET PX), not tracked here. Connection failures
-    raise ``BackendError`` naming the server; the client reconnects by itself.
+    (``redis://host:port/db``, ``rediss://`` for TLS). The entries of a storage are the
+    string keys named ``<prefix><UTF-8 of a key>``: keys of other Redis types, names
+    that are not UTF-8 after the prefix, and memoize's locks are never entries. ``len``,
+    iteration and ``clear`` SCAN that prefix (``TYPE string``), never ``KEYS`` or
+    ``FLUSHDB``. ``prefix`` (default ``"pystorage:"``) ends with ``":"``; ``""`` makes
+    every string key of the database an entry, and needs ``whole_database=True``.
+    Batches are one round trip (MGET, MSET or a pipeline), split by slot on a cluster.
+    A TTL is given to Redis (SET PX), not tracked here. Connection failures raise
+    ``BackendError`` naming the server; the client reconnects by itself.
     """
 
     accepts: ClassVar[ValueKind] = "bytes"
@@ -38,9 +60,12 @@ class Redis(Backend):
 
     client: Any = attrs.field(default=None, repr=False)
     url: str | None = attrs.field(default=None, repr=False)  # may hold a password
-    prefix: str = ""
+    prefix: str = DEFAULT_PREFIX
     #: How long a memoize lock may be held before Redis frees it (a crashed holder).
     lock_timeout: float = 60.0
+    #: With ``prefix=""``: yes, every string key of this database is an entry of this
+    #: storage, and ``clear()`` deletes them all.
+    whole_database: bool = attrs.field(default=False, kw_only=True)
     _owned: bool = attrs.field(init=False, default=False, repr=False)
     _cluster: bool = attrs.field(init=False, default=False, repr=False)
     _decodes: bool = attrs.field(init=False, default=True, repr=False)
@@ -54,6 +79,7 @@ class Redis(Backend):
             import redis.cluster
         except ImportError as exc:
             raise ImportError("Redis needs redis-py: pip install 'pystorage[redis]'") from exc
+        _check_prefix(self.prefix, self.whole_database)  # before a client is made
         if self.client is None and self.url is None:
             raise ConfigurationError("Redis needs a client= or a url=")
         if self.client is not None and self.url is not None:
@@ -63,8 +89,6 @@ class Redis(Backend):
             self._owned = True
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
         self._decodes = _decodes_responses(self.client)
-        if not isinstance(self.prefix, str):
-            raise ConfigurationError(f"prefix must be a str, not {self.prefix!r}")
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
         self._endpoint = _describe(self.client)  # never the URL: it may hold a password
         # A cluster with no reachable node raises RedisClusterException, not a RedisError.
@@ -77,6 +101,12 @@ class Redis(Backend):
             raise not_a_str(key)
         return self._raw_prefix + key.encode("utf-8", "surrogatepass")
 
+    def _aside(self, kind: bytes, key: str) -> bytes:
+        """The name of a ``kind`` of record about ``key`` that is not an entry."""
+        if type(key) is not str:
+            raise not_a_str(key)
+        return self._raw_prefix + _ASIDE + kind + b":" + key.encode("utf-8", "surrogatepass")
+
     def _fail(self, action: str, exc: Exception) -> BackendError:
         return BackendError(f"Redis at {self._endpoint}: cannot {action}: {exc}")
 
@@ -87,6 +117,8 @@ class Redis(Backend):
         try:
             value = self.client.get(name)
         except self._errors as exc:
+            if _wrong_type(exc):  # another type under that name: not an entry
+                raise KeyError(key) from None
             raise self._fail(f"read {key!r}", exc) from exc
         if value is None:
             raise KeyError(key)
@@ -105,7 +137,7 @@ class Redis(Backend):
     def delete(self, key: str) -> None:
         name = self._name(key)
         try:
-            removed = self.client.delete(name)
+            removed = self.client.eval(_DELETE_STRINGS, 1, name)
         except self._errors as exc:
             raise self._fail(f"delete {key!r}", exc) from exc
         if not removed:
@@ -114,16 +146,25 @@ class Redis(Backend):
     def contains(self, key: str) -> bool:
         name = self._name(key)
         try:
-            return bool(self.client.exists(name))
+            return _as_bytes(self.client.type(name)) == b"string"
         except self._errors as exc:
             raise self._fail(f"check {key!r}", exc) from exc
 
     def keys(self) -> Iterator[str]:
         start = len(self._raw_prefix)
         pattern = _glob_escape(self._raw_prefix) + b"*"
+        from redis.client import NEVER_DECODE
+
+        # Names as bytes even from a client that decodes: a name need not be UTF-8.
+        raw = {NEVER_DECODE: True}
         try:
-            for name in self.client.scan_iter(match=pattern, count=_SCAN_BATCH):
-                yield _as_bytes(name)[start:].decode("utf-8", "surrogatepass")
+            for name in self.client.scan_iter(
+                match=pattern, count=_SCAN_BATCH, _type="string", **raw
+            ):
+                try:
+                    yield name[start:].decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    continue  # no key is stored under that name (a lock, or not ours)
         except self._errors as exc:
             raise self._fail("list keys", exc) from exc
 
@@ -172,14 +213,22 @@ class Redis(Backend):
         if not names:
             return
         try:
-            # A cluster client splits a multi-key DEL by slot itself.
-            self.client.delete(*names)
+            if not self._cluster:
+                self.client.eval(_DELETE_STRINGS, len(names), *names)
+                return
+            # A script's keys must share a slot, and a cluster pipeline takes no scripts:
+            # one call per slot, as redis-py does for a multi-key DEL on a cluster.
+            by_slot: dict[int, list[bytes]] = {}
+            for name in names:
+                by_slot.setdefault(self.client.keyslot(name), []).append(name)
+            for group in by_slot.values():
+                self.client.eval(_DELETE_STRINGS, len(group), *group)
         except self._errors as exc:
             raise self._fail(f"delete {len(names)} keys", exc) from exc
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
-        # Outside the prefix, so that locks never show up as entries.
-        name = b"pystorage-lock:" + self._name(key)
+        # Under the prefix (for ACLs that allow only it), but never an entry.
+        name = self._aside(b"lock", key)
         return _Guarded(
             self.client.lock(name, timeout=self.lock_timeout, blocking_timeout=self.lock_timeout),
             lambda exc: self._fail(f"lock {key!r}", exc),
@@ -212,6 +261,29 @@ class _Guarded:
             # The lock expired while held (lock_timeout): there is nothing left to free,
             # and the work done under it stands.
             pass
+
+
+def _check_prefix(prefix: object, whole_database: bool) -> None:
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"prefix must be a str, not {prefix!r}")
+    if prefix == "" and not whole_database:
+        raise ConfigurationError(
+            'prefix="" makes every string key of the database an entry of this storage, '
+            "and clear() would delete them all: give a prefix such as 'app:', or pass "
+            "whole_database=True if the database is this storage's alone"
+        )
+    if prefix and whole_database:
+        raise ConfigurationError('whole_database=True goes with prefix="" only')
+    if prefix and not prefix.endswith(SEPARATOR):
+        raise ConfigurationError(
+            f"prefix {prefix!r} must end with {SEPARATOR!r} (e.g. {prefix + SEPARATOR!r}): "
+            "otherwise it also covers the entries of every prefix that starts with it, "
+            f"such as {prefix + SEPARATOR!r} or {prefix + 'x' + SEPARATOR!r}"
+        )
+
+
+def _wrong_type(exc: Exception) -> bool:
+    return str(exc).startswith("WRONGTYPE")
 
 
 def _decodes_responses(client: Any) -> bool:

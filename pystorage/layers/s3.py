@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,8 +33,13 @@ MAX_KEY_BYTES = 1024
 #: Servers that keep objects as files (SeaweedFS) also limit each part between slashes:
 #: longer keys are stored under a hash (see pystorage.layers.names).
 MAX_STEM_BYTES = 255
-#: How much of a hashed object is read to find its key when listing.
-_HEADER_RANGE = "bytes=0-1048575"
+#: How much of a hashed object is read to find its key when listing: a key whose escaped
+#: form and newline do not fit could be stored but never listed, so it is refused.
+MAX_ESCAPED_KEY_BYTES = (1 << 20) - 1
+_HEADER_RANGE = f"bytes=0-{MAX_ESCAPED_KEY_BYTES}"
+#: A key of fewer characters than this always escapes within MAX_ESCAPED_KEY_BYTES
+#: (a character escapes to at most 4 UTF-8 bytes of 3 characters each).
+_SURELY_LISTABLE = MAX_ESCAPED_KEY_BYTES // 12
 #: DeleteObjects takes at most this many keys per request.
 DELETE_BATCH = 1000
 #: Error codes that mean "no such object". HEAD responses have no body, so their code is
@@ -85,7 +91,9 @@ class S3(Backend):
     ``endpoint_url``, ``region`` and ``client_options`` (e.g. ``aws_access_key_id``,
     or ``config=botocore.config.Config(...)``, merged over our defaults: 3 standard-mode
     retries, bounded timeouts, a connection pool larger than the thread pool). One client
-    serves every thread: boto3 clients are thread-safe.
+    serves every thread: boto3 clients are thread-safe. In a child process forked after
+    the storage was used, it starts a thread pool of its own and first closes the
+    client's connections inherited from the parent (given client included).
 
     ``get_many`` and ``set_many`` run on a pool of ``max_workers`` threads;
     ``delete_many`` and ``clear`` send one DeleteObjects request per 1,000 keys. Values of
@@ -121,6 +129,8 @@ class S3(Backend):
     _prefix_bytes: int = attrs.field(init=False, repr=False)
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None, repr=False)
     _pool_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    #: The process that owns the pool and the client's connections (see ``_forked``).
+    _pid: int = attrs.field(factory=os.getpid, init=False, repr=False)
 
     def __init__(
         self,
@@ -203,7 +213,24 @@ class S3(Backend):
     @property
     def client(self) -> S3Client:
         """The boto3 client in use, the one given or the one built (shared by all threads)."""
+        if self._pid != os.getpid():
+            self._forked()
         return self._client
+
+    def _forked(self) -> None:
+        """Make this object usable in a child process forked after it was used.
+
+        The child has the parent's pool but none of its threads (work submitted to it
+        would wait forever), and the client's idle connections are the parent's sockets
+        (a request on one could read the parent's reply). Both are dropped: a new pool
+        starts on demand, and closing the client only closes this process's copies of
+        the sockets, so the next request opens a connection of its own. Two threads of
+        the child may both get here; doing it twice is harmless.
+        """
+        self._pid = os.getpid()
+        self._pool_lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._pool = None
+        self._client.close()
 
     # -- names -------------------------------------------------------------------------
 
@@ -216,6 +243,12 @@ class S3(Backend):
                 f"the folder {self.folder!r} leaves no room for key {key!r} within S3's "
                 f"{MAX_KEY_BYTES} bytes"
             )
+        if len(key) >= _SURELY_LISTABLE and len(names.escape(key)) > MAX_ESCAPED_KEY_BYTES:
+            raise InvalidKeyError(
+                f"key {key[:40]!r}... is too long: escaped, it exceeds the "
+                f"{MAX_ESCAPED_KEY_BYTES} bytes that listing reads back, so it could be "
+                "stored but never listed, counted or cleared"
+            )
         return self.folder + stem
 
     def _hashed(self, name: str) -> bool:
@@ -226,7 +259,7 @@ class S3(Backend):
         if not names.is_hashed(stem):
             return names.unescape(stem)
         try:
-            head = self._client.get_object(
+            head = self.client.get_object(
                 Bucket=self.bucket, Key=name, Range=_HEADER_RANGE, **self.read_options
             )
             key = names.key_in_header(head["Body"].read().partition(b"\n")[0])
@@ -238,7 +271,7 @@ class S3(Backend):
     def _objects(self) -> Iterator[tuple[str, ObjectTypeDef]]:
         """(key, listing entry) of every object of ours, one page of 1,000 at a time."""
         # The delimiter keeps objects of sub-folders out of the listing: none of them is ours.
-        pages = self._client.get_paginator("list_objects_v2").paginate(
+        pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.folder, Delimiter="/"
         )
         try:
@@ -269,14 +302,14 @@ class S3(Backend):
         if not self.contains(key):
             raise KeyError(key)
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._name(key))
+            self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
         except self._failures as exc:
             raise self._error("delete", key, exc) from exc
 
     def contains(self, key: str) -> bool:
         name = self._name(key)
         try:
-            self._client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
+            self.client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
         except self._failures as exc:
             if _code(exc) in _MISSING_CODES:
                 return False
@@ -324,20 +357,21 @@ class S3(Backend):
 
     def close(self) -> None:
         """Stop the thread pool; a client built here is closed too. Later calls still work."""
+        client = self.client  # in a forked child, forgets the parent's pool first
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
         if self._given_client is None:
             # Only drops idle connections: the next request opens a new one.
-            self._client.close()
+            client.close()
 
     # -- requests ----------------------------------------------------------------------
 
     def _fetch(self, key: str, name: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
         try:
-            reply = self._client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
+            reply = self.client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
             data = reply["Body"].read()
         except self._failures as exc:
             if _code(exc) in _MISSING_CODES:
@@ -351,10 +385,10 @@ class S3(Backend):
         try:
             if len(data) < self.multipart_threshold:
                 # One request: the cheapest write for all but very large values.
-                self._client.put_object(Bucket=self.bucket, Key=name, Body=data, **self.put_options)
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **self.put_options)
             else:
                 # Parallel parts, each retried alone; a single PUT also stops at 5 GB.
-                self._client.upload_fileobj(
+                self.client.upload_fileobj(
                     io.BytesIO(data),
                     self.bucket,
                     name,
@@ -366,7 +400,7 @@ class S3(Backend):
 
     def _delete_objects(self, names: list[str]) -> None:
         try:
-            response = self._client.delete_objects(
+            response = self.client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": name} for name in names], "Quiet": True},
             )
@@ -380,7 +414,7 @@ class S3(Backend):
             )
             raise BackendError(
                 f"S3 could not delete {len(errors)} of {len(names)} objects in bucket "
-                f"{self.bucket!r} at {self._client.meta.endpoint_url}: {shown}"
+                f"{self.bucket!r} at {self.client.meta.endpoint_url}: {shown}"
             )
 
     def _concurrently(
@@ -402,6 +436,8 @@ class S3(Backend):
             raise
 
     def _executor(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():
+            self._forked()
         pool = self._pool
         if pool is None:
             with self._pool_lock:
@@ -416,12 +452,12 @@ class S3(Backend):
         if _code(exc) == "KeyTooLongError":
             return InvalidKeyError(
                 f"key {key!r} is too long for the S3 server at "
-                f"{self._client.meta.endpoint_url} (bucket {self.bucket!r}): {exc}"
+                f"{self.client.meta.endpoint_url} (bucket {self.bucket!r}): {exc}"
             )
         subject = "" if key is None else f" key {key!r}"
         return BackendError(
             f"S3 cannot {action}{subject} in bucket {self.bucket!r} at "
-            f"{self._client.meta.endpoint_url}: {exc}"
+            f"{self.client.meta.endpoint_url}: {exc}"
         )
 
 
