@@ -506,8 +506,11 @@ def test_typed_keeps_equal_numbers_apart_at_any_depth() -> None:
 
 
 def test_ttl_on_a_stack_that_cannot_expire_fails_when_decorating() -> None:
+    class Forgetful(Memory):  # a backend of the user's that keeps no deadlines
+        supports_ttl = False
+
     with pytest.raises(UnsupportedError):
-        Storage(Memory()).memoize(ttl=5)
+        Storage(Forgetful()).memoize(ttl=5)
     with pytest.raises(ConfigurationError):
         Storage(Expiry(), Memory()).memoize(ttl=-1)
 

@@ -21,6 +21,13 @@ SEPARATOR = ":"
 _ASIDE = b"\xff"
 # Deletes those of its keys that hold strings, and only those: a key of another type is
 # never an entry. Atomic, so a key cannot change type between the check and the delete.
+# A value and the milliseconds it has left, read at one instant (-1: no expiry).
+_GET_WITH_TTL = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
+    return nil
+end
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
 _DELETE_STRINGS = """
 local deleted = 0
 for _, name in ipairs(KEYS) do
@@ -123,6 +130,17 @@ class Redis(Backend):
         if value is None:
             raise KeyError(key)
         return _as_bytes(value)
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        name = self._name(key)
+        try:
+            found = self.client.eval(_GET_WITH_TTL, 1, name)
+        except self._errors as exc:
+            raise self._fail(f"read {key!r}", exc) from exc
+        if found is None:
+            raise KeyError(key)
+        value, left = found
+        return _as_bytes(value), (None if int(left) < 0 else int(left) / 1000)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         name = self._name(key)

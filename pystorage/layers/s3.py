@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -16,6 +17,7 @@ from pystorage.errors import (
     ConfigurationError,
     InvalidKeyError,
     StorageError,
+    UnsupportedError,
     not_a_str,
 )
 from pystorage.layers import names
@@ -44,6 +46,8 @@ _SURELY_LISTABLE = MAX_ESCAPED_KEY_BYTES // 12
 DELETE_BATCH = 1000
 #: Error codes that mean "no such object". HEAD responses have no body, so their code is
 #: the bare status; a HEAD on a missing bucket is a "404" too and reads as a missing key.
+#: The object metadata that holds a deadline (seconds since the epoch).
+_DEADLINE_FIELD = "pystorage-deadline"
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # Parallel parts of one multipart upload; each holds a connection of the client's pool.
 _PART_CONCURRENCY = 8
@@ -98,7 +102,13 @@ class S3(Backend):
     ``get_many`` and ``set_many`` run on a pool of ``max_workers`` threads;
     ``delete_many`` and ``clear`` send one DeleteObjects request per 1,000 keys. Values of
     ``multipart_threshold`` bytes or more are uploaded in parallel parts, smaller ones in
-    one PutObject. S3 has no per-key expiry here: put an ``Expiry`` layer above for TTLs.
+    one PutObject.
+
+    A ``ttl`` puts the deadline in the object's metadata (``x-amz-meta-pystorage-deadline``),
+    outside the value: ``get``, ``in`` and ``get_many`` never return an expired object.
+    Listings cannot see metadata, so ``len`` and iteration still count expired objects,
+    and nothing here removes them: ``expire()`` raises ``UnsupportedError``; a bucket
+    lifecycle rule on the folder removes them (S3 counts in days).
 
     Encryption at rest passes through: ``put_options`` go with every upload (e.g.
     ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": ...}``) and ``read_options``
@@ -110,6 +120,7 @@ class S3(Backend):
     """
 
     accepts: ClassVar[ValueKind] = "bytes"
+    supports_ttl: ClassVar[bool] = True
 
     bucket: str
     folder: str = attrs.field(converter=_normalize_folder)
@@ -131,6 +142,8 @@ class S3(Backend):
     _pool_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     #: The process that owns the pool and the client's connections (see ``_forked``).
     _pid: int = attrs.field(factory=os.getpid, init=False, repr=False)
+    #: Seconds since the epoch, to judge deadlines (an ``Expiry(clock=...)`` replaces it).
+    clock: Callable[[], float] = attrs.field(init=False, default=time.time, repr=False)
 
     def __init__(
         self,
@@ -286,15 +299,22 @@ class S3(Backend):
     # -- the protocol ------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
-        data = self._fetch(key, self._name(key))
-        if data is None:
+        return self.get_with_ttl(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        found = self._fetch(key, self._name(key))
+        if found is None:
             raise KeyError(key)
-        return data
+        data, deadline = found
+        if deadline is None:
+            return data, None
+        left = deadline - self.clock()
+        if left <= 0:
+            raise KeyError(key)
+        return data, left
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        if ttl is not None:
-            self.refuse_ttl(ttl)
-        self._put(key, self._name(key), _as_bytes(value))
+        self._put(key, self._name(key), _as_bytes(value), self._deadline(ttl))
 
     def delete(self, key: str) -> None:
         # S3 deletes are silent about missing objects, and the protocol is not: one HEAD
@@ -309,12 +329,13 @@ class S3(Backend):
     def contains(self, key: str) -> bool:
         name = self._name(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
+            head = self.client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
         except self._failures as exc:
             if _code(exc) in _MISSING_CODES:
                 return False
             raise self._error("check", key, exc) from exc
-        return True
+        deadline = _deadline_in(head.get("Metadata"))
+        return deadline is None or deadline > self.clock()
 
     def keys(self) -> Iterator[str]:
         return (key for key, _ in self._objects())
@@ -340,13 +361,19 @@ class S3(Backend):
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         jobs = {key: (key, self._name(key)) for key in keys}
         fetched = self._concurrently(self._fetch, jobs)
-        return {key: data for key, data in fetched.items() if data is not None}
+        now = self.clock()
+        return {
+            key: found[0]
+            for key, found in fetched.items()
+            if found is not None and (found[1] is None or found[1] > now)
+        }
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        if ttl is not None:
-            self.refuse_ttl(ttl)
         # Names and values are checked before the first request, so a bad one writes nothing.
-        jobs = {key: (key, self._name(key), _as_bytes(value)) for key, value in items.items()}
+        deadline = self._deadline(ttl)
+        jobs = {
+            key: (key, self._name(key), _as_bytes(value), deadline) for key, value in items.items()
+        }
         self._concurrently(self._put, jobs)
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -354,6 +381,12 @@ class S3(Backend):
         names = list(dict.fromkeys(self._name(key) for key in keys))
         for start in range(0, len(names), DELETE_BATCH):
             self._delete_objects(names[start : start + DELETE_BATCH])
+
+    def expire(self) -> int:
+        raise UnsupportedError(
+            "S3 never returns an expired object, but removing them needs a listing of "
+            "metadata that S3 does not give: set a lifecycle rule on the bucket instead"
+        )
 
     def close(self) -> None:
         """Stop the thread pool; a client built here is closed too. Later calls still work."""
@@ -368,8 +401,8 @@ class S3(Backend):
 
     # -- requests ----------------------------------------------------------------------
 
-    def _fetch(self, key: str, name: str) -> bytes | None:
-        """The object's bytes, or None if it does not exist."""
+    def _fetch(self, key: str, name: str) -> tuple[bytes, float | None] | None:
+        """The object's bytes and deadline (expired or not), or None if it does not exist."""
         try:
             reply = self.client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
             data = reply["Body"].read()
@@ -377,22 +410,33 @@ class S3(Backend):
             if _code(exc) in _MISSING_CODES:
                 return None
             raise self._error("read", key, exc) from exc
-        return names.without_key(key, data) if self._hashed(name) else data
+        deadline = _deadline_in(reply.get("Metadata"))
+        if self._hashed(name):
+            value = names.without_key(key, data)
+            return None if value is None else (value, deadline)
+        return data, deadline
 
-    def _put(self, key: str, name: str, data: bytes) -> None:
+    def _deadline(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self.clock() + ttl
+
+    def _put(self, key: str, name: str, data: bytes, deadline: float | None = None) -> None:
         if self._hashed(name):
             data = names.with_key(key, data)
+        options = self.put_options
+        if deadline is not None:  # object metadata: outside the value, whatever it holds
+            metadata = {**options.get("Metadata", {}), _DEADLINE_FIELD: repr(deadline)}
+            options = {**options, "Metadata": metadata}
         try:
             if len(data) < self.multipart_threshold:
                 # One request: the cheapest write for all but very large values.
-                self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **self.put_options)
+                self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **options)
             else:
                 # Parallel parts, each retried alone; a single PUT also stops at 5 GB.
                 self.client.upload_fileobj(
                     io.BytesIO(data),
                     self.bucket,
                     name,
-                    ExtraArgs=self.put_options or None,
+                    ExtraArgs=options or None,
                     Config=self._transfer,
                 )
         except self._failures as exc:
@@ -459,6 +503,17 @@ class S3(Backend):
             f"S3 cannot {action}{subject} in bucket {self.bucket!r} at "
             f"{self.client.meta.endpoint_url}: {exc}"
         )
+
+
+def _deadline_in(metadata: Mapping[str, str] | None) -> float | None:
+    """The deadline a write put in an object's metadata, if any."""
+    text = (metadata or {}).get(_DEADLINE_FIELD)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return float("-inf")  # unreadable: treated as long expired, never as forever
 
 
 def _as_bytes(value: Any) -> bytes:
