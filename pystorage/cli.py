@@ -16,28 +16,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, BinaryIO, Literal, TextIO
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
 import pystorage
+from pystorage.codecs import BaseCodec, Pickle
 from pystorage.errors import (
+    BackendError,
     CodecError,
     ConfigurationError,
     InvalidKeyError,
     StorageError,
     UnsupportedError,
 )
-from pystorage.layers.redis import DEFAULT_PREFIX
+from pystorage.layers import LRU, S3, Files, Layer, Memory, Redis
 from pystorage.storage import Storage
-from pystorage.urls import redact
+from pystorage.urls import ParsedURL, parse
 
 PROG = "pystorage"
 USAGE_ERROR = 2
@@ -286,46 +289,46 @@ def _add_copy(commands: Commands, debug: argparse.ArgumentParser) -> None:
 
 # -- opening storages ----------------------------------------------------------------
 
+#: What a command does with a storage, and so which layers it is opened with:
+#: "keys" (ls, stats, rm) never decodes a value, evicts or expires anything: the backend
+#: only (and Stats); "read" (get, copy's SRC) decodes values but leaves the CountLimit
+#: out, so that reading never evicts; "write" (put, copy's DST) is the whole stack.
+Purpose = Literal["keys", "read", "write"]
+
 
 @contextmanager
-def opened(url: str, *, existing: bool = True) -> Iterator[Storage]:
-    """The storage at ``url``, closed on exit.
+def opened(url: ParsedURL, purpose: Purpose) -> Iterator[Storage]:
+    """The storage at ``url``, built for ``purpose``, closed on exit.
 
-    With ``existing``, a ``file://`` folder must already exist: a typo in a path to read
+    Except to write, a ``file://`` folder must already exist: a typo in a path to read
     is an error, not a new empty folder.
     """
-    if existing:
+    if purpose != "write":
         _check_folder(url)
-    storage = pystorage.open(url)
+    if purpose != "keys":
+        _check_codec(url)
+    storage = url.build(limit=purpose == "write", values=purpose != "keys")
     try:
         yield storage
     finally:
         storage.close()
 
 
-def _check_folder(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "file" and parts.path and not Path(unquote(parts.path)).is_dir():
-        raise Failure(f"no such folder {unquote(parts.path)!r} (in {redact(url)!r})")
+def _check_folder(url: ParsedURL) -> None:
+    if url.folder is not None and not url.folder.is_dir():
+        raise Failure(f"no such folder {str(url.folder)!r} (in {url.shown!r})")
 
 
-def _location(url: str) -> tuple[str, ...]:
-    """Where a URL's entries live: two URLs with the same location see the same entries."""
-    parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if parts.scheme == "file":
-        folder = os.path.realpath(unquote(parts.path))
-        return ("file", folder, options.get("suffix", "").strip("."))
-    if parts.scheme == "s3":
-        return ("s3", parts.netloc, unquote(parts.path).strip("/"))
-    if parts.scheme == "memory":
-        return ("memory", url)  # every open is a new, empty memory
-    return (
-        parts.scheme,
-        parts.netloc,
-        parts.path.strip("/") or "0",
-        options.get("prefix", DEFAULT_PREFIX),
-    )
+def _check_codec(url: ParsedURL) -> None:
+    """Refuse to unpickle unless the URL asks for it: a value planted by anyone who can
+    write the storage would run its code here."""
+    stages = url.codec.stages if url.codec is not None else ()
+    if not url.codec_named and any(isinstance(stage, Pickle) for stage in stages):
+        raise UsageError(
+            f"{url.shown!r} stores pickles (the default codec), and reading a pickle runs "
+            "any code its writer put in it: add codec=pickle to the URL if you trust "
+            "everyone who can write there, or secret= to accept signed values only"
+        )
 
 
 # -- the simple commands -------------------------------------------------------------
@@ -335,7 +338,7 @@ def run_ls(args: argparse.Namespace) -> int:
     """``pystorage ls URL``: every key, one a line."""
     end = b"\0" if args.null else b"\n"
     out = sys.stdout.buffer
-    with opened(args.url) as storage:
+    with opened(parse(args.url), "keys") as storage:
         keys: Iterator[str] | list[str] = iter(storage)
         if args.sort:
             keys = sorted(keys)
@@ -347,23 +350,23 @@ def run_ls(args: argparse.Namespace) -> int:
 
 def run_get(args: argparse.Namespace) -> int:
     """``pystorage get URL KEY``: the value on stdout or in a file."""
-    with opened(args.url) as storage:
+    with opened(parse(args.url), "read") as storage:
         value = storage[args.key]
-    data = render(value)
     if args.output is None:
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(render(value))
         sys.stdout.buffer.flush()
-    else:
-        Path(args.output).write_bytes(data)
+    else:  # a str exactly as stored, so that put -f and get -o round-trip
+        Path(args.output).write_bytes(render(value, line=False))
     return 0
 
 
-def render(value: Any) -> bytes:
-    """Bytes as they are, str as UTF-8, others as a JSON line if they can be, else repr."""
+def render(value: Any, line: bool = True) -> bytes:
+    """Bytes as they are; str as UTF-8, ending with a newline when ``line``; other
+    objects as a JSON line if they can be, else as their repr."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return _encode_text(value)
+        return _encode_text(value) + (b"\n" if line else b"")
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
@@ -377,14 +380,16 @@ def _encode_text(text: str) -> bytes:
 
 def run_put(args: argparse.Namespace) -> int:
     """``pystorage put URL KEY [VALUE | -f FILE | -]``: store one value."""
-    value = _value_to_put(args)
-    with opened(args.url, existing=False) as storage:
+    url = parse(args.url)
+    value = _value_to_put(args, url.codec)
+    with opened(url, "write") as storage:
         storage.set(args.key, value, ttl=args.ttl)
     return 0
 
 
-def _value_to_put(args: argparse.Namespace) -> Any:
-    """The value a ``put`` command line describes: str, bytes or (with --json) an object."""
+def _value_to_put(args: argparse.Namespace, codec: BaseCodec | None) -> Any:
+    """The value a ``put`` command line describes for a stack with ``codec``: str, bytes
+    or (with --json, or a JSON codec given a file) an object."""
     if args.file is not None and args.value is not None:
         raise UsageError("put takes a VALUE or -f FILE, not both")
     if args.file is not None:
@@ -395,7 +400,18 @@ def _value_to_put(args: argparse.Namespace) -> Any:
         data = args.value
     else:
         raise UsageError("put needs a VALUE, -f FILE, or - to read stdin")
-    if not args.json:
+    parse_json = args.json
+    if isinstance(data, bytes) and not _stores_bytes(codec):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"the value is not UTF-8 text, and codec={_label(codec)} stores text: "
+                "use codec=raw (or msgpack, pickle) for bytes"
+            ) from None
+        # A file given to a JSON storage is a JSON document, not a string to quote.
+        parse_json = parse_json or _serializer(codec) == "json"
+    if not parse_json:
         return data
     try:
         return json.loads(data)
@@ -403,10 +419,31 @@ def _value_to_put(args: argparse.Namespace) -> Any:
         raise UsageError(f"the value is not valid JSON: {exc}") from None
 
 
+def _stores_bytes(codec: BaseCodec | None) -> bool:
+    """Whether ``codec`` takes bytes as a value (raw, pickle, msgpack do; text, json don't)."""
+    if codec is None:
+        return True
+    try:
+        codec.encode(b"")
+    except Exception:  # the codec's own refusal, whatever its type
+        return False
+    return True
+
+
+def _serializer(codec: BaseCodec | None) -> str:
+    return codec.stages[0].name if codec is not None else ""
+
+
+def _label(codec: BaseCodec | None) -> str:
+    return codec.label if codec is not None else "none"
+
+
 def run_rm(args: argparse.Namespace) -> int:
     """``pystorage rm URL KEY...``: remove keys; a missing one is an error unless --force."""
     missing = []
-    with opened(args.url) as storage:
+    with opened(parse(args.url), "keys") as storage, storage.top.exclusive():
+        # In the storage's exclusive section: processes keeping a count of its entries
+        # (limit=) learn that it changed.
         for key in args.keys:
             try:
                 del storage[key]
@@ -420,7 +457,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     """``pystorage stats URL``: ``entries N`` and the stack's counters, one a line."""
-    with opened(args.url) as storage:
+    with opened(parse(args.url), "keys") as storage:
         lines = [("entries", len(storage)), *storage.stats().items()]
     for name, value in lines:
         print(name, value)
@@ -430,14 +467,32 @@ def run_stats(args: argparse.Namespace) -> int:
 # -- copy ----------------------------------------------------------------------------
 
 
+@attrs.frozen
+class Plan:
+    """What a copy does with each key."""
+
+    #: Keys DST had at the start (with --resume): not written again.
+    present: frozenset[str]
+    #: Remove from SRC, once every batch is written, what DST then holds.
+    delete: bool
+
+
 @attrs.define
 class BatchResult:
     """What became of one batch of keys."""
 
     copied: int = 0
+    #: Keys DST already had (--resume): not written.
+    skipped: int = 0
     #: Keys listed in SRC but gone by the time they were read.
     gone: int = 0
+    #: Keys removed from SRC (--delete).
+    deleted: int = 0
     failed: list[tuple[str, str]] = attrs.Factory(list)
+    #: Keys DST holds with SRC's value (written, or already there): --delete may remove them.
+    held: list[str] = attrs.Factory(list)
+    #: Keys --delete leaves in SRC, and why.
+    kept: list[tuple[str, str]] = attrs.Factory(list)
 
 
 @attrs.define
@@ -445,54 +500,109 @@ class Tally:
     """The running totals of a copy."""
 
     total: int
-    skipped: int
+    #: How many keys DST had at the start (--resume).
+    present: int = 0
     copied: int = 0
+    skipped: int = 0
     gone: int = 0
+    deleted: int = 0
+    #: Entries DST's limit evicted while it was open: what it holds is fewer than copied.
+    evicted: int = 0
     failed: list[tuple[str, str]] = attrs.Factory(list)
+    held: list[str] = attrs.Factory(list)
+    kept: list[tuple[str, str]] = attrs.Factory(list)
 
     @property
     def done(self) -> int:
-        return self.copied + self.gone + len(self.failed)
+        return self.copied + self.skipped + self.gone + len(self.failed)
 
     def add(self, result: BatchResult) -> None:
         self.copied += result.copied
+        self.skipped += result.skipped
         self.gone += result.gone
+        self.deleted += result.deleted
         self.failed.extend(result.failed)
+        self.held.extend(result.held)
+        self.kept.extend(result.kept)
 
 
 def run_copy(args: argparse.Namespace) -> int:
-    """``pystorage copy SRC DST``: every entry of SRC into DST, in concurrent batches."""
-    if _location(args.src) == _location(args.dst):
-        raise UsageError("SRC and DST are the same storage: copy to another place")
-    with opened(args.src) as src, opened(args.dst, existing=False) as dst:
+    """``pystorage copy SRC DST``: every entry of SRC into DST, in concurrent batches;
+    with --delete, then removes from SRC what DST holds at the end."""
+    src_url, dst_url = parse(args.src), parse(args.dst)
+    _check_folder(src_url)
+    _check_codec(src_url)
+    _check_codec(dst_url)
+    _refuse_one_storage(src_url, dst_url, args.delete)
+    with (
+        opened(src_url, "read") as src,
+        opened(dst_url, "write") as dst,
+        opened(src_url, "keys") as src_keys,
+    ):
         keys = list(dict.fromkeys(src))  # a Redis SCAN may list a key twice
-        skip = set(dst) if args.resume else set()
-        todo = [key for key in keys if key not in skip]
-        tally = Tally(total=len(todo), skipped=len(keys) - len(todo))
+        present = frozenset(dst).intersection(keys) if args.resume else frozenset()
+        plan = Plan(present=present, delete=args.delete)
+        tally = Tally(total=len(keys), present=len(present))
         progress = make_progress(sys.stderr, tally, quiet=args.quiet)
         started = time.monotonic()
         try:
-            copy_batches(src, dst, todo, args, tally, progress)
+            try:
+                run_batches(copy_batch, src, dst, keys, args, plan, tally, progress)
+            finally:
+                progress.finish(tally.done)
+            if args.delete:
+                # Only now: a later batch may have evicted an earlier one from DST. The
+                # deletes go through SRC's keys-only stack: no layer of it decodes a value.
+                if not args.quiet:
+                    print(f"{PROG}: deleting from SRC what DST holds", file=sys.stderr)
+                silent = Progress(sys.stderr, len(tally.held), time.monotonic)
+                run_batches(delete_batch, src_keys, dst, tally.held, args, plan, tally, silent)
         finally:
-            progress.finish(tally.done)
-            print(summary(tally, time.monotonic() - started), file=sys.stderr)
-    return _report_failures(tally.failed)
+            tally.evicted = dst.stats().get("evictions", 0)
+            print(summary(tally, args.delete, time.monotonic() - started), file=sys.stderr)
+    return _report(tally)
 
 
-def copy_batches(
+def _refuse_one_storage(src_url: ParsedURL, dst_url: ParsedURL, delete: bool) -> None:
+    """A usage error if SRC and DST hold the same entries, however their URLs are spelled,
+    or if --delete would move entries into a memory that ends with this command.
+
+    Only their backends are opened: a DST with limit= would evict at its opening.
+    """
+    with (
+        src_url.build(limit=False, values=False) as src,
+        dst_url.build(limit=False, values=False) as dst,
+    ):
+        if same_storage(src.layers[-1], dst.layers[-1]):
+            raise UsageError("SRC and DST are the same storage: copy to another place")
+        if delete and isinstance(dst.layers[-1], (Memory, LRU)):
+            raise UsageError("DST is a memory of this command, gone when it ends: no --delete")
+
+
+Batch = Callable[[Storage, Storage, list[str], Plan, bool], BatchResult]
+
+
+def run_batches(
+    batch: Batch,
     src: Storage,
     dst: Storage,
     keys: list[str],
     args: argparse.Namespace,
+    plan: Plan,
     tally: Tally,
     progress: Progress,
 ) -> None:
-    """Copy ``keys`` in batches of ``args.batch``, ``args.workers`` of them at a time."""
+    """Run ``batch`` on ``keys`` split in batches of ``args.batch``, ``args.workers`` of
+    them at a time; the first one alone, and told that it is the first."""
     batches = [keys[i : i + args.batch] for i in range(0, len(keys), args.batch)]
+    if not batches:
+        return
+    tally.add(batch(src, dst, batches[0], plan, True))
+    progress.update(tally.done, len(tally.failed))
     executor = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="copy")
     try:
         pending: set[Future[BatchResult]] = {
-            executor.submit(copy_batch, src, dst, batch, args.delete) for batch in batches
+            executor.submit(batch, src, dst, chunk, plan, False) for chunk in batches[1:]
         }
         while pending:
             finished, pending = wait(pending, timeout=REDRAW_INTERVAL, return_when=FIRST_COMPLETED)
@@ -503,17 +613,91 @@ def copy_batches(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def copy_batch(src: Storage, dst: Storage, keys: list[str], delete: bool) -> BatchResult:
+def copy_batch(
+    src: Storage, dst: Storage, keys: list[str], plan: Plan, first: bool = False
+) -> BatchResult:
     """Read ``keys`` from ``src`` and write them to ``dst``: one get_many and one set_many,
-    unless a value cannot be decoded or encoded; then key by key, to name the culprits."""
+    unless a value cannot be decoded or encoded; then key by key, to name the culprits.
+
+    With ``plan.delete``, keys DST already has are read on both sides and compared: the
+    ones that match were copied by an interrupted ``copy --delete`` and can go from SRC.
+    """
     result = BatchResult()
+    if not plan.delete:
+        todo = [key for key in keys if key not in plan.present]
+        result.skipped = len(keys) - len(todo)
+        keys = todo
     values = _read(src, keys, result)
     result.gone = len(keys) - len(values) - len(result.failed)
-    written = _write(dst, values, result)
-    result.copied = len(written)
-    if delete and written:
-        src.delete_many(written)
+    fresh = {key: value for key, value in values.items() if key not in plan.present}
+    result.held = _write(dst, fresh, result)
+    result.copied = len(result.held)
+    if plan.delete:
+        already = [key for key in values if key in plan.present]
+        result.skipped = len(already)
+        theirs = _read_back(dst, already)
+        for key in already:
+            if key not in theirs:
+                result.kept.append((key, "DST has a value that cannot be read"))
+            elif _equal(theirs[key], values[key]):
+                result.held.append(key)
+            else:
+                result.kept.append((key, "DST already has another value (--resume keeps it)"))
     return result
+
+
+def delete_batch(
+    src: Storage, dst: Storage, keys: list[str], plan: Plan, first: bool = False
+) -> BatchResult:
+    """Remove from ``src`` those ``keys`` that ``dst`` returns now; the others stay.
+
+    The ``first`` batch is checked after its delete: if the entries went from DST too,
+    SRC and DST are one storage reached two ways that ``same_storage`` cannot tell apart
+    (a network share mounted twice); they are written back and the copy stops.
+    """
+    result = BatchResult()
+    held = _read_back(dst, keys)
+    movable = [key for key in keys if key in held]
+    result.kept = [
+        (key, "not readable in DST at the end of the copy") for key in keys if key not in held
+    ]
+    if not movable:
+        return result
+    with src.top.exclusive():  # processes counting SRC's entries (limit=) learn of it
+        src.delete_many(movable)
+    result.deleted = len(movable)
+    if first and movable[0] not in dst:
+        dst.set_many({key: held[key] for key in movable})
+        raise Failure(
+            "SRC and DST are one storage: deleting from SRC removed the entries from DST "
+            f"too. The {len(movable)} entries concerned were written back through DST, and "
+            "nothing else was deleted"
+        )
+    return result
+
+
+def _read_back(dst: Storage, keys: list[str]) -> dict[str, Any]:
+    """The values of ``keys`` that ``dst`` returns now; a value it cannot decode is left out."""
+    if not keys:
+        return {}
+    try:
+        return dst.get_many(keys)
+    except CodecError:
+        pass
+    found = {}
+    for key in keys:
+        try:
+            found[key] = dst[key]
+        except (KeyError, CodecError):
+            continue
+    return found
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an == that raises (arrays...) proves nothing: not equal
+        return False
 
 
 def _read(src: Storage, keys: list[str], result: BatchResult) -> dict[str, Any]:
@@ -550,8 +734,9 @@ def _write(dst: Storage, values: dict[str, Any], result: BatchResult) -> list[st
     return written
 
 
-def summary(tally: Tally, elapsed: float) -> str:
-    """The last line of a copy: what was copied, skipped and failed, and how fast."""
+def summary(tally: Tally, delete: bool, elapsed: float) -> str:
+    """The last line of a copy: what was copied, skipped, failed, deleted and evicted,
+    and how fast."""
     parts = [
         f"copied {tally.copied}",
         f"skipped {tally.skipped}",
@@ -559,19 +744,97 @@ def summary(tally: Tally, elapsed: float) -> str:
     ]
     if tally.gone:
         parts.append(f"gone from SRC {tally.gone}")
+    if delete:
+        parts += [f"deleted from SRC {tally.deleted}", f"kept in SRC {len(tally.kept)}"]
+    if tally.evicted:
+        parts.append(f"evicted by DST's limit {tally.evicted}")
     rate = tally.copied / elapsed if elapsed > 0 else 0.0
     return f"{PROG}: {', '.join(parts)} in {elapsed:.2f} s ({rate:,.0f} entries/s)"
 
 
-def _report_failures(failed: list[tuple[str, str]]) -> int:
-    """Name the first few failed keys on stderr; the exit status of the copy."""
-    if not failed:
-        return 0
-    for key, message in failed[:SHOWN_FAILURES]:
-        print(f"{PROG}: failed {key!r}: {_one_line(message)}", file=sys.stderr)
-    if len(failed) > SHOWN_FAILURES:
-        print(f"{PROG}: ... and {len(failed) - SHOWN_FAILURES} more failed", file=sys.stderr)
-    return FAILURE
+def _report(tally: Tally) -> int:
+    """Name the first few failed and kept keys on stderr; the exit status of the copy."""
+    for what, entries in (("failed", tally.failed), ("kept in SRC", tally.kept)):
+        for key, message in entries[:SHOWN_FAILURES]:
+            print(f"{PROG}: {what} {key!r}: {_one_line(message)}", file=sys.stderr)
+        if len(entries) > SHOWN_FAILURES:
+            more = len(entries) - SHOWN_FAILURES
+            print(f"{PROG}: ... and {more} more {what}", file=sys.stderr)
+    return FAILURE if tally.failed or tally.kept else 0
+
+
+# -- which storage a backend is ------------------------------------------------------
+
+
+def same_storage(a: Layer, b: Layer) -> bool:
+    """Whether backends ``a`` and ``b`` hold the same entries, judged from what they are
+    (the folder on disk, the Redis server, the S3 endpoint), never from URL text."""
+    if isinstance(a, Files) and isinstance(b, Files):
+        return _same_folder(a.path, b.path) and _ending(a.suffix) == _ending(b.suffix)
+    if isinstance(a, Redis) and isinstance(b, Redis):
+        return a.prefix == b.prefix and _redis_identity(a) == _redis_identity(b)
+    if isinstance(a, S3) and isinstance(b, S3):
+        return (
+            a.bucket == b.bucket
+            and a.folder == b.folder
+            and _same_endpoint(a.client.meta.endpoint_url, b.client.meta.endpoint_url)
+        )
+    return a is b  # memory://: every open is a new, empty memory
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    """The same folder, through symlinks, ``..``, bind mounts: the same device and inode."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError as exc:
+        raise BackendError(f"cannot compare the folders {str(a)!r} and {str(b)!r}: {exc}") from exc
+
+
+def _ending(suffix: str) -> str:
+    """The end of the file names of ``Files(path, suffix)``: ``json`` and ``.json`` agree."""
+    return "." + suffix.lstrip(".") if suffix.strip(".") else ""
+
+
+def _redis_identity(backend: Redis) -> tuple[object, ...]:
+    """The server (its run id, whatever the host name or address used to reach it) and
+    the database number."""
+    import redis
+
+    client = backend.client
+    kwargs = getattr(client, "connection_pool", None)
+    options = kwargs.connection_kwargs if kwargs is not None else {}
+    db = int(options.get("db", 0) or 0)
+    try:
+        return (client.info("server")["run_id"], db)
+    except redis.ResponseError:  # INFO refused (a managed server): where it is, then
+        where = options.get("path") or _addresses(options.get("host"), options.get("port"))
+        return (where, options.get("port"), db)
+    except redis.RedisError as exc:
+        raise BackendError(f"cannot ask Redis which server it is: {exc}") from exc
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    """Two S3 endpoints on one port whose host names are equal or resolve to a common
+    address (``localhost`` and ``127.0.0.1``)."""
+    x, y = urlsplit(a), urlsplit(b)
+    if _port(x) != _port(y):
+        return False
+    if x.hostname == y.hostname:
+        return True
+    return bool(_addresses(x.hostname, _port(x)) & _addresses(y.hostname, _port(y)))
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _addresses(host: Any, port: Any) -> frozenset[str]:
+    """The IP addresses ``host`` resolves to (none if it does not)."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return frozenset()
+    return frozenset(str(sockaddr[0]) for *_, sockaddr in found)
 
 
 # -- progress ------------------------------------------------------------------------
@@ -665,7 +928,7 @@ def make_progress(
         return Progress(stream, total, clock)
     if _is_terminal(stream):
         return BarProgress(stream, total, clock)
-    skipped = f" ({tally.skipped} already in DST, skipped)" if tally.skipped else ""
+    skipped = f" ({tally.present} already in DST)" if tally.present else ""
     entries = "entry" if total == 1 else "entries"
     print(f"{PROG}: copying {total} {entries}{skipped}", file=stream, flush=True)
     return LineProgress(stream, total, clock)

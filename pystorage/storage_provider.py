@@ -6,6 +6,7 @@ stack it builds.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
-from pystorage.errors import BackendError, StorageProviderError
+from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
 from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
@@ -59,9 +60,24 @@ def _private_folder(folder: Path) -> Path:
     return folder
 
 
+def signed_codec(codec: str | BaseCodec, secret: Secret = None) -> BaseCodec:
+    """``codec`` resolved; with a secret, values are signed (see ``Signed``)."""
+    return resolve(codec) if secret is None else resolve(codec) | Signed(secret)
+
+
 def codec_layer(codec: str | BaseCodec, secret: Secret = None) -> Codec:
     """The Codec layer of a preset; with a secret, values are signed (see ``Signed``)."""
-    return Codec(codec if secret is None else resolve(codec) | Signed(secret))
+    return Codec(signed_codec(codec, secret))
+
+
+def positive_seconds(value: float, name: str = "expiration") -> float:
+    """``value`` if it is a finite number of seconds above 0 (``inf`` would be accepted
+    here and refused by Redis at every write)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"{name} must be finite and above 0, not {value!r}")
+    return value
 
 
 def json_files(
@@ -166,6 +182,8 @@ def volatile(
     clock: Callable[[], float] | None = None,
 ) -> Storage:
     """Entries of ``storage`` (default: memory) expire ``expiration`` seconds after a write."""
+    if expiration is not None:
+        positive_seconds(expiration)
     expiry = Expiry(expiration) if clock is None else Expiry(expiration, clock)
     return Storage(expiry, Storage(Memory()) if storage is None else storage)
 
@@ -179,8 +197,11 @@ def redis_text(
     secret: Secret = None,
 ) -> Storage:
     """Values in Redis as UTF-8 text (``codec="text"``), optionally expiring natively."""
+    if expiration is None:
+        return Storage(codec_layer(codec, secret), Redis(redis_client, url, prefix))
+    positive_seconds(expiration)
     stack = Storage(codec_layer(codec, secret), Redis(redis_client, url, prefix))
-    return stack if expiration is None else Storage(Expiry(expiration), stack)
+    return Storage(Expiry(expiration), stack)
 
 
 def redis_json(

@@ -4,27 +4,36 @@
 
     memory://                                   objects in a dict of this process
     file:///var/cache/app?codec=msgpack          one file per key
-    redis://localhost:6379/0?prefix=app:&ttl=60  Redis (rediss:// for TLS)
+    redis://localhost:6379/0?prefix=app:&ttl=60  Redis (rediss:// for TLS, unix:// sockets)
     s3://bucket/folder?endpoint_url=http://127.0.0.1:8333
 
 Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for memory),
 ``secret`` (sign values), ``ttl`` (an Expiry layer, seconds), ``lru`` (a memory tier of
-that many entries), ``limit`` (a CountLimit), ``stats`` (a Stats layer on top). Files also
-take ``suffix``; Redis ``prefix`` and the options redis-py reads from URLs
-(``socket_timeout``...); S3 ``endpoint_url`` and ``region``.
+that many entries; on ``memory://``, the memory itself holds at most that many),
+``limit`` (a CountLimit), ``stats`` (a Stats layer on top). Files also take ``suffix``;
+Redis ``prefix`` and the options redis-py reads from URLs (``socket_timeout``...); S3
+``endpoint_url`` and ``region``.
+
+A URL is checked whole before anything is built: a bad one raises
+``StorageProviderError`` and leaves no folder behind.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
+import attrs
+
+from pystorage.codecs import BaseCodec
 from pystorage.errors import ConfigurationError, StorageProviderError
 from pystorage.layers import (
     LRU,
     S3,
+    Codec,
     CountLimit,
     Expiry,
     Files,
@@ -36,126 +45,218 @@ from pystorage.layers import (
 )
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
-from pystorage.storage_provider import codec_layer
+from pystorage.storage_provider import positive_seconds, signed_codec
 
-_LAYER_OPTIONS = {"codec", "secret", "ttl", "lru", "limit", "stats"}
+_SECRET_OPTIONS = ("secret", "password")
+_FILE_URL = "a file URL names a local folder by its absolute path: file:///var/cache/app"
 
 
 def open_url(url: str) -> Storage:
     """Build the storage that ``url`` describes; a bad URL raises StorageProviderError."""
+    return parse(url).build()
+
+
+@attrs.frozen
+class ParsedURL:
+    """A storage URL, checked whole: what to build. Nothing is built or touched yet."""
+
+    #: The URL fit for messages (see ``redact``).
+    shown: str
+    make_backend: Callable[[], Layer] = attrs.field(repr=False)
+    #: The codec of the Codec layer (None: objects stored as they are).
+    codec: BaseCodec | None
+    #: Whether the URL chose the codec (``codec=`` or ``secret=``) rather than the scheme.
+    codec_named: bool
+    ttl: float | None
+    limit: int | None
+    lru: int | None
+    stats: bool
+    #: The folder of a ``file://`` URL.
+    folder: Path | None
+
+    def build(self, *, limit: bool = True, values: bool = True) -> Storage:
+        """The stack, in the order of the options table of ``docs/urls.md``.
+
+        ``limit=False`` leaves the CountLimit out: opening and reading then never evict
+        (for commands that only read). ``values=False`` also leaves out the layers that
+        read values (Expiry, the memory tier) and puts ``raw`` in place of the codec: the
+        stack lists, counts and deletes keys, never decodes, and returns values as stored.
+        """
+        layers: list[Layer] = [Stats()] if self.stats else []
+        if values and self.ttl is not None:
+            layers.append(Expiry(self.ttl))
+        if limit and self.limit is not None:
+            layers.append(CountLimit(self.limit))
+        if values and self.lru is not None:  # below the layers that remove entries
+            layers.append(Tier(LRU(self.lru)))
+        if self.codec is not None:
+            # Without values: bytes as stored (the backend still needs a Codec above it).
+            layers.append(Codec(self.codec if values else "raw"))
+        try:
+            backend = self.make_backend()
+        except ValueError as exc:  # ConfigurationError, or a library's own (botocore's region)
+            raise StorageProviderError(f"{self.shown!r}: {exc}") from exc
+        try:
+            return Storage(*layers, backend)
+        except BaseException:
+            backend.close()
+            raise
+
+
+def parse(url: str) -> ParsedURL:
+    """Check ``url`` whole; raises StorageProviderError naming the URL (redacted)."""
     if not isinstance(url, str):
         raise StorageProviderError(f"a storage URL is a str, not {url!r}")
-    parts = urlsplit(url)
-    url = redact(url)  # from here on the URL only appears in messages
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    shown = redact(url)
+    try:
+        return _parse(url, shown)
+    except ConfigurationError as exc:
+        raise StorageProviderError(f"{shown!r}: {exc}") from exc
+
+
+def _parse(url: str, shown: str) -> ParsedURL:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"not a valid URL: {exc}") from None
     builder = _BACKENDS.get(parts.scheme)
     if builder is None:
         known = ", ".join(f"{scheme}://" for scheme in sorted(_BACKENDS))
-        raise StorageProviderError(f"unknown scheme in {url!r}; known: {known}")
-    try:
-        backend, default_codec = builder(parts, options)
-        layers = _layers(options, default_codec)
-    except ConfigurationError as exc:
-        raise StorageProviderError(f"{url!r}: {exc}") from exc
-    leftover = set(options) - _LAYER_OPTIONS
-    if leftover:
-        raise StorageProviderError(f"{url!r}: unknown options {', '.join(sorted(leftover))}")
-    return Storage(*layers, backend)
+        raise ConfigurationError(f"unknown scheme; known: {known}")
+    options = _options(parts.query)
+    make_backend, default_codec = builder(parts, options)
+    stats = _flag(options.pop("stats", "0"), "stats")
+    ttl = _seconds(options.pop("ttl"), "ttl") if "ttl" in options else None
+    limit = _count(options.pop("limit"), "limit") if "limit" in options else None
+    lru = _count(options.pop("lru"), "lru") if "lru" in options else None
+    name, secret = options.pop("codec", None), options.pop("secret", None)
+    codec = name if name is not None else default_codec
+    if codec is None and secret is not None:
+        raise ConfigurationError("secret= needs a codec= to sign")
+    if options:
+        raise ConfigurationError(f"unknown options {', '.join(sorted(options))}")
+    folder = Path(unquote(parts.path)) if parts.scheme == "file" else None
+    return ParsedURL(
+        shown=shown,
+        make_backend=make_backend,
+        codec=None if codec is None else signed_codec(codec, secret),
+        codec_named=name is not None or secret is not None,
+        ttl=ttl,
+        limit=limit,
+        lru=lru,
+        stats=stats,
+        folder=folder,
+    )
+
+
+def _options(query: str) -> dict[str, str]:
+    """The options of a query; one given twice is an error (which one would win?)."""
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in options:
+            raise ConfigurationError(f"{name}= is given twice")
+        options[name] = value
+    return options
 
 
 def redact(url: str) -> str:
-    """``url`` fit for a message or a log: no password, no secret."""
-    parts = urlsplit(url)
-    secret_names = ("secret", "password")
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if parts.password is None and not any(name in secret_names for name, _ in pairs):
-        return url
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = urlencode(
-        [(name, "***" if name in secret_names else value) for name, value in pairs], safe="*:/"
-    )
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    """``url`` fit for a message or a log: no password, no secret.
+
+    Plain string work, so that a URL too broken to parse is still shown safely.
+    """
+    head, mark, query = url.partition("?")
+    scheme, slashes, rest = head.partition("://")
+    if slashes:
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        if at and ":" in userinfo:
+            authority = f"{userinfo.partition(':')[0]}:***@{host}"
+        head = f"{scheme}://{authority}{slash}{path}"
+    pieces = []
+    for piece in query.split("&") if query else []:
+        name, equals, _ = piece.partition("=")
+        pieces.append(f"{name}=***" if equals and unquote_plus(name) in _SECRET_OPTIONS else piece)
+    return head + mark + "&".join(pieces)
 
 
-def _layers(options: dict[str, str], default_codec: str | None) -> list[Layer]:
-    layers: list[Layer] = []
-    if _flag(options, "stats"):
-        layers.append(Stats())
-    if "ttl" in options:
-        layers.append(Expiry(_number(options, "ttl")))
-    if "limit" in options:
-        layers.append(CountLimit(_integer(options, "limit")))
-    if "lru" in options:  # below the layers that remove entries, so it never serves them
-        layers.append(Tier(LRU(_integer(options, "lru"))))
-    codec = options.get("codec", default_codec)
-    secret = options.get("secret")
-    if codec is not None:
-        layers.append(codec_layer(codec, secret))
-    elif secret is not None:
-        raise ConfigurationError("secret= needs a codec= to sign")
-    return layers
+# -- backends: each checks its part of the URL and returns how to build the backend ----
+
+Builder = Callable[[SplitResult, dict[str, str]], tuple[Callable[[], Layer], str | None]]
 
 
-def _memory(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
+def _memory(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], None]:
     if parts.netloc or parts.path:
         raise ConfigurationError("memory:// takes no host or path")
-    return Memory(), None
+    if "lru" in options:  # the memory is the tier: bound it rather than add one in front
+        return functools.partial(LRU, _count(options.pop("lru"), "lru")), None
+    return Memory, None
 
 
-def _file(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
-    if parts.netloc not in ("", "localhost"):
-        raise ConfigurationError("file:// URLs name a local folder: file:///path")
-    if not parts.path:
-        raise ConfigurationError("file:// needs a folder: file:///var/cache/app")
-    return Files(Path(unquote(parts.path)), options.pop("suffix", "")), "pickle"
+def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\0" in path:
+        raise ConfigurationError(_FILE_URL)
+    return functools.partial(Files, Path(path), options.pop("suffix", "")), "pickle"
 
 
-def _redis(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
-    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
     prefix = options.pop("prefix", DEFAULT_PREFIX)
-    # The options redis-py reads from a URL (socket_timeout=, ...) are passed on to it.
-    theirs = {key: value for key, value in options.items() if key in URL_QUERY_ARGUMENT_PARSERS}
-    for key in theirs:
-        del options[key]
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), ""))
-    return Redis(url=url, prefix=prefix), "pickle"
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError("unix:// needs the socket's path: unix:///run/redis.sock")
+    else:
+        if not parts.hostname:
+            raise ConfigurationError(f"{parts.scheme}:// needs a host: redis://localhost:6379/0")
+        if parts.port == 0:
+            raise ConfigurationError("the port must be from 1 to 65535")
+        database = parts.path.strip("/")
+        if database and not (database.isascii() and database.isdigit()):
+            raise ConfigurationError(
+                f"the path of a {parts.scheme}:// URL is the database number (/0), "
+                f"not {parts.path!r}"
+            )
+    # The options redis-py reads from a URL (socket_timeout=, ...) are passed on to it,
+    # and checked by it now rather than at the first command.
+    theirs = {
+        name: options.pop(name) for name in list(options) if name in URL_QUERY_ARGUMENT_PARSERS
+    }
+    query = urlencode(theirs)
+    # Not urlunsplit: it drops the "//" of schemes it does not know (unix:).
+    url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return functools.partial(Redis, url=url, prefix=prefix), "pickle"
 
 
-def _s3(parts: Any, options: dict[str, str]) -> tuple[Layer, str | None]:
+def _s3(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
     if not parts.netloc:
         raise ConfigurationError("s3:// needs a bucket: s3://bucket/folder")
-    endpoint = options.pop("endpoint_url", None)
-    region = options.pop("region", None)
+    if any(char in parts.netloc for char in ":@[]"):
+        raise ConfigurationError(
+            f"the host of an s3:// URL is the bucket's name, not {parts.netloc!r} "
+            "(give the server as endpoint_url=)"
+        )
+    endpoint = _not_empty(options, "endpoint_url")
+    if endpoint is not None:
+        where = urlsplit(endpoint)
+        if where.scheme not in ("http", "https") or not where.netloc:
+            raise ConfigurationError(
+                f"endpoint_url= must be an http:// or https:// URL, not {endpoint!r}"
+            )
+    region = _not_empty(options, "region")
     folder = unquote(parts.path).lstrip("/")
-    return S3(parts.netloc, folder, endpoint_url=endpoint, region=region), "pickle"
+    return (
+        functools.partial(S3, parts.netloc, folder, endpoint_url=endpoint, region=region),
+        "pickle",
+    )
 
 
-def _number(options: dict[str, str], name: str) -> float:
-    try:
-        return float(options[name])
-    except ValueError:
-        raise ConfigurationError(f"{name}= must be a number, not {options[name]!r}") from None
-
-
-def _integer(options: dict[str, str], name: str) -> int:
-    if not options[name].isdigit():
-        raise ConfigurationError(f"{name}= must be a whole number, not {options[name]!r}")
-    return int(options[name])
-
-
-def _flag(options: dict[str, str], name: str) -> bool:
-    value = options.get(name, "0").lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("0", "false", "no"):
-        return False
-    raise ConfigurationError(f"{name}= must be 1 or 0, not {value!r}")
-
-
-_BACKENDS: dict[str, Callable[[Any, dict[str, str]], tuple[Layer, str | None]]] = {
+_BACKENDS: dict[str, Builder] = {
     "memory": _memory,
     "file": _file,
     "redis": _redis,
@@ -163,3 +264,39 @@ _BACKENDS: dict[str, Callable[[Any, dict[str, str]], tuple[Layer, str | None]]] 
     "unix": _redis,
     "s3": _s3,
 }
+
+
+# -- option values -------------------------------------------------------------------
+
+
+def _not_empty(options: dict[str, str], name: str) -> str | None:
+    value = options.pop(name, None)
+    if value is not None and not value.strip():
+        raise ConfigurationError(f"{name}= must not be empty (leave it out for the default)")
+    return value
+
+
+def _seconds(text: str, name: str) -> float:
+    # ASCII only: float() also takes "1_0", " 5 " and other scripts' digits.
+    plain = text.isascii() and "_" not in text and text == text.strip()
+    try:
+        return positive_seconds(float(text) if plain else math.nan, name)
+    except (ValueError, ConfigurationError):
+        raise ConfigurationError(
+            f"{name}= must be a finite number of seconds above 0, not {text!r}"
+        ) from None
+
+
+def _count(text: str, name: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ConfigurationError(f"{name}= must be a positive whole number, not {text!r}")
+    return int(text)
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ConfigurationError(f"{name}= must be 1 or 0, not {text!r}")

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import resource
+import shutil
+import signal
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,3 +47,59 @@ class DiskStack:
             options["limit"] = self.limit
         storage: Storage = StorageProvider().create(self.preset, **options)
         return storage
+
+
+def in_child(
+    function: Callable[[], Any], *, user: int | None = None, max_file_size: int | None = None
+) -> Any:
+    """Run ``function`` in a forked child, as ``user`` or with ``RLIMIT_FSIZE``; what it
+    returned, or the exception it raised (returned, not raised)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and never return into pytest
+        try:
+            os.close(reader)
+            if max_file_size is not None:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a kill
+                hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, hard))
+            if user is not None:
+                os.setgid(user)
+                os.setuid(user)
+            try:
+                outcome: Any = function()
+            except BaseException as exc:  # reported to the parent
+                outcome = exc
+            try:
+                data = pickle.dumps(outcome)
+            except Exception:  # unpicklable
+                data = pickle.dumps(RuntimeError(f"{type(outcome).__name__}: {outcome}"))
+            with os.fdopen(writer, "wb") as stream:
+                stream.write(data)
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as stream:
+        data = stream.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+NOBODY = 65534
+
+
+def other_user() -> int | None:
+    """The user for a test of permissions: ``nobody`` when the tests run as root (root
+    reads and writes every folder), else None (the current user)."""
+    return NOBODY if os.geteuid() == 0 else None
+
+
+@contextmanager
+def shared_folder() -> Iterator[Path]:
+    """A folder that ``other_user()`` can traverse (pytest's own are private to root)."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        yield folder
+    finally:
+        shutil.rmtree(folder)

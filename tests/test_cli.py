@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import pty
 import re
+import shutil
 import stat
 import subprocess
 import sys
+import time
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,8 @@ import pytest
 import redis
 
 import pystorage
-from tests.helpers import unique
+from pystorage import cli as cli_module
+from tests.helpers import in_child, other_user, shared_folder, unique
 
 SCRIPT = Path(sys.executable).with_name("pystorage")
 SUMMARY = re.compile(r"copied (\d+), skipped (\d+), failed (\d+)")
@@ -88,9 +94,9 @@ def records(count: int) -> dict[str, Any]:
 
 
 def test_round_trip_with_the_console_script(tmp_path: Path) -> None:
-    url = f"file://{tmp_path}/store"
+    url = f"file://{tmp_path}/store?codec=pickle"
     assert cli("put", url, "greeting", "héllo", script=True).returncode == 0
-    assert cli_bytes("get", url, "greeting") == "héllo".encode()
+    assert cli_bytes("get", url, "greeting") == "héllo\n".encode()
     help_text = cli("--help", script=True)
     assert help_text.returncode == 0 and "copy" in help_text.stdout
 
@@ -99,7 +105,7 @@ def test_put_get_ls_rm_stats(tmp_path: Path) -> None:
     url = f"file://{tmp_path}/store?codec=json&stats=1"
     assert cli("put", url, "b", "text").returncode == 0
     assert cli("put", url, "a", "--json", '{"x": [1, 2]}').returncode == 0
-    assert cli_bytes("get", url, "b") == b"text"
+    assert cli_bytes("get", url, "b") == b"text\n"
     assert json.loads(cli_bytes("get", url, "a")) == {"x": [1, 2]}
     assert contents(url) == {"a": {"x": [1, 2]}, "b": "text"}
     assert cli("ls", url, "--sort").stdout == "a\nb\n"
@@ -122,15 +128,16 @@ def test_put_bytes_from_stdin_and_file_and_get_into_a_file(tmp_path: Path) -> No
 
 
 def test_get_renders_objects_as_json_or_repr(tmp_path: Path) -> None:
-    url = f"file://{tmp_path}/store"  # pickle: any object
+    url = f"file://{tmp_path}/store?codec=pickle"  # any object
     fill(url, {"json": {"a": [1, None]}, "set": {3}})
     assert cli_bytes("get", url, "json") == b'{"a": [1, null]}\n'
     assert cli_bytes("get", url, "set") == b"{3}\n"
 
 
 def test_ttl_is_kept_by_every_file_stack(tmp_path: Path) -> None:
-    assert cli("put", f"file://{tmp_path}?ttl=60", "k", "v", "--ttl", "5").returncode == 0
-    assert cli("put", f"file://{tmp_path}", "k2", "v", "--ttl", "5").returncode == 0
+    url = f"file://{tmp_path}?codec=json"
+    assert cli("put", f"{url}&ttl=60", "k", "v", "--ttl", "5").returncode == 0
+    assert cli("put", url, "k2", "v", "--ttl", "5").returncode == 0
     assert os.stat(tmp_path / "k2").st_mode & stat.S_IXUSR  # framed: it has a deadline
 
 
@@ -138,7 +145,7 @@ def test_ttl_is_kept_by_every_file_stack(tmp_path: Path) -> None:
 
 
 def test_missing_key_is_one_line_and_status_1(tmp_path: Path) -> None:
-    url = f"file://{tmp_path}"
+    url = f"file://{tmp_path}?codec=json"
     line = assert_one_error_line(cli("get", url, "nope"), 1)
     assert line == "pystorage: error: no such key 'nope'"
     assert_one_error_line(cli("rm", url, "nope"), 1)
@@ -159,7 +166,7 @@ def test_runtime_failures_are_one_line_and_status_1(tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = cli("--debug", "get", f"file://{tmp_path}", "nope")
+    result = cli("--debug", "get", f"file://{tmp_path}?codec=json", "nope")
     assert result.returncode == 1 and "Traceback" in result.stderr
 
 
@@ -223,7 +230,7 @@ def test_resume_skips_what_dst_has(tmp_path: Path) -> None:
 
 
 def test_delete_empties_src(tmp_path: Path) -> None:
-    src, dst = f"file://{tmp_path}/src", f"file://{tmp_path}/dst?codec=json"
+    src, dst = f"file://{tmp_path}/src?codec=pickle", f"file://{tmp_path}/dst?codec=json"
     fill(src, {"a": 1, "b": [2]})
     result = cli("copy", src, dst, "--delete")
     assert result.returncode == 0, result.stderr
@@ -238,7 +245,7 @@ def test_copy_into_itself_is_refused(tmp_path: Path) -> None:
 
 
 def test_entries_dst_cannot_encode_fail_and_are_named(tmp_path: Path) -> None:
-    src, dst = f"file://{tmp_path}/src", f"file://{tmp_path}/dst?codec=json"
+    src, dst = f"file://{tmp_path}/src?codec=pickle", f"file://{tmp_path}/dst?codec=json"
     good = {f"good-{i}": [i] for i in range(50)}
     fill(src, {**good, "bad-set": {1, 2}})
     result = cli("copy", src, dst, "--batch", "8")
@@ -291,3 +298,278 @@ def run_with_terminal_stderr(args: list[str]) -> str:
     os.close(leader)
     assert process.wait(timeout=60) == 0
     return b"".join(chunks).decode()
+
+
+# -- copy --delete: never lose an entry (issue 10 #8) -------------------------------------
+
+
+def _redis_spellings(redis_url: str) -> list[str]:
+    """One Redis database and prefix, spelled four ways."""
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    return [
+        f"redis://localhost:{port}/0",
+        f"redis://localhost:{port}",
+        f"redis://127.0.0.1:{port}/?db=0",
+        f"redis://127.0.0.1:{port}/00",
+    ]
+
+
+@pytest.mark.parametrize("spelling", range(4))
+def test_copy_refuses_one_redis_database_spelled_two_ways(redis_url: str, spelling: int) -> None:
+    options = f"prefix={unique('same:')}:&codec=json"
+    src = f"{redis_url}?{options}"
+    dst = _redis_spellings(redis_url)[spelling]
+    dst += ("&" if "?" in dst else "?") + options
+    items = records(20)
+    fill(src, items)
+    line = assert_one_error_line(cli("copy", src, dst, "--delete"), 2)
+    assert "same storage" in line
+    assert contents(src) == items
+
+
+def test_copy_between_two_databases_of_one_server_is_allowed(redis_url: str) -> None:
+    options = f"prefix={unique('other:')}:&codec=json"
+    src = f"{redis_url}?{options}"
+    dst = _redis_spellings(redis_url)[0].replace("/0", "/1") + f"?{options}"
+    fill(src, records(20))
+    result = cli("copy", src, dst, "--delete")
+    assert result.returncode == 0, result.stderr
+    assert contents(dst) == records(20) and contents(src) == {}
+
+
+def test_copy_refuses_one_folder_spelled_two_ways(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(folder)
+    src = f"file://{folder}?codec=json&suffix=json"
+    fill(src, records(10))
+    for dst in (
+        f"file://{tmp_path}/link?codec=msgpack&suffix=.json",
+        f"file://localhost{tmp_path}/./store/?codec=json&suffix=json",
+    ):
+        line = assert_one_error_line(cli("copy", src, dst, "--delete"), 2)
+        assert "same storage" in line
+    assert contents(src) == records(10)
+
+
+def test_delete_leaves_in_src_what_dst_does_not_hold(tmp_path: Path) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json&limit=10"
+    items = records(50)
+    fill(src, items)
+    result = cli("copy", src, dst, "--delete", "--batch", "8")
+    assert result.returncode == 1, result.stderr
+    assert "deleted from SRC 10, kept in SRC 40, evicted by DST's limit 40" in result.stderr
+    assert "not readable in DST at the end of the copy" in result.stderr
+    left, moved = contents(src), contents(dst)
+    assert len(left) == 40 and len(moved) == 10 and {**left, **moved} == items
+
+
+def test_an_alias_same_storage_misses_is_caught_before_anything_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two mounts of one network share look like two folders; the first batch's delete
+    # shows that they are one.
+    monkeypatch.setattr(cli_module, "same_storage", lambda a, b: False)
+    src = f"file://{tmp_path}?codec=json"
+    dst = f"file://{tmp_path}/.?codec=json"
+    items = records(50)
+    fill(src, items)
+    assert cli_module.main(["copy", src, dst, "--delete", "--batch", "8", "-q"]) == 1
+    assert "SRC and DST are one storage" in capsys.readouterr().err
+    assert contents(src) == items
+
+
+def test_resume_finishes_what_an_interrupted_delete_left(tmp_path: Path) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=msgpack"
+    items = records(100)
+    fill(src, items)
+    fill(dst, {key: items[key] for key in list(items)[:40]})  # copied, not yet deleted
+    result = cli("copy", src, dst, "--delete", "--resume", "--batch", "16")
+    assert result.returncode == 0, result.stderr
+    assert counts(result.stderr) == (60, 40, 0)
+    assert contents(src) == {} and contents(dst) == items
+
+
+def test_resume_keeps_in_src_what_dst_holds_differently(tmp_path: Path) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
+    fill(src, {"same": 1, "other": 2, "new": 3})
+    fill(dst, {"same": 1, "other": "dst's own"})
+    result = cli("copy", src, dst, "--delete", "--resume")
+    assert result.returncode == 1
+    assert "kept in SRC 'other': DST already has another value" in result.stderr
+    assert contents(src) == {"other": 2}
+    assert contents(dst) == {"same": 1, "other": "dst's own", "new": 3}
+
+
+def _entry_files(folder: Path) -> int:
+    try:
+        return sum(1 for name in os.listdir(folder) if not name.startswith("."))
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("phase", ["copying", "deleting"])
+def test_resume_after_a_sigkill_finishes_a_delete(tmp_path: Path, phase: str) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
+    items = records(4000)
+    command = [sys.executable, "-m", "pystorage", "copy", src, dst, "--delete", "-q"]
+    # Kill it once DST holds part of the entries, or once SRC lost part of them.
+    if phase == "copying":
+        started = lambda: _entry_files(tmp_path / "dst") > 0  # noqa: E731
+    else:
+        started = lambda: _entry_files(tmp_path / "src") < len(items)  # noqa: E731
+    deadline = time.monotonic() + 120
+    while True:
+        fill(src, items)
+        child = subprocess.Popen(
+            [*command, "--batch", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while child.poll() is None and not started():
+            assert time.monotonic() < deadline, f"the copy never started {phase}"
+        child.kill()
+        child.wait(timeout=60)
+        left, moved = contents(src), contents(dst)
+        assert {**left, **moved} == items  # the kill lost nothing
+        if set(left) & set(moved):  # copied, not deleted: what the resume must finish
+            break
+        assert time.monotonic() < deadline, "no kill left an entry in both SRC and DST"
+        shutil.rmtree(tmp_path / "src")
+        shutil.rmtree(tmp_path / "dst")
+    result = cli("copy", src, dst, "--delete", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert contents(src) == {} and contents(dst) == items
+
+
+# -- put, get and copy with text, JSON and limits (issue 10 #16) ---------------------------
+
+
+def test_put_text_from_stdin_and_file(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store?codec=text"
+    (tmp_path / "in.txt").write_text("from a fïle", encoding="utf-8")
+    assert cli("put", url, "stdin", "-", stdin="héllo\nwörld".encode()).returncode == 0
+    assert cli("put", url, "file", "-f", str(tmp_path / "in.txt")).returncode == 0
+    assert contents(url) == {"stdin": "héllo\nwörld", "file": "from a fïle"}
+    line = assert_one_error_line(cli("put", url, "bad", "-", stdin=b"\xff\xfe"), 2)
+    assert "not UTF-8" in line
+
+
+def test_put_a_json_document_from_stdin_and_file(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store?codec=json"
+    (tmp_path / "config.json").write_text('{"debug": true, "names": ["a"]}')
+    assert cli("put", url, "file", "-f", str(tmp_path / "config.json")).returncode == 0
+    assert cli("put", url, "stdin", "-", stdin=b"[1, 2.5, null]").returncode == 0
+    assert cli("put", url, "arg", "[1]").returncode == 0  # an argument stays a str
+    assert contents(url) == {
+        "file": {"debug": True, "names": ["a"]},
+        "stdin": [1, 2.5, None],
+        "arg": "[1]",
+    }
+    assert "not valid JSON" in assert_one_error_line(cli("put", url, "k", "-", stdin=b"{"), 2)
+
+
+def test_get_ends_a_str_with_a_newline_and_writes_it_exactly_to_a_file(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store?codec=text"
+    fill(url, {"k": "line"})
+    assert cli_bytes("get", url, "k") == b"line\n"
+    assert cli("get", url, "k", "-o", str(tmp_path / "out")).returncode == 0
+    assert (tmp_path / "out").read_bytes() == b"line"
+
+
+def test_copy_reports_what_the_destination_evicted(tmp_path: Path) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json&limit=10"
+    fill(src, records(300))
+    result = cli("copy", src, dst)
+    assert result.returncode == 0, result.stderr
+    assert "copied 300, skipped 0, failed 0, evicted by DST's limit 290" in result.stderr
+    assert len(contents(dst)) == 10
+
+
+def test_reading_commands_never_trim_a_count_limited_folder(tmp_path: Path) -> None:
+    plain = f"file://{tmp_path}/store?codec=json"
+    fill(plain, records(30))
+    limited = f"{plain}&limit=10&stats=1"
+    assert len(cli("ls", limited).stdout.splitlines()) == 30
+    assert cli("stats", limited).stdout.splitlines()[0] == "entries 30"
+    assert json.loads(cli_bytes("get", limited, "key-0")) == records(1)["key-0"]
+    copied = cli("copy", limited, f"file://{tmp_path}/copy?codec=json")
+    assert counts(copied.stderr) == (30, 0, 0)
+    assert contents(plain) == records(30)
+
+
+def run_main(*args: str) -> tuple[int, bytes]:
+    """Run the command line in this process: its exit status and what it printed."""
+    printed = io.BytesIO()
+    stream = io.TextIOWrapper(printed)
+    with redirect_stdout(stream):
+        status = cli_module.main(list(args))
+    stream.flush()
+    return status, printed.getvalue()
+
+
+def test_a_count_limited_folder_opens_read_only() -> None:
+    with shared_folder() as shared:
+        url = f"file://{shared}/store?codec=json&limit=5"
+        fill(url, records(5))
+        # Readable, not writable, by another user than root (who may write anything).
+        for file in (shared / "store").iterdir():
+            file.chmod(0o644)
+        (shared / "store").chmod(0o555)
+
+        def read() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+            return run_main("ls", url, "--sort"), run_main("get", url, "key-3")
+
+        (listing, listed), (value, got) = in_child(read, user=other_user())
+    assert listing == 0 and listed.decode().split() == sorted(records(5))
+    assert value == 0 and json.loads(got) == records(5)["key-3"]
+
+
+# -- the command line never unpickles unless asked (issue 10 #11) ------------------------
+
+
+class Planted:
+    """Unpickling it makes a folder: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_no_command_unpickles_a_planted_value_unless_the_url_asks(tmp_path: Path) -> None:
+    folder, marker = tmp_path / "store", tmp_path / "code-ran"
+    folder.mkdir()
+    (folder / "k").write_bytes(pickle.dumps(Planted(marker)))
+    url, dst = f"file://{folder}", f"file://{tmp_path}/dst?codec=json"
+    secret = "secret=sixteen-bytes-or-more"
+    for args, status in [
+        (("get", url, "k"), 2),
+        (("copy", url, dst), 2),
+        (("put", f"{url}?ttl=60", "other", "v"), 2),
+        (("get", f"{url}?{secret}", "k"), 1),  # signed: the planted value has no tag
+        (("ls", url), 0),
+        (("ls", f"{url}?ttl=60&limit=5"), 0),
+        (("stats", f"{url}?ttl=60&stats=1"), 0),
+    ]:
+        result = cli(*args)
+        assert result.returncode == status, (args, result.stderr)
+        assert not marker.exists(), args
+    assert cli("get", f"{url}?codec=pickle", "k").returncode == 0  # asked for: it runs
+    assert marker.is_dir()
+
+
+def test_ls_and_stats_never_decode_even_pickles_asked_for(tmp_path: Path) -> None:
+    folder, marker = tmp_path / "store", tmp_path / "code-ran"
+    folder.mkdir()
+    (folder / "k").write_bytes(pickle.dumps(Planted(marker)))
+    url = f"file://{folder}?codec=pickle&ttl=60&limit=5"  # Expiry would read every value
+    assert cli("ls", url).stdout == "k\n"
+    assert cli("stats", url).stdout.splitlines()[0] == "entries 1"
+    assert not marker.exists()
+
+
+def test_delete_into_a_memory_of_the_command_is_refused(tmp_path: Path) -> None:
+    src = f"file://{tmp_path}/src?codec=json"
+    fill(src, records(5))
+    line = assert_one_error_line(cli("copy", src, "memory://?lru=10", "--delete"), 2)
+    assert "memory" in line and contents(src) == records(5)

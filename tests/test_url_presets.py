@@ -59,7 +59,7 @@ def test_the_url_reads_what_the_preset_wrote(
         for storage in (preset, from_url):
             storage["k"] = value
             assert storage["k"] == value
-            if "limit=" in url:  # STORAGE_LRU: the least recently used goes first
+            if "lru=" in url:  # STORAGE_LRU: the least recently used goes first
                 for i in range(int(number)):
                     storage[str(i)] = i
                 assert "k" not in storage and len(storage) == int(number)

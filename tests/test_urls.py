@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 import pystorage
-from pystorage.errors import BackendError, StorageProviderError
+from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
-from tests.helpers import unique
+from tests.helpers import in_child, other_user, shared_folder, unique
 
 
 def kinds(storage: pystorage.Storage) -> list[str]:
@@ -63,10 +64,10 @@ def test_redis_url_with_prefix_codec_and_ttl(redis_url: str) -> None:
     ("url", "message"),
     [
         ("ftp://host/x", "unknown scheme"),
-        ("file://", "needs a folder"),
+        ("file://", "by its absolute path"),
         ("file://otherhost/x", "local folder"),
         ("memory://host", "no host"),
-        ("memory://?ttl=soon", "ttl= must be a number"),
+        ("memory://?ttl=soon", "ttl= must be a finite number"),
         ("memory://?limit=-1", "whole number"),
         ("memory://?lru=1.5", "whole number"),
         ("memory://?stats=maybe", "1 or 0"),
@@ -112,3 +113,150 @@ def test_messages_never_show_passwords_or_secrets() -> None:
 def test_urls_without_secrets_are_quoted_as_given() -> None:
     with pytest.raises(StorageProviderError, match=r"'memory://\?limt=3': unknown options limt"):
         pystorage.open("memory://?limt=3")
+
+
+# -- every failure is a pystorage error, raised before anything is created (issue 10 #15) --
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://", "needs a host"),
+        ("rediss://", "needs a host"),
+        ("redis:///0", "needs a host"),
+        ("unix://", "needs the socket's path"),
+        ("memory://?limit=²", "positive whole number"),
+        ("memory://?lru=٣", "positive whole number"),
+        ("memory://?limit=0", "positive whole number"),
+        ("redis://127.0.0.1:99999/0", "not a valid URL"),
+        ("redis://127.0.0.1:0/0", "port"),
+        ("redis://127.0.0.1:abc/0", "not a valid URL"),
+        ("redis://[::1/0", "not a valid URL"),
+        ("redis://[zz]/0", "not a valid URL"),
+        ("redis://127.0.0.1:6379/db0", "database number"),
+        ("redis://127.0.0.1/0?socket_timeout=abc", "socket_timeout"),
+        ("redis://127.0.0.1/0?db=abc", "db"),
+        ("s3://bucket/f?region=", "region= must not be empty"),
+        ("s3://bucket/f?region=%20", "region"),
+        ("s3://bucket/f?endpoint_url=", "endpoint_url= must not be empty"),
+        ("s3://bucket/f?endpoint_url=127.0.0.1:8333", "endpoint_url= must be"),
+        ("s3://bucket:99999/f", "bucket"),
+        ("memory://?ttl=inf", "finite"),
+        ("memory://?ttl=nan", "finite"),
+        ("memory://?ttl=1e400", "finite"),
+        ("memory://?ttl=-1", "finite"),
+        ("memory://?ttl=1_0", "finite"),
+        ("memory://?limit=3&limit=4", "limit= is given twice"),
+        ("memory://?stats=1&stats=0", "stats= is given twice"),
+        ("redis://127.0.0.1/0?socket_timeout=1&socket_timeout=2", "socket_timeout= is given"),
+        ("file:///tmp/a%00b", "file:///var/cache/app"),
+    ],
+)
+def test_every_bad_url_is_a_provider_error(url: str, message: str) -> None:
+    with pytest.raises(StorageProviderError, match=message):
+        pystorage.open(url)
+
+
+@pytest.mark.parametrize("url", ["file:relative", "file://host/path", "file://", "file:"])
+def test_file_urls_that_name_no_local_absolute_folder_get_one_message(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    with pytest.raises(StorageProviderError) as error:
+        pystorage.open(url)
+    assert str(error.value).endswith(
+        "a file URL names a local folder by its absolute path: file:///var/cache/app"
+    )
+    assert list(workdir.iterdir()) == []  # no folder "relative" in the working directory
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "limit=abc",
+        "limit=1&limit=2",
+        "codec=nosuch",
+        "bogus=1",
+        "ttl=inf",
+        "stats=maybe",
+        "suffix=a/b",
+        "codec=json&secret=short",
+        "secret=abcdefghijklmnopq&lru=x",
+    ],
+)
+def test_options_are_checked_before_the_folder_is_created(options: str, tmp_path: Path) -> None:
+    folder = tmp_path / "new"
+    with pytest.raises(StorageProviderError):
+        pystorage.open(f"file://{folder}?{options}")
+    assert not folder.exists()
+
+
+def test_the_messages_of_broken_urls_hide_the_password() -> None:
+    with pytest.raises(StorageProviderError) as error:
+        pystorage.open("redis://user:hunter2@[::1/0?secret=sixteen-bytes-or-more")
+    assert "hunter2" not in str(error.value) and "sixteen-bytes" not in str(error.value)
+    assert "user:***@" in str(error.value)
+
+
+def test_memory_lru_bounds_the_memory() -> None:
+    storage = pystorage.open("memory://?lru=2")
+    assert kinds(storage) == ["LRU"]
+    for key in "abc":
+        storage[key] = key
+    assert sorted(storage) == ["b", "c"] and len(storage) == 2
+
+
+def test_unix_socket_urls_reach_redis_py() -> None:
+    storage = pystorage.open("unix:///run/no-such-redis.sock?db=3&prefix=app:")
+    backend = storage.layers[-1]
+    assert isinstance(backend, Redis) and backend.prefix == "app:"
+    kwargs = backend.client.connection_pool.connection_kwargs
+    assert kwargs["path"] == "/run/no-such-redis.sock" and kwargs["db"] == 3
+
+
+def test_ipv6_hosts_work() -> None:
+    storage = pystorage.open("redis://[::1]:6379/2")
+    kwargs = storage.layers[-1].client.connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    assert kwargs["host"] == "::1" and kwargs["port"] == 6379 and kwargs["db"] == 2
+
+
+# -- a folder that cannot be opened is a BackendError, not an OSError ---------------------
+
+
+def _open_and_list(url: str) -> Any:
+    with pystorage.open(url) as storage:
+        return sorted(storage)
+
+
+def test_an_unreadable_folder_is_a_backend_error() -> None:
+    with shared_folder() as folder:
+        private = folder / "private"
+        private.mkdir(mode=0o700)
+        outcome = in_child(lambda: _open_and_list(f"file://{private}"), user=other_user())
+    assert isinstance(outcome, BackendError), repr(outcome)
+    assert str(private) in str(outcome)
+
+
+def test_a_folder_under_an_untraversable_one_is_a_backend_error() -> None:
+    with shared_folder() as folder:
+        closed = folder / "closed"
+        closed.mkdir(mode=0o700)
+        outcome = in_child(lambda: _open_and_list(f"file://{closed}/inner"), user=other_user())
+    assert isinstance(outcome, BackendError), repr(outcome)
+
+
+def test_a_full_disk_at_first_open_is_a_backend_error(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE=0 makes every write to a file fail (EFBIG), as a full disk does
+    # (ENOSPC): a count-limited folder writes its lock file when it is opened.
+    url = f"file://{tmp_path}/new?limit=3"
+    outcome = in_child(lambda: _open_and_list(url), max_file_size=0)
+    assert isinstance(outcome, BackendError), repr(outcome)
+
+
+@pytest.mark.parametrize("preset", ["volatile", "redis"])
+def test_preset_expirations_are_finite(preset: str) -> None:
+    options = {"url": "redis://127.0.0.1:1/0"} if preset == "redis" else {}
+    with pytest.raises(ConfigurationError, match="finite"):
+        pystorage.StorageProvider().create(preset, expiration=float("inf"), **options)

@@ -109,22 +109,19 @@ class Files(Backend):
         self._ending = "." + self.suffix.lstrip(".") if self.suffix.strip(".") else ""
         if names.HASHED_LENGTH + len(self._ending.encode()) > _MAX_NAME:
             raise ConfigurationError(f"suffix {self.suffix!r} is too long for a file name")
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigurationError(f"{self.path} is not a folder")
         try:
+            if self.path.exists() and not self.path.is_dir():
+                raise ConfigurationError(f"{self.path} is not a folder")
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._root = str(self.path)
+            self._check_format()
+            self._remove_dead_temp_files()
         except OSError as exc:
-            raise BackendError(f"cannot create the folder {self.path}: {exc}") from exc
-        self._root = str(self.path)
+            raise BackendError(f"cannot open the folder {self.path}: {exc}") from exc
         self._slash_root = os.path.join(self._root, "")
         self._max_stem = _MAX_NAME - len(self._ending.encode())
         self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
-        try:
-            self._check_format()
-            self._remove_dead_temp_files()
-        except OSError as exc:
-            raise BackendError(f"cannot open the folder {self._root}: {exc}") from exc
 
     # -- names -------------------------------------------------------------------------
 
@@ -397,13 +394,15 @@ class Files(Backend):
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                stored = os.pread(fd, 8, 0)
-                generation = int.from_bytes(stored, "big") if len(stored) == 8 else 0
-                try:
-                    yield generation != self._generation
-                finally:
-                    self._generation = generation + 1
-                    os.pwrite(fd, self._generation.to_bytes(8, "big"), 0)
+                try:  # the counter is bumped before the section: a full disk fails it here
+                    stored = os.pread(fd, 8, 0)
+                    generation = int.from_bytes(stored, "big") if len(stored) == 8 else 0
+                    os.pwrite(fd, (generation + 1).to_bytes(8, "big"), 0)
+                except OSError as exc:
+                    raise BackendError(f"cannot lock {self._root}: {exc}") from exc
+                changed = generation != self._generation
+                self._generation = generation + 1
+                yield changed
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
