@@ -493,6 +493,8 @@ class BatchResult:
     held: list[str] = attrs.Factory(list)
     #: Keys --delete leaves in SRC, and why.
     kept: list[tuple[str, str]] = attrs.Factory(list)
+    #: The seconds left to the keys read with a deadline: DST gets the same.
+    ttls: dict[str, float] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -701,32 +703,35 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _read(src: Storage, keys: list[str], result: BatchResult) -> dict[str, Any]:
+    """The values of ``keys`` in ``src``; those with a deadline go to ``result.ttls``."""
     try:
-        return src.get_many(keys)
+        found = src.get_many_with_ttl(keys)
     except (CodecError, InvalidKeyError):
-        pass
-    values = {}
-    for key in keys:
-        try:
-            values[key] = src[key]
-        except KeyError:
-            continue
-        except (CodecError, InvalidKeyError) as exc:
-            result.failed.append((key, str(exc)))
-    return values
+        found = {}
+        for key in keys:
+            try:
+                found[key] = src.get_with_ttl(key)
+            except KeyError:
+                continue
+            except (CodecError, InvalidKeyError) as exc:
+                result.failed.append((key, str(exc)))
+    result.ttls = {key: ttl for key, (_, ttl) in found.items() if ttl is not None}
+    return {key: value for key, (value, _) in found.items()}
 
 
 def _write(dst: Storage, values: dict[str, Any], result: BatchResult) -> list[str]:
-    """Store ``values`` in ``dst``; the keys written (failures go to ``result``)."""
+    """Store ``values`` in ``dst``, each with the time it had left in SRC; the keys
+    written (failures go to ``result``)."""
+    lasting = {key: value for key, value in values.items() if key not in result.ttls}
     try:
-        dst.set_many(values)
-        return list(values)
+        dst.set_many(lasting)
+        written = list(lasting)
+        singles = {key: value for key, value in values.items() if key in result.ttls}
     except (CodecError, InvalidKeyError):
-        pass
-    written = []
-    for key, value in values.items():
+        written, singles = [], values  # key by key, to name the culprits
+    for key, value in singles.items():
         try:
-            dst[key] = value
+            dst.set(key, value, ttl=result.ttls.get(key))
         except (CodecError, InvalidKeyError) as exc:
             result.failed.append((key, str(exc)))
         else:

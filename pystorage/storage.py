@@ -120,6 +120,10 @@ class Storage(MutableMapping[str, Any]):
         """The values of those ``keys`` that exist, in one batch where the backend can."""
         return self.top.get_many(keys)
 
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
+        return self.top.get_many_with_ttl(keys)
+
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         """Store every item, in one batch where the backend can."""
         for key in items:

@@ -197,7 +197,9 @@ def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Lay
     path = unquote(parts.path)
     if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\0" in path:
         raise ConfigurationError(_FILE_URL)
-    return functools.partial(Files, Path(path), options.pop("suffix", "")), "pickle"
+    suffix = options.pop("suffix", "")
+    trust_others = _flag(options.pop("trust_others", "0"), "trust_others")
+    return functools.partial(Files, Path(path), suffix, trust_others=trust_others), "pickle"
 
 
 def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:

@@ -23,6 +23,7 @@ import redis
 
 import pystorage
 from pystorage import cli as cli_module
+from pystorage.layers import Files
 from tests.helpers import in_child, other_user, shared_folder, unique
 
 SCRIPT = Path(sys.executable).with_name("pystorage")
@@ -139,6 +140,20 @@ def test_ttl_is_kept_by_every_file_stack(tmp_path: Path) -> None:
     assert cli("put", f"{url}&ttl=60", "k", "v", "--ttl", "5").returncode == 0
     assert cli("put", url, "k2", "v", "--ttl", "5").returncode == 0
     assert os.stat(tmp_path / "k2").st_mode & stat.S_IXUSR  # framed: it has a deadline
+
+
+def test_copy_carries_the_time_each_entry_has_left(tmp_path: Path) -> None:
+    for side in ("src", "dst"):
+        (tmp_path / side).mkdir()
+    src, dst = (f"file://{tmp_path}/{side}?codec=json" for side in ("src", "dst"))
+    with pystorage.open(src) as storage:
+        storage.set("session", {"user": 7}, ttl=100)
+        storage["forever"] = 1
+    assert cli("copy", src, dst).returncode == 0
+    with pystorage.open(dst) as copied:
+        value, left = copied.get_with_ttl("session")
+        assert value == {"user": 7} and left is not None and 50 < left <= 100
+        assert copied.get_with_ttl("forever") == (1, None)
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -514,13 +529,19 @@ def test_a_count_limited_folder_opens_read_only() -> None:
         for file in (shared / "store").iterdir():
             file.chmod(0o644)
         (shared / "store").chmod(0o555)
+        trusting = f"{url}&trust_others=1"  # the files are root's: reading them is a choice
 
-        def read() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
-            return run_main("ls", url, "--sort"), run_main("get", url, "key-3")
+        def read() -> tuple[tuple[int, bytes], tuple[int, bytes], tuple[int, bytes]]:
+            return (
+                run_main("ls", url, "--sort"),
+                run_main("get", trusting, "key-3"),
+                run_main("get", url, "key-3"),
+            )
 
-        (listing, listed), (value, got) = in_child(read, user=other_user())
+        (listing, listed), (value, got), (refused, _) = in_child(read, user=other_user())
     assert listing == 0 and listed.decode().split() == sorted(records(5))
     assert value == 0 and json.loads(got) == records(5)["key-3"]
+    assert refused == 1  # another user's file, not trusted: a BackendError, never decoded
 
 
 # -- the command line never unpickles unless asked (issue 10 #11) ------------------------
@@ -538,7 +559,7 @@ class Planted:
 
 def test_no_command_unpickles_a_planted_value_unless_the_url_asks(tmp_path: Path) -> None:
     folder, marker = tmp_path / "store", tmp_path / "code-ran"
-    folder.mkdir()
+    Files(folder)  # a folder of this release (format 1), then a file planted in it
     (folder / "k").write_bytes(pickle.dumps(Planted(marker)))
     url, dst = f"file://{folder}", f"file://{tmp_path}/dst?codec=json"
     secret = "secret=sixteen-bytes-or-more"
@@ -560,7 +581,7 @@ def test_no_command_unpickles_a_planted_value_unless_the_url_asks(tmp_path: Path
 
 def test_ls_and_stats_never_decode_even_pickles_asked_for(tmp_path: Path) -> None:
     folder, marker = tmp_path / "store", tmp_path / "code-ran"
-    folder.mkdir()
+    Files(folder)  # a folder of this release (format 1), then a file planted in it
     (folder / "k").write_bytes(pickle.dumps(Planted(marker)))
     url = f"file://{folder}?codec=pickle&ttl=60&limit=5"  # Expiry would read every value
     assert cli("ls", url).stdout == "k\n"

@@ -317,7 +317,7 @@ def test_memoize_locks_are_never_entries_and_clear_keeps_them(
     pattern = _glob(prefix.encode()) + b"*"
     seen: dict[str, Any] = {}
 
-    @storage.memoize()
+    @storage.memoize(key="compute")
     def compute(x: int) -> int:
         # Inside the call its lock is held: a name under the prefix, and not an entry.
         seen["names"] = set(raw.scan_iter(match=pattern))

@@ -445,15 +445,19 @@ def test_json_codec_over_s3(make: Callable[..., Storage]) -> None:
     assert storage.get_many(["x", "y", "z"]) == {"x": {"a": 1}, "y": []}
 
 
-def test_ttl_needs_an_expiry_layer(make: Callable[..., Storage]) -> None:
+def test_a_ttl_lives_in_the_object_metadata(
+    make: Callable[..., Storage], s3_bucket: str, boto: Any
+) -> None:
     storage = make()
-    with pytest.raises(UnsupportedError):
-        storage.set("k", b"v", ttl=10)
-    with pytest.raises(UnsupportedError):
-        layer(storage).set("k", b"v", ttl=10)
-    with pytest.raises(UnsupportedError):
-        layer(storage).set_many({"k": b"v"}, ttl=10)
-    assert "k" not in storage
+    storage.set("k", b"v", ttl=100)
+    backend = storage.layers[-1]
+    assert isinstance(backend, S3)
+    head = boto.head_object(Bucket=s3_bucket, Key=backend.folder + "k")
+    deadline = float(head["Metadata"]["pystorage-deadline"])
+    assert 50 < deadline - time.time() <= 100
+    assert boto.get_object(Bucket=s3_bucket, Key=backend.folder + "k")["Body"].read() == b"v"
+    with pytest.raises(UnsupportedError, match="lifecycle"):
+        storage.expire()
 
 
 def test_expiry_over_s3(s3_bucket: str, s3_args: dict[str, Any], boto: Any) -> None:
@@ -468,8 +472,11 @@ def test_expiry_over_s3(s3_bucket: str, s3_args: dict[str, Any], boto: Any) -> N
         now[0] += 11
         with pytest.raises(KeyError):
             storage["short"]
+        assert "short" not in storage
+        assert storage.get_many(["short", "forever"]) == {"forever": {"v": 2}}
         assert storage["forever"] == {"v": 2}
-        assert bucket_objects(boto, s3_bucket, folder) == [folder + "forever"]
+        # Listings carry no metadata: the expired object stays until a lifecycle rule.
+        assert bucket_objects(boto, s3_bucket, folder) == [folder + "forever", folder + "short"]
 
 
 # -- configuration -----------------------------------------------------------------------

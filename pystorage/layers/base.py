@@ -109,6 +109,10 @@ class Layer:
         """The values of those ``keys`` that exist, in one batch where the backend can."""
         raise NotImplementedError
 
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
+        raise NotImplementedError
+
     def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """As ``get_many``, but not a use: LRU order stays as it was (for sweeps)."""
         raise NotImplementedError
@@ -174,6 +178,15 @@ class Backend(Layer):
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
         return self.get(key), None
+
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        found = {}
+        for key in keys:
+            try:
+                found[key] = self.get_with_ttl(key)
+            except KeyError:
+                pass
+        return found
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -282,6 +295,9 @@ class Wrapper(Layer):
 
     def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
         return self._inner.peek_many(keys)
+
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        return self._inner.get_many_with_ttl(keys)
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         self._inner.set_many(items, ttl)

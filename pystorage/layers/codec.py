@@ -71,6 +71,11 @@ class Codec(Wrapper):
     def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
         return self._decode_all(self._inner.peek_many(keys))
 
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        found = self._inner.get_many_with_ttl(keys)
+        values = self._decode_all({key: data for key, (data, _) in found.items()})
+        return {key: (value, found[key][1]) for key, value in values.items()}
+
     def _decode_all(self, found: dict[str, Any]) -> dict[str, Any]:
         decode = self._decode
         values = {}

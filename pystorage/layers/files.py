@@ -283,7 +283,7 @@ class Files(Backend):
             return False
         except OSError as exc:
             raise self._error("check", key, exc) from exc
-        return stat.S_ISREG(info.st_mode) and self._ours(info) and not self._expired(file, info)
+        return stat.S_ISREG(info.st_mode) and not self._expired(file, info)
 
     def keys(self) -> Iterator[str]:
         return (key for key, _, _ in self._entries())
@@ -320,8 +320,9 @@ class Files(Backend):
         return [key for _, key in aged]
 
     def _entries(self, live: bool = True) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
-        """(key, directory entry, lstat) of every file of this storage in the folder:
-        owned by this user, and (with ``live``) not expired."""
+        """(key, directory entry, lstat) of every file of this storage in the folder (with
+        ``live``, those not expired). Files of other users are entries too: only their
+        values are refused."""
         now = self.clock()
         try:
             with os.scandir(self._root) as entries:
@@ -333,16 +334,11 @@ class Files(Backend):
                         info = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    if not self._ours(info):
-                        continue
                     if live and info.st_mode & _FRAMED and self._deadline(entry.path) <= now:
                         continue
                     yield key, entry, info
         except OSError as exc:
             raise BackendError(f"cannot list {self._root}: {exc}") from exc
-
-    def _ours(self, info: os.stat_result) -> bool:
-        return info.st_uid == self._uid or self.trust_others or self._uid == -1
 
     def _expired(self, file: str, info: os.stat_result) -> bool:
         return bool(info.st_mode & _FRAMED) and self._deadline(file) <= self.clock()
@@ -374,7 +370,7 @@ class Files(Backend):
                     info = os.lstat(file)
                 except FileNotFoundError:
                     continue
-                if stat.S_ISREG(info.st_mode) and self._ours(info) and self._expired(file, info):
+                if stat.S_ISREG(info.st_mode) and self._expired(file, info):
                     _unlink_quietly(file)
                     removed += 1
         with self._thread_lock:

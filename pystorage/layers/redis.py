@@ -142,6 +142,24 @@ class Redis(Backend):
         value, left = found
         return _as_bytes(value), (None if int(left) < 0 else int(left) / 1000)
 
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        keys = list(dict.fromkeys(keys))
+        if self._cluster:  # a cluster pipeline runs no scripts: one round trip per key
+            return super().get_many_with_ttl(keys)
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.eval(_GET_WITH_TTL, 1, self._name(key))
+                replies = pipe.execute()
+        except self._errors as exc:
+            raise self._fail(f"read {len(keys)} keys", exc) from exc
+        return {
+            key: (_as_bytes(value), None if int(left) < 0 else int(left) / 1000)
+            for key, reply in zip(keys, replies, strict=True)
+            if reply is not None
+            for value, left in [reply]
+        }
+
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         name = self._name(key)
         try:

@@ -359,13 +359,18 @@ class S3(Backend):
             self._delete_objects(batch)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return {key: value for key, (value, _) in self.get_many_with_ttl(keys).items()}
+
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
         jobs = {key: (key, self._name(key)) for key in keys}
         fetched = self._concurrently(self._fetch, jobs)
         now = self.clock()
         return {
-            key: found[0]
+            key: (data, None if deadline is None else deadline - now)
             for key, found in fetched.items()
-            if found is not None and (found[1] is None or found[1] > now)
+            if found is not None
+            for data, deadline in [found]
+            if deadline is None or deadline > now
         }
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:

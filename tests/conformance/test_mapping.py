@@ -93,6 +93,21 @@ def test_batches(storage: Storage) -> None:
     assert storage.get_many([]) == {}
 
 
+def test_values_come_with_the_time_they_have_left(storage: Storage) -> None:
+    storage.set("short", {"n": 1}, ttl=100)
+    storage["plain"] = [2]
+    value, left = storage.get_with_ttl("short")
+    assert value == {"n": 1} and left is not None and 50 < left <= 100
+    value, left = storage.get_with_ttl("plain")  # a stack's default TTL may apply
+    assert value == [2] and (left is None or 0 < left <= 3600)
+    found = storage.get_many_with_ttl(["short", "plain", "missing"])
+    assert sorted(found) == ["plain", "short"]
+    assert found["short"][0] == {"n": 1} and 50 < (found["short"][1] or 0) <= 100
+    assert found["plain"] == (value, found["plain"][1])
+    with pytest.raises(KeyError):
+        storage.get_with_ttl("missing")
+
+
 def test_mapping_mixins(storage: Storage) -> None:
     assert storage.setdefault("s", 1) == 1
     assert storage.setdefault("s", 2) == 1
