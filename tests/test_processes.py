@@ -265,3 +265,40 @@ def test_a_delete_does_not_hide_another_processes_writes_from_the_index(tmp_path
     for key in ("a1", "a2", "a3"):
         storage[key] = key
     check_bound("entry files", entry_count(tmp_path, DISKLRU.suffix), 3)  # 6: x1-x3 stay
+
+
+def test_a_count_limited_folder_opened_before_fork_keeps_its_bound(tmp_path: Path) -> None:
+    """gunicorn --preload: the storage is opened (and its lock file too) in the parent,
+    then used by forked children. Each child must lock on its own descriptor: a shared
+    one makes ``flock`` exclude no one (62-82 files with limit 20 before the fix)."""
+    limit, writers = 20, 4
+    storage = StorageProvider().create(
+        StorageProvider.STORAGE_DISKLRU, path=tmp_path, limit=limit, codec="json"
+    )
+    storage["warm"] = 0  # the parent takes the lock once: its descriptor now exists
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(writers + 1)
+    children = [
+        context.Process(target=_write_after_fork, args=(storage, start, number))
+        for number in range(writers)
+    ]
+    for child in children:
+        child.start()
+    start.wait(timeout=60)
+    peak = 0
+    deadline = time.monotonic() + 120
+    while any(child.is_alive() for child in children):
+        peak = max(peak, entry_count(tmp_path, "storage.lru"))
+        assert time.monotonic() < deadline, "the writers did not finish"
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    # One write at a time: at most one entry over the limit, between a write and its eviction.
+    assert peak <= limit + 1
+    assert entry_count(tmp_path, "storage.lru") <= limit
+
+
+def _write_after_fork(storage: Storage, start: Barrier, number: int) -> None:
+    start.wait(timeout=60)
+    for index in range(300):
+        storage[f"w{number}-{index}"] = index
