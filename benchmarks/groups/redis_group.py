@@ -39,7 +39,9 @@ def run(settings: Settings, result: GroupResult) -> None:
 
 def _measure(url: str, settings: Settings, result: GroupResult) -> None:
     raw = redis.Redis.from_url(url)
-    storage = Storage(Codec("raw"), Redis(redis.Redis.from_url(url)))
+    # The same names as the raw client's: no prefix, on a server of the benchmark's own.
+    client = redis.Redis.from_url(url)
+    storage = Storage(Codec("raw"), Redis(client, prefix="", whole_database=True))
     ops = settings.pick(300, 20)
     batches = settings.pick(20, 3)
     rounds = settings.pick(15, 3)

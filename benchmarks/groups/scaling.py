@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from benchmarks.harness import Subject, Thunk, compare, fixed
 from benchmarks.model import GroupResult, Row, Settings, Target, row
+from pystorage.layers import Files
 from pystorage.storage import Storage
 from pystorage.storage_provider import StorageProvider
 
@@ -134,6 +135,7 @@ def build_folder(folder: Path, count: int) -> None:
     Files are written in key order, so their times (then names) give the LRU order.
     """
     folder.mkdir(mode=0o700)
+    Files(folder, SUFFIX)  # a folder of this release: it marks the storage format
     data = pickle.dumps(VALUE, pickle.HIGHEST_PROTOCOL)
     for key in keys_for(count):
         fd = os.open(folder / f"{key}.{SUFFIX}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
