@@ -61,6 +61,14 @@ def main() -> None:
         show("len after 150 writes with limit=100", len(disk))
         show("'key.49' in disk, 'key.50' in disk", ("key.49" in disk, "key.50" in disk))
 
+        print("STORAGE_SQLITE: one row per key in an SQLite database (WAL mode)")
+        rows = provider.create(StorageProvider.STORAGE_SQLITE, codec="json", limit=1000)
+        rows["user:1"] = {"name": "Ada"}
+        rows.set("session", "s3cr3t", ttl=60)
+        show("rows['user:1'], len(rows)", (rows["user:1"], len(rows)))
+        show("seconds left to 'session'", round(rows.get_with_ttl("session")[1] or 0))
+        rows.close()
+
         print("STORAGE_MSGPACK and STORAGE_ZSTD")
         msgpacks = provider.create(StorageProvider.STORAGE_MSGPACK)
         msgpacks["list"] = [1, "two", 3.0]

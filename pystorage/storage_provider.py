@@ -16,7 +16,19 @@ from typing import Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
-from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
+from pystorage.layers import (
+    LRU,
+    S3,
+    Codec,
+    CountLimit,
+    Expiry,
+    Files,
+    Memory,
+    Redis,
+    SQLite,
+    Stats,
+    Tier,
+)
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 
@@ -236,6 +248,26 @@ def s3(
     return Storage(codec_layer(codec, secret), backend)
 
 
+def sqlite(
+    path: str | Path | None = None,
+    codec: str | BaseCodec = "pickle",
+    secret: Secret = None,
+    limit: int | None = None,
+    expiration: float | None = None,
+    synchronous: str = "NORMAL",
+) -> Storage:
+    """One row per key in the SQLite database ``path`` (default: ``cache.db`` in the
+    temp folder, or in a private one for pickles); ``limit`` caps the entries,
+    ``expiration`` gives every write a TTL."""
+    if path is None:
+        path = _default_path(None, codec if secret is None else "json") / "cache.db"
+    layers: list[Any] = [] if expiration is None else [Expiry(expiration)]
+    if limit is not None:
+        layers.append(CountLimit(limit))
+    backend = SQLite(path, synchronous=synchronous)
+    return Storage(*layers, codec_layer(codec, secret), backend)
+
+
 class StorageProvider:
     """Builds storages by preset name; ``register`` adds presets to one provider.
 
@@ -254,6 +286,7 @@ class StorageProvider:
     STORAGE_REDIS = "redis"
     STORAGE_REDIS_JSON = "redis.json"
     STORAGE_S3 = "s3"
+    STORAGE_SQLITE = "sqlite"
 
     PRESETS: ClassVar[Mapping[str, Factory]] = {
         STORAGE_MEMORY: memory,
@@ -268,6 +301,7 @@ class StorageProvider:
         STORAGE_REDIS: redis_text,
         STORAGE_REDIS_JSON: redis_json,
         STORAGE_S3: s3,
+        STORAGE_SQLITE: sqlite,
     }
 
     def __init__(self) -> None:

@@ -4,6 +4,7 @@
 
     memory://                                   objects in a dict of this process
     file:///var/cache/app?codec=msgpack          one file per key
+    sqlite:///var/cache/app.db?limit=10000       one row per key in an SQLite database
     redis://localhost:6379/0?prefix=app:&ttl=60  Redis (rediss:// for TLS, unix:// sockets)
     s3://bucket/folder?endpoint_url=http://127.0.0.1:8333
 
@@ -11,6 +12,7 @@ Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for m
 ``secret`` (sign values), ``ttl`` (an Expiry layer, seconds), ``lru`` (a memory tier of
 that many entries; on ``memory://``, the memory itself holds at most that many),
 ``limit`` (a CountLimit), ``stats`` (a Stats layer on top). Files also take ``suffix``;
+SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix`` and the options redis-py reads from URLs (``socket_timeout``...); S3
 ``endpoint_url`` and ``region``.
 
@@ -24,6 +26,7 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
 import attrs
@@ -40,6 +43,7 @@ from pystorage.layers import (
     Layer,
     Memory,
     Redis,
+    SQLite,
     Stats,
     Tier,
 )
@@ -202,6 +206,26 @@ def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Lay
     return functools.partial(Files, Path(path), suffix, trust_others=trust_others), "pickle"
 
 
+def _sqlite(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\0" in path:
+        raise ConfigurationError(
+            "sqlite:// names a local database file by its absolute path: sqlite:///var/cache/app.db"
+        )
+    if path.endswith("/"):
+        raise ConfigurationError("sqlite:// names a database file, not a folder")
+    options_of_backend: dict[str, Any] = {}
+    if "synchronous" in options:
+        options_of_backend["synchronous"] = options.pop("synchronous").upper()
+    if "timeout" in options:
+        options_of_backend["timeout"] = _seconds(options.pop("timeout"), "timeout")
+    trust_others = _flag(options.pop("trust_others", "0"), "trust_others")
+    return (
+        functools.partial(SQLite, Path(path), trust_others=trust_others, **options_of_backend),
+        "pickle",
+    )
+
+
 def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
     from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
@@ -261,6 +285,7 @@ def _s3(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer
 _BACKENDS: dict[str, Builder] = {
     "memory": _memory,
     "file": _file,
+    "sqlite": _sqlite,
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,

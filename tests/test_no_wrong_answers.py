@@ -20,7 +20,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.errors import BackendError, ConfigurationError
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, SQLite, Tier
 from tests.helpers import FakeClock
 
 #: Values shaped like the in-band envelopes of pystorage 0.1, and like today's headers.
@@ -116,10 +116,15 @@ def test_an_executable_file_without_a_header_is_refused(tmp_path: Path) -> None:
 # -- an expiry removes only the value it judged -------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["memory", "lru", "files"])
+@pytest.mark.parametrize("name", ["memory", "lru", "files", "sqlite"])
 def test_removing_an_expired_entry_never_removes_a_newer_write(tmp_path: Path, name: str) -> None:
     clock = FakeClock()
-    backend = {"memory": Memory, "lru": lambda: LRU(10), "files": lambda: Files(tmp_path)}[name]()
+    backend = {
+        "memory": Memory,
+        "lru": lambda: LRU(10),
+        "files": lambda: Files(tmp_path),
+        "sqlite": lambda: SQLite(tmp_path / "c.db"),
+    }[name]()
     storage = Storage(Expiry(clock=clock), Codec("pickle"), backend)
     stop = threading.Event()
 

@@ -27,6 +27,7 @@ def test_every_preset_has_a_url_row() -> None:
 def _place(url: str, folder: Path, redis_url: str, s3: dict[str, Any], prefix: str) -> str:
     """The README's URL pointed at this test's folder and servers."""
     url = url.replace("file:///tmp", f"file://{folder}")
+    url = url.replace("sqlite:///tmp", f"sqlite://{folder}")
     url = url.replace("redis://localhost:6379/0?", f"{redis_url}?prefix={prefix}&")
     return url.replace("endpoint_url=http://127.0.0.1:8333", f"endpoint_url={s3['endpoint_url']}")
 
@@ -44,6 +45,8 @@ def test_the_url_reads_what_the_preset_wrote(
     options: dict[str, Any] = {argument: int(number)} if argument else {}
     if "file://" in url:
         options["path"] = tmp_path
+    if "sqlite://" in url:
+        options["path"] = tmp_path / "cache.db"
     if "redis://" in url:
         options.update(url=redis_url, prefix=prefix)
     if "s3://" in url:

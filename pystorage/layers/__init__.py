@@ -9,6 +9,7 @@ from pystorage.layers.lru import LRU
 from pystorage.layers.memory import Memory
 from pystorage.layers.redis import Redis
 from pystorage.layers.s3 import S3
+from pystorage.layers.sqlite import SQLite
 from pystorage.layers.stats import Stats
 from pystorage.layers.tier import Tier
 
@@ -23,6 +24,7 @@ __all__ = [
     "Layer",
     "Memory",
     "Redis",
+    "SQLite",
     "Stats",
     "Tier",
     "Wrapper",

@@ -15,7 +15,18 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
-from pystorage.layers import LRU, S3, Codec, CountLimit, Expiry, Files, Memory, Redis, Tier
+from pystorage.layers import (
+    LRU,
+    S3,
+    Codec,
+    CountLimit,
+    Expiry,
+    Files,
+    Memory,
+    Redis,
+    SQLite,
+    Tier,
+)
 from tests.helpers import unique
 
 
@@ -75,6 +86,19 @@ STACKS: dict[str, StackFactory] = {
     ),
     "expiry-countlimit-tier-memory": lambda place: Storage(
         Expiry(), CountLimit(10_000), Tier(LRU(4)), Memory()
+    ),
+    "sqlite": lambda place: provider.create(
+        StorageProvider.STORAGE_SQLITE, path=place.folder / "cache.db"
+    ),
+    "sqlite-expiring-limited-json": lambda place: provider.create(
+        StorageProvider.STORAGE_SQLITE,
+        path=place.folder / "cache.db",
+        codec="json",
+        limit=10_000,
+        expiration=3600,
+    ),
+    "expiry-tier-sqlite-msgpack": lambda place: Storage(
+        Expiry(3600), Tier(LRU(4)), Codec("msgpack"), SQLite(place.folder / "t.db")
     ),
 }
 

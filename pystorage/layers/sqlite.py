@@ -1,0 +1,331 @@
+"""SQLite: every entry a row of one database file, on the standard library's sqlite3."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+
+from pystorage import _fork
+from pystorage.errors import BackendError, ConfigurationError, not_a_str
+from pystorage.layers.base import Backend, ValueKind
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key BLOB PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL,
+    deadline REAL
+);
+CREATE INDEX IF NOT EXISTS entries_by_deadline ON entries (deadline)
+    WHERE deadline IS NOT NULL;
+"""
+#: Rows a sweep of expired entries removes at most, so a write never pays for many.
+_SWEEP_BATCH = 100
+#: Writes between two sweeps of expired rows.
+_SWEEP_EVERY = 1000
+#: Keys per query of a batch read (SQLite allows 32,766 parameters; fewer keep plans short).
+_CHUNK = 500
+# Connections a forked child inherited: never used, and never closed either (closing one
+# in the child could checkpoint or unlock what the parent still uses). Kept alive here.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def _encoded(key: str) -> bytes:
+    """A key as stored: its UTF-8 bytes (lone surrogates too), so every str round-trips."""
+    if type(key) is not str:
+        raise not_a_str(key)
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _decoded(stored: bytes) -> str:
+    return stored.decode("utf-8", "surrogatepass")
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class SQLite(Backend):
+    """Stores every entry as a row of one SQLite database file ``path``, in WAL mode.
+
+    Each thread of each process has its own connection (a child after ``fork()`` opens
+    new ones and never touches its parent's). Writers that find the database locked wait
+    up to ``timeout`` seconds, then fail with ``BackendError``. ``synchronous="NORMAL"``
+    (the default) keeps every committed write across a crash of the process, and may
+    lose the last ones on a power loss; ``"FULL"`` keeps them across a power loss too.
+
+    A ``ttl`` is the row's ``deadline`` column, outside the value: an expired row is never
+    returned, counted or listed. Reads delete the expired rows they meet, and every
+    1,000th write removes at most 100 expired rows, so no operation scans the table for
+    them; ``expire()`` removes them all. A delete of an expired row names its deadline in
+    the statement, so it never removes a newer write.
+
+    Keys are stored as their UTF-8 bytes (any ``str`` works, NUL and lone surrogates
+    included), always as parameters, never as SQL. The file is created with mode 0o600;
+    a database owned by another user is refused unless ``trust_others=True``.
+    """
+
+    accepts: ClassVar[ValueKind] = "bytes"
+    supports_ttl: ClassVar[bool] = True
+
+    path: Path = attrs.field(converter=Path)
+    timeout: float = attrs.field(default=30.0, kw_only=True)
+    synchronous: str = attrs.field(default="NORMAL", kw_only=True)
+    trust_others: bool = attrs.field(default=False, kw_only=True)
+    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
+    _local: threading.local = attrs.field(factory=threading.local, init=False, repr=False)
+    _mine: list[sqlite3.Connection] = attrs.field(factory=list, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
+    _writes: int = attrs.field(default=0, init=False, repr=False)
+    _expirations: int = attrs.field(default=0, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(
+                f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {self.synchronous!r}"
+            )
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
+            raise ConfigurationError("timeout must be a number of seconds")
+        if not 0 <= self.timeout < float("inf"):
+            raise ConfigurationError("timeout must be a finite number of seconds, at least 0")
+        if self.path.is_dir():
+            raise ConfigurationError(f"{self.path} is a folder: SQLite needs a database file")
+        self._create_file()
+        with self._session("create the table") as db:
+            db.executescript(_SCHEMA)
+
+    def _create_file(self) -> None:
+        """The database file, created private; an existing one must be this user's."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                info = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigurationError(f"{self.path} is not a regular file")
+        if info.st_uid != os.geteuid() and not self.trust_others:
+            raise BackendError(
+                f"the database {self.path} belongs to user {info.st_uid}, not to this one: "
+                "refusing values another user could have planted "
+                "(SQLite(..., trust_others=True) reads it)"
+            )
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and self._epoch == _fork.epoch():
+            return db
+        if self._epoch != _fork.epoch():
+            self._after_fork()
+        try:
+            db = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
+        self._local.db = db
+        with self._lock:
+            self._mine.append(db)
+        return db
+
+    def _after_fork(self) -> None:
+        """In a child: leave the parent's connections alone, and open new ones."""
+        with self._lock:
+            if self._epoch == _fork.epoch():
+                return
+            _ABANDONED.extend(self._mine)
+            self._mine = []
+            self._local = threading.local()
+            self._lock = threading.Lock()
+            self._epoch = _fork.epoch()
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._db()
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite {self.path}: cannot {action}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        with self._session(action) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        return self.get_with_ttl(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        stored = _encoded(key)
+        with self._session(f"read {key!r}") as db:
+            row = db.execute(
+                "SELECT value, deadline FROM entries WHERE key = ?", (stored,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(key)
+        value, deadline = row
+        if deadline is None:
+            return value, None
+        left = deadline - self.clock()
+        if left <= 0:
+            self._remove_expired([(stored, deadline)])
+            raise KeyError(key)
+        return value, left
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        row = (_encoded(key), value, None if ttl is None else self.clock() + ttl)
+        with self._session(f"write {key!r}") as db:
+            db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", row)
+        self._wrote(1)
+
+    def delete(self, key: str) -> None:
+        with self._session(f"delete {key!r}") as db:
+            deleted = db.execute(
+                "DELETE FROM entries WHERE key = ? AND (deadline IS NULL OR deadline > ?)",
+                (_encoded(key), self.clock()),
+            ).rowcount
+        if not deleted:
+            raise KeyError(key)
+
+    def contains(self, key: str) -> bool:
+        with self._session(f"check {key!r}") as db:
+            row = db.execute(
+                "SELECT 1 FROM entries WHERE key = ? AND (deadline IS NULL OR deadline > ?)",
+                (_encoded(key), self.clock()),
+            ).fetchone()
+        return row is not None
+
+    def keys(self) -> Iterator[str]:
+        with self._session("list the keys") as db:
+            rows = db.execute(
+                "SELECT key FROM entries WHERE deadline IS NULL OR deadline > ?",
+                (self.clock(),),
+            ).fetchall()
+        return (_decoded(stored) for (stored,) in rows)
+
+    def count(self) -> int:
+        with self._session("count the entries") as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM entries WHERE deadline IS NULL OR deadline > ?",
+                (self.clock(),),
+            ).fetchone()
+        return int(count)
+
+    def clear(self) -> None:
+        with self._session("clear") as db:
+            db.execute("DELETE FROM entries")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        return {key: value for key, (value, _) in self.get_many_with_ttl(keys).items()}
+
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        wanted = {_encoded(key): key for key in keys}
+        stored = list(wanted)
+        found: dict[str, tuple[Any, float | None]] = {}
+        expired = []
+        now = self.clock()
+        with self._session(f"read {len(stored)} keys") as db:
+            for start in range(0, len(stored), _CHUNK):
+                chunk = stored[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for name, value, deadline in db.execute(
+                    f"SELECT key, value, deadline FROM entries WHERE key IN ({marks})", chunk
+                ):
+                    if deadline is None:
+                        found[wanted[name]] = (value, None)
+                    elif deadline > now:
+                        found[wanted[name]] = (value, deadline - now)
+                    else:
+                        expired.append((name, deadline))
+        if expired:
+            self._remove_expired(expired)
+        return found
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        deadline = None if ttl is None else self.clock() + ttl
+        rows = [(_encoded(key), value, deadline) for key, value in items.items()]
+        with self._transaction(f"write {len(rows)} keys") as db:
+            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", rows)
+        self._wrote(len(rows))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        rows = [(_encoded(key),) for key in keys]
+        with self._transaction(f"delete {len(rows)} keys") as db:
+            db.executemany("DELETE FROM entries WHERE key = ?", rows)
+
+    def expire(self) -> int:
+        with self._session("remove expired entries") as db:
+            removed = db.execute(
+                "DELETE FROM entries WHERE deadline <= ?", (self.clock(),)
+            ).rowcount
+        self._count_expired(removed)
+        return removed
+
+    def counters(self) -> dict[str, int]:
+        # Named once there is something to count: an ``Expiry`` above names it always.
+        return {"expirations": self._expirations} if self._expirations else {}
+
+    def close(self) -> None:
+        """Close this process's connections; a later call opens new ones."""
+        if self._epoch != _fork.epoch():
+            self._after_fork()
+        with self._lock:
+            mine, self._mine = self._mine, []
+            self._local = threading.local()
+        for db in mine:
+            db.close()
+
+    # -- expiry --------------------------------------------------------------------------
+
+    def _remove_expired(self, rows: list[tuple[bytes, float]]) -> None:
+        """Delete those rows if they still hold the deadline judged: a row rewritten since
+        has another deadline (or none), and stays."""
+        with self._session("remove expired entries") as db:
+            removed = 0
+            for stored, deadline in rows:
+                removed += db.execute(
+                    "DELETE FROM entries WHERE key = ? AND deadline = ?", (stored, deadline)
+                ).rowcount
+        self._count_expired(removed)
+
+    def _wrote(self, count: int) -> None:
+        """Every ``_SWEEP_EVERY`` writes, remove a bounded batch of expired rows."""
+        with self._lock:
+            self._writes += count
+            due = self._writes >= _SWEEP_EVERY
+            if due:
+                self._writes = 0
+        if due:
+            with self._session("remove expired entries") as db:
+                removed = db.execute(
+                    "DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries "
+                    "WHERE deadline <= ? LIMIT ?)",
+                    (self.clock(), _SWEEP_BATCH),
+                ).rowcount
+            self._count_expired(removed)
+
+    def _count_expired(self, removed: int) -> None:
+        if removed:
+            with self._lock:
+                self._expirations += removed

@@ -1,0 +1,132 @@
+"""The SQLite backend: deadlines in a column, processes, forks, crashes, ownership."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage
+from pystorage.errors import BackendError, ConfigurationError
+from pystorage.layers import Codec, Expiry, SQLite
+from tests.helpers import FakeClock
+
+
+def test_deadlines_are_a_column_and_expired_rows_never_come_back(tmp_path: Path) -> None:
+    clock = FakeClock()
+    storage = Storage(Expiry(clock=clock), Codec("pickle"), SQLite(tmp_path / "c.db"))
+    storage.set("short", ["pystorage.expires", None, 1], ttl=10)
+    storage["forever"] = "f"
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        rows = dict(db.execute("SELECT key, deadline FROM entries").fetchall())
+    assert rows == {b"short": clock.now + 10, b"forever": None}
+    clock.now += 11
+    assert "short" not in storage and sorted(storage) == ["forever"] and len(storage) == 1
+    assert storage.get_many(["short", "forever"]) == {"forever": "f"}
+    assert storage.get("short") is None
+    with sqlite3.connect(tmp_path / "c.db") as db:  # the read removed it
+        assert db.execute("SELECT COUNT(*) FROM entries").fetchone() == (1,)
+    assert storage.stats()["expirations"] == 1
+
+
+def test_expire_removes_every_expired_row(tmp_path: Path) -> None:
+    clock = FakeClock()
+    storage = Storage(Expiry(clock=clock), Codec("pickle"), SQLite(tmp_path / "c.db"))
+    storage.set_many({str(i): i for i in range(50)}, ttl=1)
+    storage["kept"] = 1
+    clock.now += 2
+    assert storage.expire() == 50
+    assert list(storage) == ["kept"]
+
+
+def test_a_database_of_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SQLite(path).close()
+    os.chown(path, 65534, 65534)
+    with pytest.raises(BackendError, match="belongs to user 65534"):
+        SQLite(path)
+    assert len(Storage(Codec("raw"), SQLite(path, trust_others=True))) == 0
+
+
+def test_bad_options_are_configuration_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        SQLite(tmp_path / "c.db", synchronous="SOMETIMES")
+    with pytest.raises(ConfigurationError):
+        SQLite(tmp_path / "c.db", timeout=float("inf"))
+    with pytest.raises(ConfigurationError):
+        SQLite(tmp_path)  # a folder, not a file
+
+
+def _count_up(path: Path, start: multiprocessing.synchronize.Event, number: int) -> None:
+    storage = Storage(Codec("json"), SQLite(path))
+    start.wait(timeout=60)
+    for index in range(200):
+        storage.set_many({f"w{number}-{index}": index, f"shared-{index % 7}": number})
+
+
+def test_processes_write_at_once_and_every_write_lands(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    storage = Storage(Codec("json"), SQLite(path))
+    storage["before"] = 0  # used before the fork: the children must open their own
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    children = [context.Process(target=_count_up, args=(path, start, n)) for n in range(4)]
+    for child in children:
+        child.start()
+    start.set()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    assert len(storage) == 1 + 4 * 200 + 7
+    assert all(storage[f"w{n}-199"] == 199 for n in range(4))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+WRITER = """
+import sys
+from pystorage import Storage
+from pystorage.layers import Codec, SQLite
+storage = Storage(Codec("raw"), SQLite(sys.argv[1]))
+index = 0
+while True:
+    storage[f"k{index % 50}"] = bytes([index % 256]) * (1000 + index % 5000)
+    print(index, flush=True)
+    index += 1
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_sound_database(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    for _ in range(5):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None
+        acknowledged = -1
+        deadline = time.monotonic() + 60
+        while acknowledged < 200:  # wait until it has written for a while
+            acknowledged = int(writer.stdout.readline())
+            assert time.monotonic() < deadline
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        storage = Storage(Codec("raw"), SQLite(path))
+        for key in storage:
+            value = storage[key]
+            assert len(set(value)) == 1 and 1000 <= len(value) < 6000  # whole, never torn
+        # The last acknowledged write is there, or a later write of the same key.
+        value = storage[f"k{acknowledged % 50}"]
+        assert any(
+            value == bytes([index % 256]) * (1000 + index % 5000)
+            for index in range(acknowledged, acknowledged + 50 * 10_000, 50)
+        )
+        storage.close()
