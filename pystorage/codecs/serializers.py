@@ -46,7 +46,7 @@ class Pickle(BaseCodec):
 
 @attrs.frozen
 class MsgPack(BaseCodec):
-    """MessagePack (``pip install pystorage[msgpack]``). Tuples come back as lists."""
+    """MessagePack (``pip install 'pystorage-layers[msgpack]'``). Tuples come back as lists."""
 
     name = "msgpack"
     kind = "serializer"
@@ -103,7 +103,7 @@ def _require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"this codec needs {module}: pip install 'pystorage[{extra}]'")
+        raise ImportError(f"this codec needs {module}: pip install 'pystorage-layers[{extra}]'")
 
 
 for _codec in (JSON, Pickle, MsgPack, Text, Raw):

@@ -53,7 +53,9 @@ class Redis(Backend):
             import redis
             import redis.cluster
         except ImportError as exc:
-            raise ImportError("Redis needs redis-py: pip install 'pystorage[redis]'") from exc
+            raise ImportError(
+                "Redis needs redis-py: pip install 'pystorage-layers[redis]'"
+            ) from exc
         if self.client is None and self.url is None:
             raise ConfigurationError("Redis needs a client= or a url=")
         if self.client is not None and self.url is not None:
