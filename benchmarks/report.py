@@ -18,7 +18,7 @@ from benchmarks.model import GroupResult, Row
 
 HEADER = ("operation", "PyStorage", "anchor", "anchor time", "ratio", "target", "holds", "note")
 LIBRARIES = (
-    "pystorage", "attrs", "cachetools", "lru-dict", "diskcache", "msgpack", "zstandard",
+    "pystorage-layers", "attrs", "cachetools", "lru-dict", "diskcache", "msgpack", "zstandard",
     "redis", "boto3", "matplotlib",
 )  # fmt: skip
 

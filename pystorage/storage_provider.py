@@ -133,7 +133,7 @@ def msgpack_files(
     codec: str | BaseCodec = "msgpack",
     secret: Secret = None,
 ) -> Storage:
-    """One MessagePack file per key (``pip install pystorage[msgpack]``)."""
+    """One MessagePack file per key (``pip install 'pystorage-layers[msgpack]'``)."""
     return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
@@ -143,7 +143,7 @@ def zstd_files(
     codec: str | BaseCodec = "zstd-pickle",
     secret: Secret = None,
 ) -> Storage:
-    """One Zstandard-compressed pickle file per key (``pip install pystorage[zstd]``)."""
+    """One Zstandard-compressed pickle file per key (``pip install 'pystorage-layers[zstd]'``)."""
     return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
 
 
@@ -238,11 +238,12 @@ def s3(
     secret: Secret = None,
     **client_options: Any,
 ) -> Storage:
-    """One S3 object per key in ``bucket``, under ``folder`` (``pip install 'pystorage[s3]'``).
+    """One S3 object per key in ``bucket``, under ``folder``.
 
-    The default ``raw`` codec stores bytes as they are. Without a ``client`` (a boto3 S3
-    client, used as it is), one is built from ``endpoint_url``, ``region`` and
-    ``client_options`` (credentials, ``config=``, ``max_workers=``...).
+    Needs ``pip install 'pystorage-layers[s3]'``. The default ``raw`` codec stores bytes
+    as they are. Without a ``client`` (a boto3 S3 client, used as it is), one is built
+    from ``endpoint_url``, ``region`` and ``client_options`` (credentials, ``config=``,
+    ``max_workers=``...).
     """
     backend = S3(bucket, folder, client, endpoint_url, region, **client_options)
     return Storage(codec_layer(codec, secret), backend)

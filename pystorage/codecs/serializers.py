@@ -117,7 +117,7 @@ def _msgpack_refuse(value: Any) -> Any:
 
 @attrs.frozen
 class MsgPack(BaseCodec):
-    """MessagePack (``pip install pystorage[msgpack]``): as written, or refused.
+    """MessagePack (``pip install 'pystorage-layers[msgpack]'``): as written, or refused.
 
     Refused: tuples (they would come back as lists), subclasses of the types MessagePack
     stores (an ``OrderedDict`` would come back as a ``dict``), integers outside 64 bits,
@@ -184,7 +184,7 @@ def _require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"this codec needs {module}: pip install 'pystorage[{extra}]'")
+        raise ImportError(f"this codec needs {module}: pip install 'pystorage-layers[{extra}]'")
 
 
 for _codec in (JSON, Pickle, MsgPack, Text, Raw):

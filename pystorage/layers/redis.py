@@ -85,7 +85,9 @@ class Redis(Backend):
             import redis
             import redis.cluster
         except ImportError as exc:
-            raise ImportError("Redis needs redis-py: pip install 'pystorage[redis]'") from exc
+            raise ImportError(
+                "Redis needs redis-py: pip install 'pystorage-layers[redis]'"
+            ) from exc
         _check_prefix(self.prefix, self.whole_database)  # before a client is made
         if self.client is None and self.url is None:
             raise ConfigurationError("Redis needs a client= or a url=")

@@ -181,7 +181,9 @@ class S3(Backend):
             from boto3.s3.transfer import TransferConfig
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError as exc:
-            raise ImportError("the S3 backend needs boto3: pip install 'pystorage[s3]'") from exc
+            raise ImportError(
+                "the S3 backend needs boto3: pip install 'pystorage-layers[s3]'"
+            ) from exc
         self._failures = (ClientError, BotoCoreError, Boto3Error)
         self._transfer = TransferConfig(
             multipart_threshold=self.multipart_threshold,
