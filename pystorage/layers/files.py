@@ -92,6 +92,8 @@ class Files(Backend):
     _max_stem: int = attrs.field(init=False, repr=False)
     _ending: str = attrs.field(init=False, repr=False)
     _uid: int = attrs.field(init=False, repr=False)
+    _trusting: bool = attrs.field(init=False, repr=False)  # read files of any owner
+    _max_file: int = attrs.field(init=False, repr=False)  # a value, its header and key line
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
@@ -121,6 +123,8 @@ class Files(Backend):
         self._slash_root = os.path.join(self._root, "")
         self._max_stem = _MAX_NAME - len(self._ending.encode())
         self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
+        self._trusting = self.trust_others or self._uid == -1
+        self._max_file = self.max_value_bytes + _FRAME.size + _MAX_NAME + 1
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
 
     # -- names -------------------------------------------------------------------------
@@ -183,7 +187,8 @@ class Files(Backend):
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise KeyError(key)
-            self._check_file(key, info)
+            if (info.st_uid != self._uid and not self._trusting) or info.st_size > self._max_file:
+                self._refuse(key, info)
             data = _read_all(fd, info.st_size)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
@@ -199,18 +204,18 @@ class Files(Backend):
             return value, deadline
         return data, deadline
 
-    def _check_file(self, key: str, info: os.stat_result) -> None:
-        if info.st_uid != self._uid and not self.trust_others and self._uid != -1:
+    def _refuse(self, key: str, info: os.stat_result) -> None:
+        """Raise why the file of ``key`` is not read: its owner, or its size."""
+        if info.st_uid != self._uid and not self._trusting:
             raise BackendError(
                 f"the file of key {key!r} in {self._root} belongs to user {info.st_uid}, "
                 "not to this one: refusing to read a value another user could have "
                 "planted (Files(..., trust_others=True) reads them)"
             )
-        if info.st_size > self.max_value_bytes + _FRAME.size + _MAX_NAME + 1:
-            raise BackendError(
-                f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
-                f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
-            )
+        raise BackendError(
+            f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
+            f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
+        )
 
     def _unframe(self, key: str, data: bytes) -> tuple[bytes, float]:
         try:

@@ -80,16 +80,39 @@ class LRU(Memory):
                 found[key] = value
         return found
 
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if ttl is not None or type(value) is _Expiring:
+            self.set_many({key: value}, ttl)
+            return
+        # The hot path, written out (see Memory.set); the bound also bounds the memory
+        # that expired entries hold, so they are purged only when one must go.
+        data = self._data
+        lock = self._lock
+        lock.acquire()
+        try:
+            data[key] = value
+            data.move_to_end(key)
+            if len(data) > self.maxsize:
+                self._shrink()
+        finally:
+            lock.release()
+
     def _store(self, key: str, entry: Any) -> None:
         data = self._data
         data[key] = entry
         data.move_to_end(key)
         if len(data) > self.maxsize:
-            if self._heap:
-                self._purge_locked()
-            while len(data) > self.maxsize:
-                data.popitem(last=False)
-                self._evictions += 1
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Down to ``maxsize`` (with the lock held): expired entries first, then the least
+        recently used."""
+        data = self._data
+        if self._heap:
+            self._purge_locked()
+        while len(data) > self.maxsize:
+            data.popitem(last=False)
+            self._evictions += 1
 
     def counters(self) -> dict[str, int]:
         counts = super().counters()

@@ -110,13 +110,18 @@ class Memory(Backend):
     # -- writes: under the lock ------------------------------------------------------------
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        entry = self._entry(value, ttl)
-        with self._lock:
-            self._store(key, entry)
-            if ttl is not None:
-                heapq.heappush(self._heap, (entry.deadline, key))
+        if ttl is not None or type(value) is _Expiring:
+            self.set_many({key: value}, ttl)
+            return
+        # The hot path: acquire/release cost about half of a ``with`` block.
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._data[key] = value
             if self._heap:
                 self._purge_locked()
+        finally:
+            lock.release()
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         entries = {key: self._entry(value, ttl) for key, value in items.items()}
