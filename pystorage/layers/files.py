@@ -96,6 +96,8 @@ class Files(Backend):
     _max_file: int = attrs.field(init=False, repr=False)  # a value, its header and key line
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    # Not _thread_lock: a removal may happen inside exclusive(), which holds that one.
+    _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
@@ -378,7 +380,7 @@ class Files(Backend):
                 if stat.S_ISREG(info.st_mode) and self._expired(file, info):
                     _unlink_quietly(file)
                     removed += 1
-        with self._thread_lock:
+        with self._count_lock:
             self._expirations += removed
         return removed
 
