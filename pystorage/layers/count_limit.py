@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from pystorage import _fork
 from pystorage.layers.base import Layer, Wrapper
 from pystorage.layers.lru import positive
 
@@ -31,6 +32,13 @@ class CountLimit(Wrapper):
     _order: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, CountLimit._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
 
     def link(self, inner: Layer) -> None:
         super().link(inner)

@@ -128,6 +128,12 @@ class Files(Backend):
         self._trusting = self.trust_others or self._uid == -1
         self._max_file = self.max_value_bytes + _FRAME.size + _MAX_NAME + 1
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
+        _fork.renew_in_child(self, Files._renew_count_lock)
+
+    def _renew_count_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held it at the fork (the
+        other lock and the lock file's descriptor are renewed by ``_after_fork``)."""
+        self._count_lock = threading.Lock()
 
     # -- names -------------------------------------------------------------------------
 

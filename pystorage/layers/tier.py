@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
@@ -33,6 +34,13 @@ class Tier(Wrapper):
     front: Layer
     _writes: list[int] = attrs.field(factory=lambda: [0] * _STRIPES, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Tier._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
 
     def link(self, inner: Layer) -> None:
         for below in stack_from(inner):
