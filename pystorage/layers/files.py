@@ -65,9 +65,10 @@ class Files(Backend):
     A value without a deadline is the file's whole content. A value written with a
     ``ttl`` gets a 13-byte header holding its deadline, and the file's owner-execute bit
     says so: the bit, not the content, tells the two apart, so no value can pass for a
-    header. An expired file is never returned, counted or listed; ``get`` and ``expire()``
-    remove it, and only while no write to the folder is in flight, so a removal never
-    takes a value written after the expired one was judged.
+    header. An expired file is never returned, counted or listed; ``get``, ``delete``,
+    ``expire()`` and ``keys_by_age()`` (a ``CountLimit`` rebuilding its index) remove it,
+    and only while no write to the folder is in flight, so a removal never takes a value
+    written after the expired one was judged.
 
     Files owned by another user are refused (``BackendError``), never decoded, unless
     ``trust_others=True``; a file larger than ``max_value_bytes`` is refused before any
@@ -279,7 +280,12 @@ class Files(Backend):
         file = self._file(key)
         try:
             info = os.lstat(file)
-            if not stat.S_ISREG(info.st_mode) or self._expired(file, info):
+            if not stat.S_ISREG(info.st_mode):
+                raise KeyError(key)
+            if self._expired(file, info):
+                # Missing, but removed all the same: an eviction of an expired entry
+                # (CountLimit) must not leave its file behind for good.
+                self._remove_expired([self._name(key)])
                 raise KeyError(key)
             with self._gate.shared():
                 os.unlink(file)
@@ -329,8 +335,17 @@ class Files(Backend):
             raise self._error("touch", key, exc) from exc
 
     def keys_by_age(self) -> list[str]:
-        aged = sorted((info.st_mtime_ns, key) for key, _, info in self._entries())
-        return [key for _, key in aged]
+        # The expired files met on the way are removed: an index of use built from this
+        # list (CountLimit) would never evict them, and they would pile up.
+        now = self.clock()
+        aged, expired = [], []
+        for key, entry, info in self._entries(live=False):
+            if info.st_mode & _FRAMED and self._deadline(entry.path) <= now:
+                expired.append(entry.name)
+            else:
+                aged.append((info.st_mtime_ns, key))
+        self._remove_expired(expired)
+        return [key for _, key in sorted(aged)]
 
     def _entries(self, live: bool = True) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
         """(key, directory entry, lstat) of every file of this storage in the folder (with
