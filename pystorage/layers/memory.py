@@ -145,7 +145,11 @@ class Memory(Backend):
 
     def delete(self, key: str) -> None:
         with self._lock:
-            del self._data[key]
+            entry = self._data.pop(key)
+            if type(entry) is _Expiring and entry.deadline <= self.clock():
+                # Gone all the same, but it was missing: as get, in and len say.
+                self._expirations += 1
+                raise KeyError(key)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         with self._lock:
