@@ -452,6 +452,13 @@ def test_in_short_of_descriptors_raises_rather_than_says_missing(tmp_path: Path)
     assert outcome is True or isinstance(outcome, BackendError), outcome
 
 
+def test_a_listing_short_of_descriptors_does_not_leave_long_keys_out(tmp_path: Path) -> None:
+    storage = Storage(Codec("pickle"), Files(tmp_path / "store"))
+    storage["k" * 300] = 1  # a hashed name: listing reads the key from the file
+    outcome = run_in_child(lambda: _with_descriptors_left(1, lambda: len(storage)))
+    assert outcome == 1 or isinstance(outcome, BackendError), outcome
+
+
 # -- (1) values as written: long keys and the size bound ----------------------------------
 
 

@@ -35,6 +35,9 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Why opening a file of the folder may fail when it is no entry to judge: gone, a link
+#: or folder put in its place, or another user's that this one cannot read.
+_NOT_OURS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EPERM})
 _temp_ids = itertools.count()
 #: A file with a deadline has its owner-execute bit set and begins with this header: the
 #: bit, which no value can set, tells a framed file from a plain one.
@@ -160,8 +163,11 @@ class Files(Backend):
                 if os.fstat(stream.fileno()).st_mode & _FRAMED:
                     stream.seek(_FRAME.size)
                 header = stream.readline(self.max_value_bytes)
-        except OSError:
-            return None
+        except OSError as exc:
+            if exc.errno in _NOT_OURS:
+                return None
+            # Short of descriptors (or an I/O error): the entry exists, say so by failing.
+            raise BackendError(f"cannot read the key of {file}: {exc}") from exc
         return names.key_in_header(header)
 
     # -- the protocol ------------------------------------------------------------------
@@ -372,15 +378,21 @@ class Files(Backend):
         return bool(info.st_mode & _FRAMED) and self._deadline(file) <= self.clock()
 
     def _deadline(self, file: str) -> float:
-        """The deadline in a framed file's header (-inf, long past, if unreadable)."""
+        """The deadline in a framed file's header: -inf, long past, if the file is gone,
+        not ours to read or has no header of ours. A failure to read it (no descriptor
+        left, an I/O error) raises: a live value must not be judged expired by it."""
         try:
             fd = os.open(file, _READ_FLAGS)
-        except OSError:
-            return float("-inf")
+        except OSError as exc:
+            if exc.errno in _NOT_OURS:
+                return float("-inf")
+            raise BackendError(f"cannot read the deadline of {file}: {exc}") from exc
         try:
             magic, deadline = _FRAME.unpack(os.pread(fd, _FRAME.size, 0))
-        except (OSError, struct.error):
+        except struct.error:
             return float("-inf")
+        except OSError as exc:
+            raise BackendError(f"cannot read the deadline of {file}: {exc}") from exc
         finally:
             os.close(fd)
         return float(deadline) if magic == _FRAME_MAGIC else float("-inf")
