@@ -463,11 +463,11 @@ def test_a_listing_short_of_descriptors_does_not_leave_long_keys_out(tmp_path: P
 
 
 def test_a_long_key_with_a_value_at_the_size_bound_reads_back(tmp_path: Path) -> None:
-    storage = Storage(Codec("raw"), Files(tmp_path / "store", max_value_bytes=100))
-    key = "k" * 1000  # stored under a hash, the key on the file's first line
+    storage = Storage(Codec("raw"), Files(tmp_path / "store", max_value_bytes=1000))
+    key = "k" * 600  # stored under a hash, the key on the file's first line
     for ttl in (None, 60.0):
-        storage.set(key, b"x" * 100, ttl=ttl)
-        assert storage[key] == b"x" * 100
+        storage.set(key, b"x" * 1000, ttl=ttl)
+        assert storage[key] == b"x" * 1000
 
 
 def test_a_long_key_is_listed_or_refused(tmp_path: Path) -> None:

@@ -23,7 +23,13 @@ except ImportError:  # Windows: threads are still excluded, other processes are 
     fcntl = None  # type: ignore[assignment]
 
 from pystorage import _fork
-from pystorage.errors import BackendError, ConfigurationError, UnsupportedError, not_a_str
+from pystorage.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    UnsupportedError,
+    not_a_str,
+)
 from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
@@ -74,8 +80,9 @@ class Files(Backend):
     written after the expired one was judged.
 
     Files owned by another user are refused (``BackendError``), never decoded, unless
-    ``trust_others=True``; a file larger than ``max_value_bytes`` is refused before any
-    of it is read.
+    ``trust_others=True``; a file larger than ``max_value_bytes`` (plus its header, and
+    the key under a hashed name) is refused before any of it is read, and a key whose
+    escaped form is longer, which listing could not read back, is refused.
 
     With an empty ``suffix`` every file in the folder whose name is an escaped key counts
     as an entry, so give each storage sharing a folder its own suffix, and no suffix that
@@ -97,7 +104,7 @@ class Files(Backend):
     _ending: str = attrs.field(init=False, repr=False)
     _uid: int = attrs.field(init=False, repr=False)
     _trusting: bool = attrs.field(init=False, repr=False)  # read files of any owner
-    _max_file: int = attrs.field(init=False, repr=False)  # a value, its header and key line
+    _max_file: int = attrs.field(init=False, repr=False)  # a value and its header
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     # Not _thread_lock: a removal may happen inside exclusive(), which holds that one.
@@ -130,7 +137,7 @@ class Files(Backend):
         self._max_stem = _MAX_NAME - len(self._ending.encode())
         self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self._trusting = self.trust_others or self._uid == -1
-        self._max_file = self.max_value_bytes + _FRAME.size + _MAX_NAME + 1
+        self._max_file = self.max_value_bytes + _FRAME.size
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
         _fork.renew_in_child(self, Files._renew_count_lock)
 
@@ -203,7 +210,7 @@ class Files(Backend):
             if not stat.S_ISREG(info.st_mode):
                 raise KeyError(key)
             if (info.st_uid != self._uid and not self._trusting) or info.st_size > self._max_file:
-                self._refuse(key, info)
+                self._check_file(key, name, info)
             data = _read_all(fd, info.st_size)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
@@ -219,18 +226,22 @@ class Files(Backend):
             return value, deadline
         return data, deadline
 
-    def _refuse(self, key: str, info: os.stat_result) -> None:
-        """Raise why the file of ``key`` is not read: its owner, or its size."""
+    def _check_file(self, key: str, name: str, info: os.stat_result) -> None:
+        """Raise why the file of ``key`` is not read, its owner or its size, if it is not
+        (the quick check before this one does not count a hashed name's key line)."""
         if info.st_uid != self._uid and not self._trusting:
             raise BackendError(
                 f"the file of key {key!r} in {self._root} belongs to user {info.st_uid}, "
                 "not to this one: refusing to read a value another user could have "
                 "planted (Files(..., trust_others=True) reads them)"
             )
-        raise BackendError(
-            f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
-            f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
-        )
+        # Beside the value: a header, and under a hashed name the escaped key and a newline.
+        beside = _FRAME.size + (len(names.escape(key)) + 1 if names.is_hashed(name) else 0)
+        if info.st_size > self.max_value_bytes + beside:
+            raise BackendError(
+                f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
+                f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
+            )
 
     def _unframe(self, key: str, data: bytes) -> tuple[bytes, float]:
         try:
@@ -252,6 +263,12 @@ class Files(Backend):
                 f"max_value_bytes={self.max_value_bytes}"
             )
         if names.is_hashed(name):
+            if len(names.escape(key)) > self.max_value_bytes:
+                # Listing reads at most that much of a file's first line to find its key.
+                raise InvalidKeyError(
+                    f"key {key[:40]!r}... is too long: escaped, it exceeds max_value_bytes="
+                    f"{self.max_value_bytes}, so it could be stored but never listed"
+                )
             value = names.with_key(key, value)
         if ttl is not None:
             if fcntl is None:
