@@ -502,7 +502,9 @@ class Files(Backend):
             return
         with os.scandir(self._root) as entries:
             legacy = any(self._key_of(entry) is not None for entry in entries)
-        if legacy:
+        # Look again: another process may have made the marker, then its first entry,
+        # since we looked (the marker always comes first).
+        if legacy and not os.path.lexists(marker):
             raise ConfigurationError(
                 f"{self._root} holds entries of pystorage 0.1 (storage format 0), which kept "
                 "deadlines inside values; this release cannot tell those from values. Clear "
