@@ -503,6 +503,19 @@ def test_a_folder_created_by_a_concurrent_opener_is_not_taken_for_format_0(
     assert storage["theirs"] == 1
 
 
+def test_a_marker_removed_by_a_temp_cleaner_comes_back_at_the_next_write(
+    tmp_path: Path,
+) -> None:
+    # systemd-tmpfiles ages files by their times: .pystorage is never written again after
+    # it is made, so in /tmp it goes after 10 days while the entries, written since, stay.
+    folder = tmp_path / "store"
+    storage = Storage(Codec("pickle"), Files(folder))
+    storage["a"] = 1
+    (folder / ".pystorage").unlink()
+    storage["b"] = 2  # the gate of this write, and of every later one, is the marker
+    assert Storage(Codec("pickle"), Files(folder))["b"] == 2  # not refused as format 0
+
+
 # -- (3) Tier ------------------------------------------------------------------------------
 
 
