@@ -545,7 +545,10 @@ class _Gate:
     @contextmanager
     def _held(self, operation: int) -> Iterator[None]:
         try:
-            fd = os.open(self._file, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+            # O_CREAT: a cleaner of old temp files removes the marker, never written
+            # after it is made; the next write puts it back, so that the folder is not
+            # taken for format 0 at the next open, and all holders lock one file again.
+            fd = os.open(self._file, os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
         except OSError as exc:
             raise BackendError(f"cannot open the lock file {self._file}: {exc}") from exc
         try:
