@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError, InvalidKeyError
 
 if TYPE_CHECKING:
@@ -319,9 +320,17 @@ class _AsyncKeyLocks:
     An asyncio lock belongs to one event loop: a thread running another loop gets its own.
     """
 
+    _mutex: threading.Lock
+    _locks: dict[tuple[asyncio.AbstractEventLoop, str], tuple[asyncio.Lock, int]]
+
     def __init__(self) -> None:
+        self._renew()
+        _fork.renew_in_child(self, _AsyncKeyLocks._renew)
+
+    def _renew(self) -> None:
+        """No lock held or waited for: new, and in a forked child (see ``_KeyLocks``)."""
         self._mutex = threading.Lock()
-        self._locks: dict[tuple[asyncio.AbstractEventLoop, str], tuple[asyncio.Lock, int]] = {}
+        self._locks = {}
 
     @asynccontextmanager
     async def __call__(self, key: str) -> AsyncIterator[None]:
@@ -334,11 +343,13 @@ class _AsyncKeyLocks:
                 yield
         finally:
             with self._mutex:
-                lock, users = self._locks[slot]
-                if users == 1:
+                held = self._locks.get(slot)
+                if held is None or held[0] is not lock:
+                    pass  # forgotten by a fork while this task held it
+                elif held[1] == 1:
                     del self._locks[slot]
                 else:
-                    self._locks[slot] = (lock, users - 1)
+                    self._locks[slot] = (lock, held[1] - 1)
 
 
 def memoize(

@@ -46,8 +46,14 @@ def _stacks(folder: Path, clock: FakeClock) -> dict[str, Callable[[], Storage]]:
         "pickle-files": lambda: Storage(Expiry(None, clock), Codec("pickle"), Files(folder)),
         "raw-files": lambda: Storage(Codec("raw"), Expiry(None, clock), Files(folder, "raw")),
         "bytes-memory": lambda: Storage(Codec("pickle"), Expiry(None, clock), Memory()),
+        # Files has the clock from the start: CountLimit indexes (and sweeps) the folder
+        # when it is linked, before Expiry, linked last, hands the clock down.
         "tier-countlimit-files": lambda: Storage(
-            Expiry(None, clock), CountLimit(100), Tier(LRU(2)), Codec("pickle"), Files(folder)
+            Expiry(None, clock),
+            CountLimit(100),
+            Tier(LRU(2)),
+            Codec("pickle"),
+            Files(folder, clock=clock),
         ),
     }
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError, UnsupportedError
 
 #: What a layer hands to the one below it: Python objects or encoded bytes.
@@ -27,9 +28,18 @@ class _KeyLocks:
     other arguments) must not wait for a lock its own thread holds.
     """
 
+    _mutex: threading.Lock
+    _locks: dict[str, tuple[threading.Lock, int]]
+
     def __init__(self) -> None:
+        self._renew()
+        _fork.renew_in_child(self, _KeyLocks._renew)
+
+    def _renew(self) -> None:
+        """No lock held or waited for: new, and in a forked child, which has none of the
+        threads that held or waited for the parent's (they would be held forever)."""
         self._mutex = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._locks = {}
 
     @contextmanager
     def __call__(self, key: str) -> Iterator[None]:
@@ -42,11 +52,13 @@ class _KeyLocks:
                 yield
         finally:
             with self._mutex:
-                lock, users = self._locks[key]
-                if users == 1:
+                held = self._locks.get(key)
+                if held is None or held[0] is not lock:
+                    pass  # forgotten by a fork while this thread held it
+                elif held[1] == 1:
                     del self._locks[key]
                 else:
-                    self._locks[key] = (lock, users - 1)
+                    self._locks[key] = (lock, held[1] - 1)
 
 
 _KEY_LOCKS = _KeyLocks()

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from pystorage import _fork
 from pystorage.layers.base import Layer, Wrapper
 from pystorage.layers.lru import positive
 
@@ -28,9 +29,19 @@ class CountLimit(Wrapper):
     removes_entries: ClassVar[bool] = True
 
     limit: int = attrs.field(validator=positive)
-    _order: OrderedDict[str, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
+    # Each key with the stamp of its last entry in the index: a read that misses forgets
+    # a key only if it entered before the read began (not if a write put it back since).
+    _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
+    _stamp: int = attrs.field(default=0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, CountLimit._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
 
     def link(self, inner: Layer) -> None:
         super().link(inner)
@@ -41,19 +52,21 @@ class CountLimit(Wrapper):
             self._written([])
 
     def get(self, key: str) -> Any:
+        stamp = self._stamp
         try:
             value = self._inner.get(key)
         except KeyError:
-            self._forget([key])
+            self._missed(key, stamp)
             raise
         self._used([key])
         return value
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        stamp = self._stamp
         try:
             found = self._inner.get_with_ttl(key)
         except KeyError:
-            self._forget([key])
+            self._missed(key, stamp)
             raise
         self._used([key])
         return found
@@ -133,10 +146,11 @@ class CountLimit(Wrapper):
         return counts
 
     def _used(self, keys: Iterable[str]) -> None:
-        order = self._order
         with self._lock:
+            order = self._order
             for key in keys:
-                order[key] = None
+                self._stamp += 1
+                order[key] = self._stamp
                 order.move_to_end(key)
         for key in keys:
             self._inner.touch(key)
@@ -156,6 +170,13 @@ class CountLimit(Wrapper):
             for key in keys:
                 self._order.pop(key, None)
 
+    def _missed(self, key: str, stamp: int) -> None:
+        """A read that began at ``stamp`` found ``key`` missing: forget it, unless it
+        entered the index since (a write of another thread landed after the miss)."""
+        with self._lock:
+            if self._order.get(key, stamp) <= stamp:
+                self._order.pop(key, None)
+
     def _relearn(self) -> None:
         """After a batch failed part way: which of its keys are stored is the backend's
         to say, so rebuild the index from it and keep the bound (in the exclusive section)."""
@@ -165,4 +186,5 @@ class CountLimit(Wrapper):
     def _reindex(self) -> None:
         keys = self._inner.keys_by_age()
         with self._lock:
-            self._order = OrderedDict.fromkeys(keys)
+            self._stamp += 1
+            self._order = OrderedDict.fromkeys(keys, self._stamp)

@@ -23,7 +23,13 @@ except ImportError:  # Windows: threads are still excluded, other processes are 
     fcntl = None  # type: ignore[assignment]
 
 from pystorage import _fork
-from pystorage.errors import BackendError, ConfigurationError, UnsupportedError, not_a_str
+from pystorage.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    UnsupportedError,
+    not_a_str,
+)
 from pystorage.layers import names
 from pystorage.layers.base import Backend, ValueKind
 
@@ -35,6 +41,9 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Why opening a file of the folder may fail when it is no entry to judge: gone, a link
+#: or folder put in its place, or another user's that this one cannot read.
+_NOT_OURS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EPERM})
 _temp_ids = itertools.count()
 #: A file with a deadline has its owner-execute bit set and begins with this header: the
 #: bit, which no value can set, tells a framed file from a plain one.
@@ -65,13 +74,15 @@ class Files(Backend):
     A value without a deadline is the file's whole content. A value written with a
     ``ttl`` gets a 13-byte header holding its deadline, and the file's owner-execute bit
     says so: the bit, not the content, tells the two apart, so no value can pass for a
-    header. An expired file is never returned, counted or listed; ``get`` and ``expire()``
-    remove it, and only while no write to the folder is in flight, so a removal never
-    takes a value written after the expired one was judged.
+    header. An expired file is never returned, counted or listed; ``get``, ``delete``,
+    ``expire()`` and ``keys_by_age()`` (a ``CountLimit`` rebuilding its index) remove it,
+    and only while no write to the folder is in flight, so a removal never takes a value
+    written after the expired one was judged.
 
     Files owned by another user are refused (``BackendError``), never decoded, unless
-    ``trust_others=True``; a file larger than ``max_value_bytes`` is refused before any
-    of it is read.
+    ``trust_others=True``; a file larger than ``max_value_bytes`` (plus its header, and
+    the key under a hashed name) is refused before any of it is read, and a key whose
+    escaped form is longer, which listing could not read back, is refused.
 
     With an empty ``suffix`` every file in the folder whose name is an escaped key counts
     as an entry, so give each storage sharing a folder its own suffix, and no suffix that
@@ -93,9 +104,11 @@ class Files(Backend):
     _ending: str = attrs.field(init=False, repr=False)
     _uid: int = attrs.field(init=False, repr=False)
     _trusting: bool = attrs.field(init=False, repr=False)  # read files of any owner
-    _max_file: int = attrs.field(init=False, repr=False)  # a value, its header and key line
+    _max_file: int = attrs.field(init=False, repr=False)  # a value and its header
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    # Not _thread_lock: a removal may happen inside exclusive(), which holds that one.
+    _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
@@ -124,8 +137,14 @@ class Files(Backend):
         self._max_stem = _MAX_NAME - len(self._ending.encode())
         self._uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self._trusting = self.trust_others or self._uid == -1
-        self._max_file = self.max_value_bytes + _FRAME.size + _MAX_NAME + 1
+        self._max_file = self.max_value_bytes + _FRAME.size
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
+        _fork.renew_in_child(self, Files._renew_count_lock)
+
+    def _renew_count_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held it at the fork (the
+        other lock and the lock file's descriptor are renewed by ``_after_fork``)."""
+        self._count_lock = threading.Lock()
 
     # -- names -------------------------------------------------------------------------
 
@@ -151,8 +170,11 @@ class Files(Backend):
                 if os.fstat(stream.fileno()).st_mode & _FRAMED:
                     stream.seek(_FRAME.size)
                 header = stream.readline(self.max_value_bytes)
-        except OSError:
-            return None
+        except OSError as exc:
+            if exc.errno in _NOT_OURS:
+                return None
+            # Short of descriptors (or an I/O error): the entry exists, say so by failing.
+            raise BackendError(f"cannot read the key of {file}: {exc}") from exc
         return names.key_in_header(header)
 
     # -- the protocol ------------------------------------------------------------------
@@ -188,7 +210,7 @@ class Files(Backend):
             if not stat.S_ISREG(info.st_mode):
                 raise KeyError(key)
             if (info.st_uid != self._uid and not self._trusting) or info.st_size > self._max_file:
-                self._refuse(key, info)
+                self._check_file(key, name, info)
             data = _read_all(fd, info.st_size)
         except OSError as exc:
             raise self._error("read", key, exc) from exc
@@ -204,18 +226,22 @@ class Files(Backend):
             return value, deadline
         return data, deadline
 
-    def _refuse(self, key: str, info: os.stat_result) -> None:
-        """Raise why the file of ``key`` is not read: its owner, or its size."""
+    def _check_file(self, key: str, name: str, info: os.stat_result) -> None:
+        """Raise why the file of ``key`` is not read, its owner or its size, if it is not
+        (the quick check before this one does not count a hashed name's key line)."""
         if info.st_uid != self._uid and not self._trusting:
             raise BackendError(
                 f"the file of key {key!r} in {self._root} belongs to user {info.st_uid}, "
                 "not to this one: refusing to read a value another user could have "
                 "planted (Files(..., trust_others=True) reads them)"
             )
-        raise BackendError(
-            f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
-            f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
-        )
+        # Beside the value: a header, and under a hashed name the escaped key and a newline.
+        beside = _FRAME.size + (len(names.escape(key)) + 1 if names.is_hashed(name) else 0)
+        if info.st_size > self.max_value_bytes + beside:
+            raise BackendError(
+                f"the file of key {key!r} in {self._root} holds {info.st_size} bytes, more "
+                f"than max_value_bytes={self.max_value_bytes}: refusing to read it"
+            )
 
     def _unframe(self, key: str, data: bytes) -> tuple[bytes, float]:
         try:
@@ -237,6 +263,12 @@ class Files(Backend):
                 f"max_value_bytes={self.max_value_bytes}"
             )
         if names.is_hashed(name):
+            if len(names.escape(key)) > self.max_value_bytes:
+                # Listing reads at most that much of a file's first line to find its key.
+                raise InvalidKeyError(
+                    f"key {key[:40]!r}... is too long: escaped, it exceeds max_value_bytes="
+                    f"{self.max_value_bytes}, so it could be stored but never listed"
+                )
             value = names.with_key(key, value)
         if ttl is not None:
             if fcntl is None:
@@ -271,7 +303,12 @@ class Files(Backend):
         file = self._file(key)
         try:
             info = os.lstat(file)
-            if not stat.S_ISREG(info.st_mode) or self._expired(file, info):
+            if not stat.S_ISREG(info.st_mode):
+                raise KeyError(key)
+            if self._expired(file, info):
+                # Missing, but removed all the same: an eviction of an expired entry
+                # (CountLimit) must not leave its file behind for good.
+                self._remove_expired([self._name(key)])
                 raise KeyError(key)
             with self._gate.shared():
                 os.unlink(file)
@@ -321,8 +358,17 @@ class Files(Backend):
             raise self._error("touch", key, exc) from exc
 
     def keys_by_age(self) -> list[str]:
-        aged = sorted((info.st_mtime_ns, key) for key, _, info in self._entries())
-        return [key for _, key in aged]
+        # The expired files met on the way are removed: an index of use built from this
+        # list (CountLimit) would never evict them, and they would pile up.
+        now = self.clock()
+        aged, expired = [], []
+        for key, entry, info in self._entries(live=False):
+            if info.st_mode & _FRAMED and self._deadline(entry.path) <= now:
+                expired.append(entry.name)
+            else:
+                aged.append((info.st_mtime_ns, key))
+        self._remove_expired(expired)
+        return [key for _, key in sorted(aged)]
 
     def _entries(self, live: bool = True) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
         """(key, directory entry, lstat) of every file of this storage in the folder (with
@@ -349,15 +395,21 @@ class Files(Backend):
         return bool(info.st_mode & _FRAMED) and self._deadline(file) <= self.clock()
 
     def _deadline(self, file: str) -> float:
-        """The deadline in a framed file's header (-inf, long past, if unreadable)."""
+        """The deadline in a framed file's header: -inf, long past, if the file is gone,
+        not ours to read or has no header of ours. A failure to read it (no descriptor
+        left, an I/O error) raises: a live value must not be judged expired by it."""
         try:
             fd = os.open(file, _READ_FLAGS)
-        except OSError:
-            return float("-inf")
+        except OSError as exc:
+            if exc.errno in _NOT_OURS:
+                return float("-inf")
+            raise BackendError(f"cannot read the deadline of {file}: {exc}") from exc
         try:
             magic, deadline = _FRAME.unpack(os.pread(fd, _FRAME.size, 0))
-        except (OSError, struct.error):
+        except struct.error:
             return float("-inf")
+        except OSError as exc:
+            raise BackendError(f"cannot read the deadline of {file}: {exc}") from exc
         finally:
             os.close(fd)
         return float(deadline) if magic == _FRAME_MAGIC else float("-inf")
@@ -378,7 +430,7 @@ class Files(Backend):
                 if stat.S_ISREG(info.st_mode) and self._expired(file, info):
                     _unlink_quietly(file)
                     removed += 1
-        with self._thread_lock:
+        with self._count_lock:
             self._expirations += removed
         return removed
 
@@ -450,7 +502,9 @@ class Files(Backend):
             return
         with os.scandir(self._root) as entries:
             legacy = any(self._key_of(entry) is not None for entry in entries)
-        if legacy:
+        # Look again: another process may have made the marker, then its first entry,
+        # since we looked (the marker always comes first).
+        if legacy and not os.path.lexists(marker):
             raise ConfigurationError(
                 f"{self._root} holds entries of pystorage 0.1 (storage format 0), which kept "
                 "deadlines inside values; this release cannot tell those from values. Clear "
@@ -479,62 +533,49 @@ class Files(Backend):
 
 class _Gate:
     """Writers hold it shared; the removal of an expired file holds it alone, so that it
-    never races a write. ``flock`` on one file through one descriptor per thread: a
-    ``flock`` belongs to a descriptor, so threads sharing one would release each other's.
+    never races a write. Each holder opens the lock file for itself: a ``flock`` belongs
+    to an open file, so threads sharing a descriptor would release each other's, and a
+    descriptor kept per thread would stay open after ``close()`` in every thread of a
+    pool. Opening costs about a microsecond, a write a hundred.
     """
 
     def __init__(self, file: str) -> None:
         self._file = file
-        self._local = threading.local()
 
-    def _fd(self) -> int:
-        held: tuple[int, _Descriptor] | None = getattr(self._local, "held", None)
-        if held is None or held[0] != _fork.epoch():  # a child opens its own
+    @contextmanager
+    def _held(self, operation: int) -> Iterator[None]:
+        try:
+            # O_CREAT: a cleaner of old temp files removes the marker, never written
+            # after it is made; the next write puts it back, so that the folder is not
+            # taken for format 0 at the next open, and all holders lock one file again.
+            fd = os.open(self._file, os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+        except OSError as exc:
+            raise BackendError(f"cannot open the lock file {self._file}: {exc}") from exc
+        try:
+            fcntl.flock(fd, operation)
             try:
-                fd = os.open(self._file, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
-            except OSError as exc:
-                raise BackendError(f"cannot open the lock file {self._file}: {exc}") from exc
-            held = (_fork.epoch(), _Descriptor(fd))
-            self._local.held = held
-        return held[1].fd
+                yield
+            finally:
+                # Explicitly: a child forked meanwhile shares the open file, and closing
+                # our descriptor alone would leave the lock held by its copy.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def shared(self) -> Iterator[None]:
         if fcntl is None:
             yield
             return
-        fd = self._fd()
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        try:
+        with self._held(fcntl.LOCK_SH):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
 
     @contextmanager
     def alone(self) -> Iterator[None]:
         if fcntl is None:
             raise UnsupportedError("expiring files needs flock, which this system lacks")
-        fd = self._fd()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
+        with self._held(fcntl.LOCK_EX):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-class _Descriptor:
-    """A file descriptor closed when its thread's storage forgets it."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __del__(self) -> None:
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
 
 
 def _fsync_folder(folder: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from pystorage import _fork
 from pystorage.layers.base import Backend
 
 _MISSING: Any = object()
@@ -49,6 +50,15 @@ class Memory(Backend):
     @_data.default
     def _new_data(self) -> dict[str, Any]:
         return self._empty()
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Memory._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have been writing at the fork."""
+        if self._lock.locked():  # cut short, a purge may have popped deadlines it kept
+            self._rebuild_heap()
+        self._lock = threading.Lock()
 
     def _empty(self) -> dict[str, Any]:
         """The mapping that holds the entries (LRU keeps an ordered one)."""
@@ -135,7 +145,11 @@ class Memory(Backend):
 
     def delete(self, key: str) -> None:
         with self._lock:
-            del self._data[key]
+            entry = self._data.pop(key)
+            if type(entry) is _Expiring and entry.deadline <= self.clock():
+                # Gone all the same, but it was missing: as get, in and len say.
+                self._expirations += 1
+                raise KeyError(key)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         with self._lock:
@@ -203,10 +217,14 @@ class Memory(Backend):
         removed = self._remove_expired_locked(due, now) if due else 0
         if len(heap) > 2 * len(self._data) + 64:
             # Rewritten keys leave stale deadlines behind: drop them before they pile up.
-            self._heap = [
-                (entry.deadline, key)
-                for key, entry in self._data.items()
-                if type(entry) is _Expiring and entry.deadline != math.inf
-            ]
-            heapq.heapify(self._heap)
+            self._rebuild_heap()
         return removed
+
+    def _rebuild_heap(self) -> None:
+        """The heap of deadlines afresh from the entries (with the lock held)."""
+        self._heap = [
+            (entry.deadline, key)
+            for key, entry in self._data.items()
+            if type(entry) is _Expiring and entry.deadline != math.inf
+        ]
+        heapq.heapify(self._heap)

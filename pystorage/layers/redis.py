@@ -139,10 +139,10 @@ class Redis(Backend):
             found = self.client.eval(_GET_WITH_TTL, 1, name)
         except self._errors as exc:
             raise self._fail(f"read {key!r}", exc) from exc
-        if found is None:
+        if found is None or int(found[1]) == 0:
             raise KeyError(key)
         value, left = found
-        return _as_bytes(value), (None if int(left) < 0 else int(left) / 1000)
+        return _as_bytes(value), _seconds_left(left)
 
     def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
         keys = list(dict.fromkeys(keys))
@@ -156,9 +156,9 @@ class Redis(Backend):
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
         return {
-            key: (_as_bytes(value), None if int(left) < 0 else int(left) / 1000)
+            key: (_as_bytes(value), _seconds_left(left))
             for key, reply in zip(keys, replies, strict=True)
-            if reply is not None
+            if reply is not None and int(reply[1]) != 0
             for value, left in [reply]
         }
 
@@ -318,6 +318,12 @@ def _check_prefix(prefix: object, whole_database: bool) -> None:
             "otherwise it also covers the entries of every prefix that starts with it, "
             f"such as {prefix + SEPARATOR!r} or {prefix + 'x' + SEPARATOR!r}"
         )
+
+
+def _seconds_left(pttl: Any) -> float | None:
+    """PTTL's answer in seconds (None: no expiry). Its 0, the last millisecond, is taken
+    for expired by the callers: no write accepts a TTL of 0."""
+    return None if int(pttl) < 0 else int(pttl) / 1000
 
 
 def _wrong_type(exc: Exception) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from pystorage import _fork
 from pystorage.layers.base import Wrapper
 
 
@@ -25,6 +26,13 @@ class Stats(Wrapper):
 
     _counts: Counter[str] = attrs.field(factory=Counter, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Stats._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
         try:

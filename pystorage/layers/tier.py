@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
@@ -22,9 +23,10 @@ class Tier(Wrapper):
 
     A read that misses in front reads through and keeps the value in front with the time
     it has left below, so the front never outlives a TTL; a write goes below first, then
-    to front with its TTL; a delete removes from both. A read-through that overlapped a
-    write of the same key keeps nothing in front, so it can never put back an older
-    value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
+    to front with its TTL (a write that fails below drops the key from front: it may
+    have been stored all the same); a delete removes from both. A read-through that
+    overlapped a write of the same key keeps nothing in front, so it can never put back
+    an older value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
     batch reads do not fill the front. Another process writing the same storage below is
     not seen until the key leaves ``front``. Put it below ``CountLimit`` and ``Expiry``,
     never above: what they remove would still be served from the front.
@@ -33,6 +35,13 @@ class Tier(Wrapper):
     front: Layer
     _writes: list[int] = attrs.field(factory=lambda: [0] * _STRIPES, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Tier._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
 
     def link(self, inner: Layer) -> None:
         for below in stack_from(inner):
@@ -83,7 +92,11 @@ class Tier(Wrapper):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._writing([key])
-        self._inner.set(key, value, ttl)
+        try:
+            self._inner.set(key, value, ttl)
+        except BaseException:
+            self._failed([key])
+            raise
         with self._lock:
             self._bump([key])
             self.front.set(key, value, ttl)
@@ -115,7 +128,11 @@ class Tier(Wrapper):
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         self._writing(items)
-        self._inner.set_many(items, ttl)
+        try:
+            self._inner.set_many(items, ttl)
+        except BaseException:
+            self._failed(items)
+            raise
         with self._lock:
             self._bump(items)
             self.front.set_many(items, ttl)
@@ -138,6 +155,13 @@ class Tier(Wrapper):
         """Mark a write as begun: read-throughs that started before it keep nothing."""
         with self._lock:
             self._bump(keys)
+
+    def _failed(self, keys: Iterable[str]) -> None:
+        """After a write below failed: it may have stored the new values all the same (a
+        reply lost on the way back), so the front forgets the old ones."""
+        with self._lock:
+            self._bump(keys)
+            self.front.delete_many(keys)
 
     def _bump(self, keys: Iterable[str]) -> None:
         """Count a write in the stripes of ``keys`` (with the lock held)."""
