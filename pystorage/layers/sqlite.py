@@ -88,7 +88,6 @@ class SQLite(Backend):
     _local: threading.local = attrs.field(factory=threading.local, init=False, repr=False)
     _mine: list[sqlite3.Connection] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
-    _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _writes: int = attrs.field(default=0, init=False, repr=False)
     _expirations: int = attrs.field(default=0, init=False, repr=False)
 
@@ -101,6 +100,7 @@ class SQLite(Backend):
             raise ConfigurationError("timeout must be a number of seconds")
         if not 0 <= self.timeout < float("inf"):
             raise ConfigurationError("timeout must be a finite number of seconds, at least 0")
+        _fork.renew_in_child(self, SQLite._renew_in_child)
         if self.path.is_dir():
             raise ConfigurationError(f"{self.path} is a folder: SQLite needs a database file")
         self._create_file()
@@ -134,12 +134,10 @@ class SQLite(Backend):
             db: sqlite3.Connection = self._local.db
         except AttributeError:
             return self._connect()
-        return db if self._epoch == _fork.epoch() else self._connect()
+        return db
 
     def _connect(self) -> sqlite3.Connection:
-        """This thread's connection, opened now (the first use here, or after a fork)."""
-        if self._epoch != _fork.epoch():
-            self._after_fork()
+        """This thread's connection, opened now (its first use here, or after a fork)."""
         try:
             db = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -153,16 +151,13 @@ class SQLite(Backend):
             self._mine.append(db)
         return db
 
-    def _after_fork(self) -> None:
-        """In a child: leave the parent's connections alone, and open new ones."""
-        with self._lock:
-            if self._epoch == _fork.epoch():
-                return
-            _ABANDONED.extend(self._mine)
-            self._mine = []
-            self._local = threading.local()
-            self._lock = threading.Lock()
-            self._epoch = _fork.epoch()
+    def _renew_in_child(self) -> None:
+        """First thing in a forked child: leave the parent's connections alone (new ones
+        open on first use), and replace a lock some thread of the parent may have held."""
+        _ABANDONED.extend(self._mine)
+        self._mine = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
 
     @contextmanager
     def _session(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -317,8 +312,6 @@ class SQLite(Backend):
 
     def close(self) -> None:
         """Close this process's connections; a later call opens new ones."""
-        if self._epoch != _fork.epoch():
-            self._after_fork()
         with self._lock:
             mine, self._mine = self._mine, []
             self._local = threading.local()
