@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import stat
+import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pystorage import Storage
-from pystorage.errors import BackendError, CodecError, ConfigurationError, InvalidKeyError
+from pystorage import Storage, StorageProvider
+from pystorage.errors import (
+    BackendError,
+    CodecError,
+    ConfigurationError,
+    InvalidKeyError,
+    StorageProviderError,
+)
 from pystorage.layers import Codec, Files
 from pystorage.layers.names import escape, unescape
 from pystorage.storage_provider import json_files
@@ -654,3 +662,62 @@ def test_suffix_leading_dots_are_normalised(folder: Path, suffix: str) -> None:
     storage["k"] = 1
     assert _names(folder) == ["k.json"]
     assert list(storage) == ["k"]
+
+
+# -- files another user could have planted, and files too large to read (issue 10) --------
+
+
+class _RunsCode:
+    """Unpickling it makes a folder: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_file_of_another_user_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    folder, marker = tmp_path / "store", tmp_path / "code-ran"
+    storage = Storage(Codec("pickle"), Files(folder, "pkl"))
+    storage["mine"] = 1
+    planted = folder / "k.pkl"
+    planted.write_bytes(pickle.dumps(_RunsCode(marker)))
+    os.chown(planted, 65534, 65534)  # as if user nobody had put it there
+    with pytest.raises(BackendError, match="belongs to user 65534"):
+        storage["k"]
+    assert not marker.exists()
+    assert sorted(storage) == ["k", "mine"]  # listed: listing decodes nothing
+    trusting = Storage(Codec("pickle"), Files(folder, "pkl", trust_others=True))
+    trusting.get("k")
+    assert marker.exists()  # asked for: it runs
+
+
+def test_a_file_larger_than_max_value_bytes_is_refused_from_its_size(tmp_path: Path) -> None:
+    storage = Storage(Codec("raw"), Files(tmp_path / "store"))
+    storage["small"] = b"x"
+    with open(tmp_path / "store" / "huge", "wb") as sparse:
+        sparse.truncate(20 << 30)  # 20 GiB that take no space: reading it would
+    with pytest.raises(BackendError, match="max_value_bytes"):
+        storage["huge"]
+    bounded = Storage(Codec("raw"), Files(tmp_path / "store", max_value_bytes=10))
+    with pytest.raises(BackendError, match="max_value_bytes"):
+        bounded["big"] = b"x" * 11
+    assert "big" not in bounded and bounded["small"] == b"x"
+
+
+def test_pickle_presets_default_to_a_folder_only_this_user_enters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    provider = StorageProvider()
+    pickles = provider.create(StorageProvider.STORAGE_PICKLE)
+    pickles["k"] = 1
+    private = tmp_path / f"pystorage-{os.getuid()}"
+    assert (private / "k.storage.pkl").exists()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    provider.create(StorageProvider.STORAGE_JSON)["j"] = 1
+    assert (tmp_path / "j.storage.json").exists()  # JSON keeps the seed's temp folder
+    private.chmod(0o777)
+    with pytest.raises(StorageProviderError, match="0700"):
+        provider.create(StorageProvider.STORAGE_DISKLRU)
