@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -188,3 +190,24 @@ def test_an_lru_counts_every_eviction() -> None:
         storage[key] = key
     assert list(storage) == ["c"]
     assert storage.stats()["evictions"] == 2
+
+
+class _WrittenRightAfterARead(OrderedDict[str, Any]):
+    """An LRU's mapping where another thread writes a key right after a read missed it."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = super().get(key, default)
+        if key not in self:
+            self[key] = "written meanwhile"
+        return found
+
+
+class _RacedLRU(LRU):
+    def _empty(self) -> OrderedDict[str, Any]:
+        return _WrittenRightAfterARead()
+
+
+def test_an_lru_read_racing_a_write_returns_the_default_or_the_value_written() -> None:
+    storage = Storage(_RacedLRU(10))
+    assert storage.get("k", "default") in ("default", "written meanwhile")
+    assert storage["k"] == "written meanwhile"
