@@ -827,3 +827,19 @@ def test_a_bad_codec_name_is_refused_with_the_rule(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigurationError) as caught:
         register("fast-gzip", Gzip)
     assert str(caught.value) == "codec name 'fast-gzip' must be non-empty and contain no '-'"
+
+
+def test_a_codec_that_is_not_a_name_or_known_is_refused_with_what_is_known() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve(5)  # type: ignore[arg-type]
+    assert str(caught.value) == "a codec is a name or a codec instance, not 5"
+    known = ", ".join(sorted(base._REGISTRY))
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("gzip-nope")
+    assert str(caught.value) == f"unknown codec 'nope' in 'gzip-nope'; known: {known}"
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("signed-pickle")
+    assert str(caught.value) == (
+        f"unknown codec 'signed' in 'signed-pickle'; known: {known}; "
+        "to sign values, pass secret= (or add Signed(secret))"
+    )

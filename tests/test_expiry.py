@@ -10,7 +10,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.errors import ConfigurationError, UnsupportedError
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Stats
+from pystorage.layers import LRU, Backend, Codec, CountLimit, Expiry, Files, Memory, Stats, Tier
 from tests.helpers import FakeClock
 
 
@@ -232,3 +232,29 @@ def test_a_misconfigured_expiry_says_what_is_wrong(clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Storage(Expiry(5), CountLimit(3), Forgetful())
     assert str(caught.value) == "Forgetful cannot keep deadlines, so Expiry cannot sit above it"
+
+
+def test_a_test_clock_reaches_the_front_of_a_tier(clock: FakeClock) -> None:
+    front = LRU(10)
+    storage = Storage(Expiry(5, clock), Tier(front), Memory())
+    storage["k"] = "v"
+    assert front.get_with_ttl("k") == ("v", 5)
+    clock.now += 5
+    with pytest.raises(KeyError):
+        storage["k"]
+    assert not front.contains("k")
+
+
+class _ServerSide(Backend):
+    """A backend whose server expires keys by its own clock (as Redis and S3 do)."""
+
+    supports_ttl = True
+
+
+def test_a_clock_for_a_backend_that_expires_by_its_own_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Expiry(5, clock), _ServerSide())
+    assert str(caught.value) == (
+        "_ServerSide expires entries by its own clock: a clock cannot be given here"
+    )
+    Storage(Expiry(5), _ServerSide())  # without a clock it is fine
