@@ -9,7 +9,7 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
 TESTS ?=
 
-.PHONY: test test-versions pytest servers demo lint docs bench clean
+.PHONY: test test-versions pytest servers demo lint docs bench mutation clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +56,17 @@ bench: $(INSTALLED)
 docs: $(INSTALLED)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+# Mutation testing of the core layers and codecs (not part of `make test`; see "Mutation
+# testing" in docs/reliability.md). A fresh run each time: mutmut's cache of earlier results
+# would not notice every change to the tests. Each process may map at most 2 GiB, so that a
+# mutant that loops while allocating fails alone instead of exhausting the machine.
+mutation: $(INSTALLED)
+	rm -rf mutants
+	ulimit -v 2097152 && $(VENV)/bin/mutmut run --max-children 2
+	$(PY) tests/mutation/score.py
+
 demo: $(INSTALLED)
 	$(PY) demo/tour.py
 
 clean:
-	rm -rf $(VENV) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants

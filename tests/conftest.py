@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pystorage.testing import RedisClusterServer, RedisServer, SeaweedS3Server
 from tests.helpers import unique
+
+# `make mutation` runs each mutant's tests with this profile: the same examples on every
+# run, so that two runs judge a mutant alike, and no example database, so that an example
+# one mutant failed on is not replayed against the others.
+settings.register_profile("mutation", derandomize=True, database=None)
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from pystorage.codecs import (
     resolve,
 )
 from pystorage.errors import CodecError, ConfigurationError
-from pystorage.layers import Codec, Memory
+from pystorage.layers import LRU, Codec, Memory
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -762,3 +762,84 @@ def test_json_floats_keep_their_value() -> None:
     got = storage["f"]
     assert got == [0.1, -0.0, 1e308, 5e-324]
     assert math.copysign(1.0, got[1]) == -1.0
+
+
+# -- what the errors say -------------------------------------------------------------------
+
+
+def test_every_read_of_a_corrupt_value_names_the_key_and_the_cause() -> None:
+    backend = Memory()
+    storage = Storage(Codec("json"), backend)
+    codec = storage.layers[0]
+    backend.set("bad", b"{not json")
+    reads = [
+        storage.__getitem__,
+        storage.get_with_ttl,
+        lambda key: storage.get_many([key]),
+        lambda key: storage.get_many_with_ttl([key]),
+        lambda key: codec.peek_many([key]),
+    ]
+    for read in reads:
+        with pytest.raises(CodecError) as caught:
+            read("bad")
+        assert str(caught.value).startswith(
+            "the stored value of key 'bad' cannot be decoded as json: JSONDecodeError: "
+        )
+        assert type(caught.value.__cause__).__name__ == "JSONDecodeError"
+
+
+def test_a_value_that_cannot_be_encoded_is_named_with_its_type_and_the_cause() -> None:
+    storage = Storage(Codec("json"), Memory())
+    writes = [lambda: storage.set("b", {1}), lambda: storage.set_many({"a": 1, "b": {1}})]
+    for write in writes:
+        with pytest.raises(CodecError) as caught:
+            write()
+        assert str(caught.value) == (
+            "the value for key 'b' (set) cannot be encoded as json: "
+            "TypeError: Object of type set is not JSON serializable"
+        )
+        assert isinstance(caught.value.__cause__, TypeError)
+    assert len(storage) == 0
+
+
+def test_peeking_through_a_codec_decodes_and_is_not_a_use() -> None:
+    lru = LRU(2)
+    storage = Storage(Codec("json"), lru)
+    storage["a"], storage["b"] = [1], [2]
+    assert storage.layers[0].peek_many(["a", "zz"]) == {"a": [1]}
+    storage["c"] = [3]
+    assert sorted(storage) == ["b", "c"]
+
+
+def test_a_misbuilt_chain_says_what_to_change() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Chain(())
+    assert str(caught.value) == "a codec chain needs at least one codec"
+    with pytest.raises(ConfigurationError) as caught:
+        Gzip() | Pickle()
+    assert str(caught.value) == (
+        "Pickle turns objects into bytes, so it must come first in a chain, e.g. Pickle() | Gzip()"
+    )
+
+
+def test_a_bad_codec_name_is_refused_with_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    with pytest.raises(ConfigurationError) as caught:
+        register("fast-gzip", Gzip)
+    assert str(caught.value) == "codec name 'fast-gzip' must be non-empty and contain no '-'"
+
+
+def test_a_codec_that_is_not_a_name_or_known_is_refused_with_what_is_known() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve(5)  # type: ignore[arg-type]
+    assert str(caught.value) == "a codec is a name or a codec instance, not 5"
+    known = ", ".join(sorted(base._REGISTRY))
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("gzip-nope")
+    assert str(caught.value) == f"unknown codec 'nope' in 'gzip-nope'; known: {known}"
+    with pytest.raises(ConfigurationError) as caught:
+        resolve("signed-pickle")
+    assert str(caught.value) == (
+        f"unknown codec 'signed' in 'signed-pickle'; known: {known}; "
+        "to sign values, pass secret= (or add Signed(secret))"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from pystorage.errors import ConfigurationError, UnsupportedError
-from pystorage.layers import Codec, CountLimit, Expiry, Files, Memory
+from pystorage.layers import LRU, Backend, Codec, CountLimit, Expiry, Files, Memory, Stats, Tier
 from tests.helpers import FakeClock
 
 
@@ -182,3 +182,79 @@ def test_expiring_cost_does_not_scan_every_key(clock: FakeClock) -> None:
 def _entries(folder: Path) -> list[str]:
     """The files of entries in ``folder``: its hidden lock and format files left out."""
     return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
+@pytest.mark.parametrize("backend", ["memory", "lru", "files"])
+def test_set_many_gives_the_default_ttl_and_replaces_old_deadlines(
+    tmp_path: Path, clock: FakeClock, backend: str
+) -> None:
+    below = {
+        "memory": lambda: Memory(),
+        "lru": lambda: LRU(10),
+        "files": lambda: Files(tmp_path / "store"),
+    }[backend]()
+    above = [Codec("pickle")] if backend == "files" else []
+    storage = Storage(Expiry(10, clock), *above, below)
+    storage.set("shorter", 0, ttl=1)
+    storage.set("longer", 0, ttl=100)
+    storage.set_many({"a": 1, "shorter": 2, "longer": 3})
+    assert storage.get_with_ttl("a") == (1, 10)
+    clock.now += 5  # past the old deadline of "shorter": the new one holds
+    assert sorted(storage) == ["a", "longer", "shorter"]
+    clock.now += 5  # the default TTL, not the old 100 s of "longer"
+    assert list(storage) == []
+    storage.set("k", 0, ttl=1)
+    storage.set_many({"k": 1}, ttl=20)
+    clock.now += 15
+    assert storage["k"] == 1
+
+
+def test_stats_name_expirations_before_the_first_one(clock: FakeClock) -> None:
+    storage = Storage(Stats(), Expiry(5, clock), Memory())
+    assert storage.stats() == {
+        "hits": 0, "misses": 0, "writes": 0, "deletes": 0, "bytes_read": 0,
+        "bytes_written": 0, "expirations": 0,
+    }  # fmt: skip
+    storage["a"] = 1
+    clock.now += 5
+    assert storage.get("a") is None
+    assert storage.stats()["expirations"] == 1
+
+
+def test_a_misconfigured_expiry_says_what_is_wrong(clock: FakeClock) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Expiry(0)
+    assert str(caught.value) == "ttl must be a finite positive number or None"
+
+    class Forgetful(Memory):  # a backend of the user's that keeps no deadlines
+        supports_ttl = False
+
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Expiry(5), CountLimit(3), Forgetful())
+    assert str(caught.value) == "Forgetful cannot keep deadlines, so Expiry cannot sit above it"
+
+
+def test_a_test_clock_reaches_the_front_of_a_tier(clock: FakeClock) -> None:
+    front = LRU(10)
+    storage = Storage(Expiry(5, clock), Tier(front), Memory())
+    storage["k"] = "v"
+    assert front.get_with_ttl("k") == ("v", 5)
+    clock.now += 5
+    with pytest.raises(KeyError):
+        storage["k"]
+    assert not front.contains("k")
+
+
+class _ServerSide(Backend):
+    """A backend whose server expires keys by its own clock (as Redis and S3 do)."""
+
+    supports_ttl = True
+
+
+def test_a_clock_for_a_backend_that_expires_by_its_own_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Expiry(5, clock), _ServerSide())
+    assert str(caught.value) == (
+        "_ServerSide expires entries by its own clock: a clock cannot be given here"
+    )
+    Storage(Expiry(5), _ServerSide())  # without a clock it is fine

@@ -349,6 +349,58 @@ def test_foreign_tilde_file_is_not_an_entry(folder: Path) -> None:
     assert len(storage) == 0
 
 
+def _hashed_file(folder: Path) -> Path:
+    """The one file of ``folder`` stored under a hashed name."""
+    (name,) = [name for name in _names(folder) if name.startswith("~")]
+    return folder / name
+
+
+def test_a_hashed_file_holding_another_key_s_entry_is_not_read_as_this_key(
+    folder: Path,
+) -> None:
+    storage = _files_storage(folder)
+    first, second = "k" * 300 + "1", "k" * 300 + "2"
+    storage[second] = "second"
+    second_file = _hashed_file(folder)
+    del storage[second]
+    storage[first] = "first"
+    os.link(_hashed_file(folder), second_file)  # e.g. restored under the wrong name
+    with pytest.raises(KeyError):
+        storage[second]
+    assert storage.get(second) is None
+    assert list(storage) == [first]
+    assert storage[first] == "first"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"\xff\xfe not ascii\n", b"%s\r\n", b"%s \n", b"%s\t\n"],
+    ids=["not-ascii", "crlf", "space", "tab"],
+)
+def test_a_hashed_file_with_a_mangled_first_line_is_not_an_entry(
+    folder: Path, header: bytes
+) -> None:
+    storage = _files_storage(folder)
+    key = "k" * 300
+    storage[key] = "v"
+    file = _hashed_file(folder)
+    escaped = file.read_bytes().partition(b"\n")[0]
+    file.write_bytes(header.replace(b"%s", escaped) + b'"v"')
+    assert list(storage) == []
+    assert len(storage) == 0
+    with pytest.raises(KeyError):
+        storage[key]
+
+
+def test_long_keys_ending_in_any_character_are_listed(folder: Path) -> None:
+    storage = _files_storage(folder)
+    keys = sorted("k" * 300 + end for end in ("X", "XX", "n", "%", "~", "\n", " ", "\u00e9"))
+    for key in keys:
+        storage[key] = key
+    assert sorted(storage) == keys
+    assert all(storage[key] == key for key in keys)
+
+
 def test_undecodable_file_name_is_not_an_entry(folder: Path) -> None:
     storage = json_files(path=folder)
     storage["k"] = 1

@@ -203,6 +203,8 @@ class _PausingFiles(Files):
 
 
 def test_a_tier_read_through_never_puts_back_an_older_value(tmp_path: Path) -> None:
+    for event in (_PausingFiles.pause, _PausingFiles.read, _PausingFiles.resume):
+        event.clear()  # set by an earlier run of this test in the same process
     storage = Storage(Tier(LRU(10)), Codec("pickle"), _PausingFiles(tmp_path))
     Storage(Codec("pickle"), Files(tmp_path))["k"] = "old"  # below only: the front misses
     _PausingFiles.pause.set()

@@ -177,3 +177,35 @@ def test_no_codec_name_puts_signed_anywhere_but_last(
     assert resolve("signed-gzip-pickle") == Pickle() | Gzip() | Signed(SECRET)
     with pytest.raises(ConfigurationError, match="last stage"):
         resolve("gzip-signed-pickle")
+
+
+def test_a_secret_of_16_bytes_is_enough_and_15_are_not() -> None:
+    storage = Storage(Codec(Pickle() | Signed("s" * 16)), Memory())
+    storage["k"] = 1
+    assert storage["k"] == 1
+    Signed(b"\x00" * 16)
+    for short in ("s" * 15, b"\x00" * 15):
+        with pytest.raises(ConfigurationError) as caught:
+            Signed(short)
+        assert str(caught.value) == "a signing secret needs at least 16 bytes"
+
+
+def test_signed_before_another_stage_says_where_it_belongs() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Pickle() | Signed(SECRET) | Gzip()
+    assert str(caught.value) == (
+        "Signed must be the last stage of a chain, so that a read checks it before anything "
+        "else decodes, e.g. Pickle() | Gzip() | Signed(secret)"
+    )
+
+
+def test_a_refused_signature_says_why() -> None:
+    backend = Memory()
+    storage = Storage(Codec(Pickle() | Signed(SECRET)), backend)
+    backend.set("k", pickle.dumps("unsigned"))
+    with pytest.raises(CodecError) as caught:
+        storage["k"]
+    assert str(caught.value) == (
+        "the stored value of key 'k' cannot be decoded as signed-pickle: "
+        "ValueError: the signature is missing or wrong: refusing to decode"
+    )

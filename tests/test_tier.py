@@ -1,0 +1,173 @@
+"""Tier: what a read-through keeps in front, for how long, and when it keeps nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pystorage import Storage
+from pystorage.errors import ConfigurationError
+from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Tier
+from tests.helpers import FakeClock
+
+
+class _Below(Memory):
+    """A Memory that counts the reads reaching it and, when ``meanwhile`` is set, runs it
+    once between reading a value and returning it: a write by another thread, placed
+    exactly inside a read-through."""
+
+    reads = 0
+    meanwhile: Callable[[], None] | None = None
+
+    def get(self, key: str) -> Any:
+        self.reads += 1
+        return super().get(key)
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        self.reads += 1
+        found = super().get_with_ttl(key)
+        action, self.meanwhile = self.meanwhile, None
+        if action is not None:
+            action()
+        return found
+
+
+def test_a_read_through_keeps_the_value_it_read_with_the_time_left() -> None:
+    clock = FakeClock()
+    below = _Below(clock=clock)
+    storage = Storage(Tier(LRU(10, clock=clock)), below)
+    below.set("k", {"v": 1}, ttl=10)  # written below only: the front misses
+    below.set("none", None)
+    clock.now += 4
+    assert storage["k"] == {"v": 1}
+    assert storage.get("none", "default") is None
+    reads = below.reads
+    assert storage["k"] == {"v": 1}
+    assert storage.get_with_ttl("k") == ({"v": 1}, 6)
+    assert storage.get("none", "default") is None  # a stored None, remembered as such
+    assert storage.get_with_ttl("none") == (None, None)
+    assert below.reads == reads  # all served by the front
+    clock.now += 6
+    with pytest.raises(KeyError):
+        storage["k"]
+    assert storage.get_with_ttl("none") == (None, None)
+
+
+def test_get_with_ttl_reads_through_once_then_serves_the_front() -> None:
+    clock = FakeClock()
+    below = _Below(clock=clock)
+    storage = Storage(Tier(LRU(10, clock=clock)), below)
+    below.set("k", "v", ttl=10)
+    assert storage.get_with_ttl("k") == ("v", 10)
+    assert below.reads == 1
+    clock.now += 3
+    assert storage.get_with_ttl("k") == ("v", 7)
+    assert below.reads == 1
+
+
+def _set(storage: Storage, key: str) -> None:
+    storage[key] = "new"
+
+
+def _set_many(storage: Storage, key: str) -> None:
+    storage.set_many({key: "new"})
+
+
+def _delete(storage: Storage, key: str) -> None:
+    del storage[key]
+
+
+def _delete_many(storage: Storage, key: str) -> None:
+    storage.delete_many([key])
+
+
+def _clear(storage: Storage, key: str) -> None:
+    storage.clear()
+
+
+def _set_then_clear(storage: Storage, key: str) -> None:
+    storage[key] = "new"
+    storage.clear()
+
+
+@pytest.mark.parametrize("write", [_set, _set_many, _delete, _delete_many, _clear, _set_then_clear])
+def test_a_read_through_overlapping_a_write_keeps_nothing_in_front(
+    write: Callable[[Storage, str], None],
+) -> None:
+    below = _Below()
+    storage = Storage(Tier(LRU(1)), below)
+    # Several keys, so several stripes of write counters; each key was written through the
+    # Tier once already, and all but the last were then pushed out of the 1-entry front.
+    keys = [f"key{i}" for i in range(8)]
+    for key in keys:
+        storage[key] = "old"
+    for key in keys[:-1]:
+        if not below.contains(key):
+            continue  # cleared by an earlier round
+        below.meanwhile = lambda key=key: write(storage, key)  # type: ignore[misc]
+        assert storage[key] == "old"  # read below before the write: linearised before it
+        assert below.meanwhile is None
+        assert storage.get(key, "gone") == below.lookup(key, "gone")
+
+
+def _tier(clock: FakeClock) -> tuple[Storage, list[Memory]]:
+    front, below = LRU(10, clock=clock), Memory(clock=clock)
+    return Storage(Tier(front), below), [front, below]
+
+
+def _count_limit(clock: FakeClock) -> tuple[Storage, list[Memory]]:
+    below = Memory(clock=clock)
+    return Storage(CountLimit(10), below), [below]
+
+
+def _count_limit_tier(clock: FakeClock) -> tuple[Storage, list[Memory]]:
+    front, below = LRU(10, clock=clock), Memory(clock=clock)
+    return Storage(CountLimit(10), Tier(front), below), [front, below]
+
+
+@pytest.mark.parametrize("build", [_tier, _count_limit, _count_limit_tier])
+def test_ttls_reach_every_layer_over_a_backend_that_expires_natively(
+    build: Callable[[FakeClock], tuple[Storage, list[Memory]]],
+) -> None:
+    clock = FakeClock()
+    storage, memories = build(clock)
+    storage.set("one", 1, ttl=5)
+    storage.set_many({"a": 1, "b": 2}, ttl=5)
+    storage["forever"] = 0
+    for memory in memories:
+        assert memory.get_with_ttl("one") == (1, 5)
+        assert memory.get_with_ttl("a") == (1, 5)
+        assert memory.get_with_ttl("forever") == (0, None)
+    assert storage.get_with_ttl("b") == (2, 5)
+    clock.now += 5
+    assert sorted(storage) == ["forever"]
+    for key in ("one", "a", "b"):
+        assert storage.get(key) is None
+        assert not any(memory.contains(key) for memory in memories)
+
+
+def test_a_misplaced_tier_says_where_it_belongs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Tier(LRU(10)), CountLimit(2), Memory())
+    assert str(caught.value) == (
+        "Tier cannot sit above CountLimit: entries it removes would still be read from the "
+        "front. Put CountLimit above the Tier instead."
+    )
+
+    class Forgetful(LRU):  # a front of the user's that keeps no deadlines
+        supports_ttl = False
+
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Tier(Forgetful(10)), Memory())
+    assert str(caught.value) == (
+        "the front of this Tier, Forgetful, cannot keep deadlines, so it could outlive the "
+        "entries below it"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Storage(Tier(Files(tmp_path)), Codec("json"), Memory())
+    assert str(caught.value) == (
+        "the front of this Tier, Files, stores bytes: put the Tier below a Codec layer"
+    )
