@@ -184,12 +184,6 @@ def test_evictions_below_a_count_limit_are_counted_too() -> None:
     assert storage.stats()["evictions"] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by `make mutation` (hypothesis): after an entry expires below it, "
-    "CountLimit rebuilds its order from Memory's insertion order, which forgets rewrites "
-    "and reads, and then evicts a recently used entry",
-)
 def test_an_entry_expiring_below_the_limit_does_not_reset_the_order_of_use() -> None:
     clock = FakeClock()
     storage = Storage(Expiry(3, clock), CountLimit(3), Memory())

@@ -99,9 +99,10 @@ class CountLimit(Wrapper):
     def count(self) -> int:
         count = self._inner.count()
         if count != len(self._order):
-            # Entries were added or removed behind our back: trust the backend.
+            # Entries were added or removed behind our back (expired, evicted below):
+            # the backend says which keys there are, this index how recently each was used.
             with self._inner.exclusive():
-                self._reindex()
+                self._reconcile()
                 self._written([])
             count = self._inner.count()
         return count
@@ -182,6 +183,17 @@ class CountLimit(Wrapper):
         to say, so rebuild the index from it and keep the bound (in the exclusive section)."""
         self._reindex()
         self._written([])
+
+    def _reconcile(self) -> None:
+        """Keep the order of use known here for the keys still below; keys this index did
+        not know go before them (least recent first), in the backend's order of age."""
+        below = self._inner.keys_by_age()
+        present = set(below)
+        with self._lock:
+            self._stamp += 1
+            order = OrderedDict((key, self._stamp) for key in below if key not in self._order)
+            order.update((key, stamp) for key, stamp in self._order.items() if key in present)
+            self._order = order
 
     def _reindex(self) -> None:
         keys = self._inner.keys_by_age()
