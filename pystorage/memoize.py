@@ -17,7 +17,6 @@ import functools
 import hashlib
 import inspect
 import struct
-import threading
 import uuid
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
@@ -27,8 +26,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import attrs
 
-from pystorage import _fork
 from pystorage.errors import ConfigurationError, InvalidKeyError
+from pystorage.layers.base import LockTable
 
 if TYPE_CHECKING:
     from pystorage.storage import Storage
@@ -314,42 +313,21 @@ def _contents(cell: Any) -> object:
         return _UNBOUND
 
 
-class _AsyncKeyLocks:
+class _AsyncKeyLocks(LockTable[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock]):
     """One asyncio lock per (event loop, key) while anyone holds or waits for it.
 
     An asyncio lock belongs to one event loop: a thread running another loop gets its own.
     """
 
-    _mutex: threading.Lock
-    _locks: dict[tuple[asyncio.AbstractEventLoop, str], tuple[asyncio.Lock, int]]
-
-    def __init__(self) -> None:
-        self._renew()
-        _fork.renew_in_child(self, _AsyncKeyLocks._renew)
-
-    def _renew(self) -> None:
-        """No lock held or waited for: new, and in a forked child (see ``_KeyLocks``)."""
-        self._mutex = threading.Lock()
-        self._locks = {}
-
     @asynccontextmanager
     async def __call__(self, key: str) -> AsyncIterator[None]:
         slot = (asyncio.get_running_loop(), key)
-        with self._mutex:
-            lock, users = self._locks.get(slot) or (asyncio.Lock(), 0)
-            self._locks[slot] = (lock, users + 1)
+        lock = self._borrow(slot, asyncio.Lock)
         try:
             async with lock:
                 yield
         finally:
-            with self._mutex:
-                held = self._locks.get(slot)
-                if held is None or held[0] is not lock:
-                    pass  # forgotten by a fork while this task held it
-                elif held[1] == 1:
-                    del self._locks[slot]
-                else:
-                    self._locks[slot] = (lock, held[1] - 1)
+            self._give_back(slot, lock)
 
 
 def memoize(

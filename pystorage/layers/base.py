@@ -8,9 +8,9 @@ keys; a missing key raises ``KeyError``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import attrs
 
@@ -19,46 +19,58 @@ from pystorage.errors import ConfigurationError, UnsupportedError
 
 #: What a layer hands to the one below it: Python objects or encoded bytes.
 ValueKind = Literal["object", "bytes"]
+Slot = TypeVar("Slot")
+AnyLock = TypeVar("AnyLock")
 
 
-class _KeyLocks:
-    """One lock per key while anyone holds or waits for it, then forgotten.
+class LockTable(Generic[Slot, AnyLock]):
+    """Locks by slot, each kept while anyone holds or waits for it, then forgotten.
 
-    Keys never share a lock: a memoized function that calls another one (or itself with
-    other arguments) must not wait for a lock its own thread holds.
+    A forked child starts with an empty table: it has none of the threads that held or
+    waited for the parent's locks, which would otherwise stay held forever.
     """
 
     _mutex: threading.Lock
-    _locks: dict[str, tuple[threading.Lock, int]]
+    _locks: dict[Slot, tuple[AnyLock, int]]
 
     def __init__(self) -> None:
         self._renew()
-        _fork.renew_in_child(self, _KeyLocks._renew)
+        _fork.renew_in_child(self, LockTable._renew)
 
     def _renew(self) -> None:
-        """No lock held or waited for: new, and in a forked child, which has none of the
-        threads that held or waited for the parent's (they would be held forever)."""
         self._mutex = threading.Lock()
         self._locks = {}
 
+    def _borrow(self, slot: Slot, make: Callable[[], AnyLock]) -> AnyLock:
+        """The lock of ``slot`` (made if none), counted as used until ``_give_back``."""
+        with self._mutex:
+            lock, users = self._locks.get(slot) or (make(), 0)
+            self._locks[slot] = (lock, users + 1)
+        return lock
+
+    def _give_back(self, slot: Slot, lock: AnyLock) -> None:
+        with self._mutex:
+            held = self._locks.get(slot)
+            if held is None or held[0] is not lock:
+                return  # forgotten by a fork while this caller held it
+            if held[1] == 1:
+                del self._locks[slot]
+            else:
+                self._locks[slot] = (lock, held[1] - 1)
+
+
+class _KeyLocks(LockTable[str, threading.Lock]):
+    """One lock per key. Keys never share a lock: a memoized function that calls another
+    one (or itself with other arguments) must not wait for a lock its own thread holds."""
+
     @contextmanager
     def __call__(self, key: str) -> Iterator[None]:
-        with self._mutex:
-            lock, users = self._locks.get(key, (None, 0))
-            lock = lock or threading.Lock()
-            self._locks[key] = (lock, users + 1)
+        lock = self._borrow(key, threading.Lock)
         try:
             with lock:
                 yield
         finally:
-            with self._mutex:
-                held = self._locks.get(key)
-                if held is None or held[0] is not lock:
-                    pass  # forgotten by a fork while this thread held it
-                elif held[1] == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, held[1] - 1)
+            self._give_back(key, lock)
 
 
 _KEY_LOCKS = _KeyLocks()

@@ -73,12 +73,7 @@ class LRU(Memory):
         return found
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        found = {}
-        for key in keys:
-            value = self.lookup(key, _MISSING)
-            if value is not _MISSING:
-                found[key] = value
-        return found
+        return self._found(keys, self.lookup)  # each a use
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         if ttl is not None or type(value) is _Expiring:

@@ -110,9 +110,15 @@ class Memory(Backend):
         return self.peek_many(keys)
 
     def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        # Memory.lookup, not a subclass's: a peek is not a use.
+        return self._found(keys, lambda key, default: Memory.lookup(self, key, default))
+
+    @staticmethod
+    def _found(keys: Iterable[str], lookup: Callable[[str, Any], Any]) -> dict[str, Any]:
+        """The values ``lookup`` finds for ``keys``, misses left out."""
         found = {}
         for key in keys:
-            value = Memory.lookup(self, key, _MISSING)  # not a use, whatever the subclass
+            value = lookup(key, _MISSING)
             if value is not _MISSING:
                 found[key] = value
         return found
