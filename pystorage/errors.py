@@ -41,3 +41,7 @@ def not_a_str(key: object) -> InvalidKeyError:
 
 class UnsupportedError(StorageError):
     """The stack cannot do what was asked, e.g. a per-key TTL with nothing to enforce it."""
+
+
+class ValueTooLargeError(StorageError):
+    """A value is larger than the whole size limit of the stack; nothing was written."""

@@ -39,17 +39,21 @@ class Storage(MutableMapping[str, Any]):
             raise ConfigurationError(
                 f"the last layer must be a backend (Memory, Files, ...), not {bottom!r}"
             )
-        below: Layer = bottom
-        for layer in reversed(wrappers):
+        above: list[Wrapper] = []
+        for layer in wrappers:
             if not isinstance(layer, Wrapper):
                 raise ConfigurationError(
                     f"{layer!r} must be the last layer: only wrappers can have a layer below"
                 )
+            above.append(layer)
+        _check_value_kinds((*above, *stack_from(bottom)))
+        below: Layer = bottom
+        for layer in reversed(above):
             layer.link(below)
-            below = layer
+            if not layer.leaves_stack():
+                below = layer
         self.top: Layer = below
         self.layers: tuple[Layer, ...] = tuple(stack_from(self.top))
-        _check_value_kinds(self.layers)
         # Bound once: every mapping operation is one call into the top layer.
         self._get = self.top.get
         # storage.get(key, default) is the top layer's lookup itself: no hop on a miss.

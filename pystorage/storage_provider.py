@@ -25,10 +25,12 @@ from pystorage.layers import (
     Files,
     Memory,
     Redis,
+    SizeLimit,
     SQLite,
     Stats,
     Tier,
 )
+from pystorage.layers.limit import Eviction
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 
@@ -256,17 +258,22 @@ def sqlite(
     limit: int | None = None,
     expiration: float | None = None,
     synchronous: str = "NORMAL",
+    max_bytes: int | None = None,
+    eviction: Eviction = "used",
 ) -> Storage:
     """One row per key in the SQLite database ``path`` (default: ``cache.db`` in the
-    temp folder, or in a private one for pickles); ``limit`` caps the entries,
+    temp folder, or in a private one for pickles); ``limit`` caps the entries and
+    ``max_bytes`` the bytes of the encoded values, both in SQL in the transaction of
+    each write, removing the least recently ``eviction`` ("used" or "stored") first;
     ``expiration`` gives every write a TTL."""
     if path is None:
         path = _default_path(None, codec if secret is None else "json") / "cache.db"
-    layers: list[Any] = [] if expiration is None else [Expiry(expiration)]
+    above: list[Any] = [] if expiration is None else [Expiry(expiration)]
     if limit is not None:
-        layers.append(CountLimit(limit))
+        above.append(CountLimit(limit, eviction=eviction))
+    below: list[Any] = [] if max_bytes is None else [SizeLimit(max_bytes, eviction=eviction)]
     backend = SQLite(path, synchronous=synchronous)
-    return Storage(*layers, codec_layer(codec, secret), backend)
+    return Storage(*above, codec_layer(codec, secret), *below, backend)
 
 
 class StorageProvider:

@@ -11,7 +11,9 @@
 Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for memory),
 ``secret`` (sign values), ``ttl`` (an Expiry layer, seconds), ``lru`` (a memory tier of
 that many entries; on ``memory://``, the memory itself holds at most that many),
-``limit`` (a CountLimit), ``stats`` (a Stats layer on top). Files also take ``suffix``;
+``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
+``eviction`` (``used``, the default, or ``stored``: which entries the limits remove
+first), ``stats`` (a Stats layer on top). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix`` and the options redis-py reads from URLs (``socket_timeout``...); S3
 ``endpoint_url`` and ``region``.
@@ -43,10 +45,12 @@ from pystorage.layers import (
     Layer,
     Memory,
     Redis,
+    SizeLimit,
     SQLite,
     Stats,
     Tier,
 )
+from pystorage.layers.limit import Eviction
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 from pystorage.storage_provider import positive_seconds, signed_codec
@@ -73,6 +77,8 @@ class ParsedURL:
     codec_named: bool
     ttl: float | None
     limit: int | None
+    max_bytes: int | None
+    eviction: Eviction
     lru: int | None
     stats: bool
     #: The folder of a ``file://`` URL.
@@ -81,8 +87,8 @@ class ParsedURL:
     def build(self, *, limit: bool = True, values: bool = True) -> Storage:
         """The stack, in the order of the options table of ``docs/urls.md``.
 
-        ``limit=False`` leaves the CountLimit out: opening and reading then never evict
-        (for commands that only read). ``values=False`` also leaves out the layers that
+        ``limit=False`` leaves the CountLimit and SizeLimit out: opening and reading then
+        never evict (for commands that only read). ``values=False`` also leaves out the layers that
         read values (Expiry, the memory tier) and puts ``raw`` in place of the codec: the
         stack lists, counts and deletes keys, never decodes, and returns values as stored.
         """
@@ -90,12 +96,18 @@ class ParsedURL:
         if values and self.ttl is not None:
             layers.append(Expiry(self.ttl))
         if limit and self.limit is not None:
-            layers.append(CountLimit(self.limit))
-        if values and self.lru is not None:  # below the layers that remove entries
-            layers.append(Tier(LRU(self.lru)))
+            layers.append(CountLimit(self.limit, eviction=self.eviction))
+        sized = limit and self.max_bytes is not None
+        # The memory tier goes below the layers that remove entries: under a SizeLimit
+        # (which weighs encoded values) it keeps them encoded.
+        tier = [Tier(LRU(self.lru))] if values and self.lru is not None else []
+        if not sized:
+            layers += tier
         if self.codec is not None:
             # Without values: bytes as stored (the backend still needs a Codec above it).
             layers.append(Codec(self.codec if values else "raw"))
+        if sized and self.max_bytes is not None:
+            layers += [SizeLimit(self.max_bytes, eviction=self.eviction), *tier]
         try:
             backend = self.make_backend()
         except ValueError as exc:  # ConfigurationError, or a library's own (botocore's region)
@@ -133,11 +145,17 @@ def _parse(url: str, shown: str) -> ParsedURL:
     stats = _flag(options.pop("stats", "0"), "stats")
     ttl = _seconds(options.pop("ttl"), "ttl") if "ttl" in options else None
     limit = _count(options.pop("limit"), "limit") if "limit" in options else None
+    max_bytes = _count(options.pop("max_bytes"), "max_bytes") if "max_bytes" in options else None
+    eviction = options.pop("eviction", "used")
+    if eviction not in ("used", "stored"):
+        raise ConfigurationError(f"eviction= must be used or stored, not {eviction!r}")
     lru = _count(options.pop("lru"), "lru") if "lru" in options else None
     name, secret = options.pop("codec", None), options.pop("secret", None)
     codec = name if name is not None else default_codec
     if codec is None and secret is not None:
         raise ConfigurationError("secret= needs a codec= to sign")
+    if codec is None and max_bytes is not None:
+        raise ConfigurationError("max_bytes= weighs encoded values: it needs a codec=")
     if options:
         raise ConfigurationError(f"unknown options {', '.join(sorted(options))}")
     folder = Path(unquote(parts.path)) if parts.scheme == "file" else None
@@ -148,6 +166,8 @@ def _parse(url: str, shown: str) -> ParsedURL:
         codec_named=name is not None or secret is not None,
         ttl=ttl,
         limit=limit,
+        max_bytes=max_bytes,
+        eviction=eviction,  # type: ignore[arg-type]  # checked above
         lru=lru,
         stats=stats,
         folder=folder,

@@ -5,10 +5,12 @@ from pystorage.layers.codec import Codec
 from pystorage.layers.count_limit import CountLimit
 from pystorage.layers.expiry import Expiry
 from pystorage.layers.files import Files
+from pystorage.layers.limit import Limit
 from pystorage.layers.lru import LRU
 from pystorage.layers.memory import Memory
 from pystorage.layers.redis import Redis
 from pystorage.layers.s3 import S3
+from pystorage.layers.size_limit import SizeLimit
 from pystorage.layers.sqlite import SQLite
 from pystorage.layers.stats import Stats
 from pystorage.layers.tier import Tier
@@ -22,9 +24,11 @@ __all__ = [
     "Expiry",
     "Files",
     "Layer",
+    "Limit",
     "Memory",
     "Redis",
     "SQLite",
+    "SizeLimit",
     "Stats",
     "Tier",
     "Wrapper",

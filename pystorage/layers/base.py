@@ -167,6 +167,16 @@ class Layer:
         """The keys, least recently used first, as far as the backend records it."""
         raise NotImplementedError
 
+    def sizes_by_age(self) -> list[tuple[str, int]]:
+        """Each key with the length of its stored bytes, least recently used first."""
+        raise NotImplementedError
+
+    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
+        """Enforce a bound on the entries (or their bytes) here, in the transaction of each
+        write, evicting by ``eviction`` ("used" or "stored"); False if this stack cannot,
+        and a ``CountLimit``/``SizeLimit`` above keeps the bound itself."""
+        raise NotImplementedError
+
     def exclusive(self) -> AbstractContextManager[bool]:
         """A section that no other process's exclusive section on this storage overlaps.
 
@@ -252,6 +262,14 @@ class Backend(Layer):
 
     def keys_by_age(self) -> list[str]:
         return list(self.keys())
+
+    def sizes_by_age(self) -> list[tuple[str, int]]:
+        aged = self.keys_by_age()
+        found = self.peek_many(aged)
+        return [(key, len(found[key])) for key in aged if key in found]
+
+    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
+        return False
 
     def exclusive(self) -> AbstractContextManager[bool]:
         return nullcontext(False)
@@ -340,6 +358,17 @@ class Wrapper(Layer):
 
     def keys_by_age(self) -> list[str]:
         return self._inner.keys_by_age()
+
+    def sizes_by_age(self) -> list[tuple[str, int]]:
+        return self._inner.sizes_by_age()
+
+    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
+        return self._inner.take_bound(measure, bound, eviction)
+
+    def leaves_stack(self) -> bool:
+        """Whether this layer handed its work down when linked and stays out of the
+        stack (a limit that the backend enforces itself)."""
+        return False
 
     def exclusive(self) -> AbstractContextManager[bool]:
         return self._inner.exclusive()

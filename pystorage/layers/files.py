@@ -358,17 +358,26 @@ class Files(Backend):
             raise self._error("touch", key, exc) from exc
 
     def keys_by_age(self) -> list[str]:
+        return [key for key, _ in self.sizes_by_age()]
+
+    def sizes_by_age(self) -> list[tuple[str, int]]:
         # The expired files met on the way are removed: an index of use built from this
         # list (CountLimit) would never evict them, and they would pile up.
         now = self.clock()
         aged, expired = [], []
         for key, entry, info in self._entries(live=False):
-            if info.st_mode & _FRAMED and self._deadline(entry.path) <= now:
-                expired.append(entry.name)
-            else:
-                aged.append((info.st_mtime_ns, key))
+            size = info.st_size
+            if info.st_mode & _FRAMED:
+                if self._deadline(entry.path) <= now:
+                    expired.append(entry.name)
+                    continue
+                size -= _FRAME.size
+            if names.is_hashed(entry.name[: len(entry.name) - len(self._ending)]):
+                size -= len(names.escape(key)) + 1  # the key line before the value
+            aged.append((info.st_mtime_ns, key, size))
         self._remove_expired(expired)
-        return [key for _, key in sorted(aged)]
+        aged.sort()
+        return [(key, size) for _, key, size in aged]
 
     def _entries(self, live: bool = True) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
         """(key, directory entry, lstat) of every file of this storage in the folder (with

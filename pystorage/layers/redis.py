@@ -206,6 +206,25 @@ class Redis(Backend):
         except self._errors as exc:
             raise self._fail("list keys", exc) from exc
 
+    def sizes_by_age(self) -> list[tuple[str, int]]:
+        # Redis keeps no order of use to read back: the keys come in the order of a scan,
+        # each with its value's length (STRLEN, a pipeline per batch: no value is read).
+        keys = list(self.keys())
+        sizes: list[tuple[str, int]] = []
+        try:
+            for start in range(0, len(keys), _SCAN_BATCH):
+                chunk = keys[start : start + _SCAN_BATCH]
+                with self.client.pipeline(transaction=False) as pipe:
+                    for key in chunk:
+                        pipe.strlen(self._name(key))
+                    lengths = pipe.execute()
+                # A key deleted since the scan reads as 0 bytes, like an empty value: it
+                # weighs nothing, and the next count() that differs reconciles it away.
+                sizes += [(key, int(n)) for key, n in zip(chunk, lengths, strict=True)]
+        except self._errors as exc:
+            raise self._fail("measure the values", exc) from exc
+        return sizes
+
     def clear(self) -> None:
         batch: list[str] = []
         for key in self.keys():

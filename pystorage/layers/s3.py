@@ -344,9 +344,13 @@ class S3(Backend):
 
     def keys_by_age(self) -> list[str]:
         """The keys, oldest write first (S3 records no reads)."""
-        aged = [(entry["LastModified"], key) for key, entry in self._objects()]
-        aged.sort(key=lambda pair: pair[0])
-        return [key for _, key in aged]
+        return [key for key, _ in self.sizes_by_age()]
+
+    def sizes_by_age(self) -> list[tuple[str, int]]:
+        # The deadline is metadata, outside the object's bytes: its size is the value's.
+        aged = [(entry["LastModified"], key, entry["Size"]) for key, entry in self._objects()]
+        aged.sort(key=lambda item: item[0])
+        return [(key, size) for _, key, size in aged]
 
     def clear(self) -> None:
         # Page by page: a continuation token resumes after the last key listed, so

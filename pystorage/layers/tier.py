@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -57,6 +57,9 @@ class Tier(Wrapper):
                 "deadlines, so it could outlive the entries below it"
             )
         super().link(inner)
+
+    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
+        return False  # entries evicted below would still be served from the front
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
         if self.front.accepts == "bytes" and above != "bytes":

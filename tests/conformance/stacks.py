@@ -24,6 +24,7 @@ from pystorage.layers import (
     Files,
     Memory,
     Redis,
+    SizeLimit,
     SQLite,
     Tier,
 )
@@ -100,10 +101,36 @@ STACKS: dict[str, StackFactory] = {
     "expiry-tier-sqlite-msgpack": lambda place: Storage(
         Expiry(3600), Tier(LRU(4)), Codec("msgpack"), SQLite(place.folder / "t.db")
     ),
+    # Both limits handed down to SQL, by use and by age of the write.
+    "sqlite-count-and-bytes-limited": lambda place: provider.create(
+        StorageProvider.STORAGE_SQLITE,
+        path=place.folder / "cache.db",
+        limit=10_000,
+        max_bytes=50_000_000,
+        expiration=3600,
+    ),
+    "sqlite-bytes-limited-by-write-age": lambda place: provider.create(
+        StorageProvider.STORAGE_SQLITE,
+        path=place.folder / "cache.db",
+        max_bytes=50_000_000,
+        eviction="stored",
+    ),
+    # A Tier keeps the limit above it a layer (its front would outlive SQL evictions).
+    "countlimit-tier-sqlite": lambda place: Storage(
+        CountLimit(10_000), Tier(LRU(4)), Codec("pickle"), SQLite(place.folder / "t.db")
+    ),
+    "sizelimit-files": lambda place: Storage(
+        Expiry(3600), Codec("pickle"), SizeLimit(50_000_000), Files(place.folder)
+    ),
+    "sizelimit-by-write-age-memory": lambda place: Storage(
+        Codec("msgpack"), SizeLimit(50_000_000, eviction="stored"), Memory()
+    ),
 }
 
 
-def _redis(codec: str, *above: Any, cluster: bool = False) -> StackFactory:
+def _redis(
+    codec: str, *above: Any, cluster: bool = False, below: tuple[Any, ...] = ()
+) -> StackFactory:
     def build(place: Place) -> Storage:
         import redis
         from redis.cluster import RedisCluster
@@ -113,7 +140,8 @@ def _redis(codec: str, *above: Any, cluster: bool = False) -> StackFactory:
         else:
             client = redis.Redis.from_url(place.fixture("redis_url"))
         # A fresh prefix per storage: tests never see each other's keys.
-        return Storage(*above, Codec(codec), Redis(client, prefix=unique("t:") + ":"))
+        prefix = unique("t:") + ":"
+        return Storage(*above, Codec(codec), *below, Redis(client, prefix=prefix))
 
     return build
 
@@ -128,7 +156,7 @@ def _redis_preset(name: str, **kwargs: object) -> StackFactory:
     return build
 
 
-def _s3(codec: str, *above: Any) -> StackFactory:
+def _s3(codec: str, *above: Any, below: tuple[Any, ...] = ()) -> StackFactory:
     def build(place: Place) -> Storage:
         options = place.fixture("s3_options")
         backend = S3(
@@ -139,7 +167,7 @@ def _s3(codec: str, *above: Any) -> StackFactory:
             aws_access_key_id=options["aws_access_key_id"],
             aws_secret_access_key=options["aws_secret_access_key"],
         )
-        return Storage(*above, Codec(codec), backend)
+        return Storage(*above, Codec(codec), *below, backend)
 
     return build
 
@@ -156,7 +184,11 @@ REMOTE_STACKS: dict[str, StackFactory] = {
     "redis-cluster-expiry-countlimit-msgpack": lambda place: _redis(
         "msgpack", Expiry(3600), CountLimit(10_000), cluster=True
     )(place),
+    "redis-sizelimit-json": lambda place: _redis(
+        "json", Expiry(3600), below=(SizeLimit(50_000_000),)
+    )(place),
     "s3-json": _s3("json"),
+    "s3-sizelimit-pickle": lambda place: _s3("pickle", below=(SizeLimit(50_000_000),))(place),
     "s3-expiry-countlimit-gzip-pickle": lambda place: _s3(
         "gzip-pickle", Expiry(3600), CountLimit(10_000)
     )(place),

@@ -1,0 +1,297 @@
+"""Limit: the engine that CountLimit and SizeLimit share, a bound on what lies below."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+from pystorage import _fork
+from pystorage.errors import ValueTooLargeError
+from pystorage.layers.base import Layer, Wrapper
+
+#: Which entries go first: the least recently used, or the least recently stored.
+Eviction = Literal["used", "stored"]
+
+
+def too_large(key: str, weight: int, bound: int, measure: str) -> ValueTooLargeError:
+    """The error for a value heavier than a whole limit: stored, it would only evict
+    everything, then itself."""
+    return ValueTooLargeError(
+        f"the value of {key!r} weighs {weight} {measure}, more than the whole limit of "
+        f"{bound}: not stored"
+    )
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class Limit(Wrapper):
+    """Keeps the total weight of the entries below within ``bound``, on any backend.
+
+    A subclass says what an entry weighs (``CountLimit``: 1, ``SizeLimit``: its bytes).
+    ``eviction="used"`` removes the least recently used entries first: every read is
+    recorded below (``touch``) so the order survives a restart, which costs a write per
+    read on backends that keep it (a file's time, a row). ``eviction="stored"`` removes
+    the least recently written first and costs nothing on a read.
+
+    The order and weights are an in-memory index, built once when the stack is assembled
+    from the backend's listing, then kept in O(1) per operation. Writes run in the
+    backend's exclusive section; when another process wrote in the meantime the index is
+    rebuilt from the backend, so processes sharing a folder keep one bound between them.
+    A backend that enforces the bound itself, in the transaction of each write (SQLite),
+    takes it over when the stack is assembled: this layer then leaves the stack.
+    """
+
+    removes_entries: ClassVar[bool] = True
+
+    eviction: Eviction = attrs.field(
+        default="used", kw_only=True, validator=attrs.validators.in_(("used", "stored"))
+    )
+    # Each key with the stamp of its last entry in the index: a read that misses forgets
+    # a key only if it entered before the read began (not if a write put it back since).
+    _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
+    _weights: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    _total: int = attrs.field(default=0, init=False, repr=False)
+    _stamp: int = attrs.field(default=0, init=False, repr=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _evictions: int = attrs.field(default=0, init=False, repr=False)
+    _handed_down: bool = attrs.field(default=False, init=False, repr=False)
+
+    # -- what a subclass defines ---------------------------------------------------------
+
+    #: What the bound counts, as a backend that takes it over understands it.
+    measure: ClassVar[Literal["entries", "bytes"]]
+
+    @property
+    def bound(self) -> int:
+        """The most total weight the entries below may have."""
+        raise NotImplementedError
+
+    def weigh(self, value: Any) -> int:
+        """The weight of one entry's value."""
+        raise NotImplementedError
+
+    def weights_by_age(self) -> list[tuple[str, int]]:
+        """Every key below with its weight, least recently used first."""
+        raise NotImplementedError
+
+    # -- assembly ------------------------------------------------------------------------
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Limit._renew_lock)
+
+    def _renew_lock(self) -> None:
+        """In a forked child: a thread of the parent may have held the lock at the fork."""
+        self._lock = threading.Lock()
+
+    def link(self, inner: Layer) -> None:
+        super().link(inner)
+        if inner.take_bound(self.measure, self.bound, self.eviction):
+            self._handed_down = True
+            return
+        with inner.exclusive():
+            self._reindex()
+            # A writer killed mid-eviction, or a smaller bound than last time, may have
+            # left too much: trim it now rather than at the next write.
+            self._written(())
+
+    def leaves_stack(self) -> bool:
+        return self._handed_down
+
+    def take_bound(self, measure: str, bound: int, eviction: str) -> bool:
+        return False  # a second index below this one would disagree with it
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        stamp = self._stamp
+        try:
+            value = self._inner.get(key)
+        except KeyError:
+            self._missed(key, stamp)
+            raise
+        self._used(((key, self.weigh(value)),))
+        return value
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        stamp = self._stamp
+        try:
+            found = self._inner.get_with_ttl(key)
+        except KeyError:
+            self._missed(key, stamp)
+            raise
+        self._used(((key, self.weigh(found[0])),))
+        return found
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        found = self._inner.get_many(keys)
+        self._used((key, self.weigh(value)) for key, value in found.items())
+        return found
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        weight = self._admitted(key, value)
+        with self._inner.exclusive() as changed:
+            if changed:  # the section marks other writers as seen: learn what they wrote
+                self._reindex()
+            try:
+                self._inner.set(key, value, ttl)
+            except BaseException:  # a server may have stored it before the error
+                self._relearn()
+                raise
+            self._written(((key, weight),))
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        weights = [(key, self._admitted(key, value)) for key, value in items.items()]
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                self._inner.set_many(items, ttl)
+            except BaseException:
+                self._relearn()
+                raise
+            self._written(weights)
+
+    def delete(self, key: str) -> None:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                self._inner.delete(key)
+            except KeyError:
+                self._forget((key,))
+                raise
+            except BaseException:
+                self._relearn()
+                raise
+            self._forget((key,))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                self._inner.delete_many(keys)
+            except BaseException:
+                self._relearn()
+                raise
+            self._forget(keys)
+
+    def count(self) -> int:
+        count = self._inner.count()
+        if count != len(self._order):
+            # Entries were added or removed behind our back (expired, evicted below):
+            # the backend says which keys there are, this index how recently each was used.
+            with self._inner.exclusive():
+                self._reconcile()
+                self._written(())
+            count = self._inner.count()
+        return count
+
+    def clear(self) -> None:
+        with self._inner.exclusive():
+            self._inner.clear()
+            with self._lock:
+                self._order.clear()
+                self._weights.clear()
+                self._total = 0
+
+    def counters(self) -> dict[str, int]:
+        counts = self._inner.counters()
+        counts["evictions"] = counts.get("evictions", 0) + self._evictions
+        return counts
+
+    # -- the index -----------------------------------------------------------------------
+
+    def _admitted(self, key: str, value: Any) -> int:
+        """The weight of a value to write; one heavier than the whole bound is refused
+        before anything is written."""
+        weight = self.weigh(value)
+        if weight > self.bound:
+            raise too_large(key, weight, self.bound, self.measure)
+        return weight
+
+    def _enter(self, key: str, weight: int) -> None:
+        """Put ``key`` in the index as the most recent, with its weight (lock held)."""
+        self._stamp += 1
+        self._order[key] = self._stamp
+        self._order.move_to_end(key)
+        self._total += weight - self._weights.get(key, 0)
+        self._weights[key] = weight
+
+    def _used(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Record reads: with ``eviction="used"`` each key becomes the most recent (and
+        its use is recorded below); otherwise only keys the index did not know enter it."""
+        by_use = self.eviction == "used"
+        read = []
+        with self._lock:
+            for key, weight in entries:
+                if by_use or key not in self._order:
+                    self._enter(key, weight)
+                    read.append(key)
+        if by_use:
+            for key in read:
+                self._inner.touch(key)
+
+    def _written(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Record writes, then evict the least recent entries beyond the bound."""
+        victims = []
+        with self._lock:
+            for key, weight in entries:
+                self._enter(key, weight)
+            order = self._order
+            while self._total > self.bound:
+                victim, _ = order.popitem(last=False)
+                self._total -= self._weights.pop(victim)
+                victims.append(victim)
+            self._evictions += len(victims)
+        if victims:
+            self._inner.delete_many(victims)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        """Remove ``key`` from the index, if it is there (lock held)."""
+        if self._order.pop(key, None) is not None:
+            self._total -= self._weights.pop(key)
+
+    def _missed(self, key: str, stamp: int) -> None:
+        """A read that began at ``stamp`` found ``key`` missing: forget it, unless it
+        entered the index since (a write of another thread landed after the miss)."""
+        with self._lock:
+            if self._order.get(key, stamp) <= stamp:
+                self._drop(key)
+
+    def _relearn(self) -> None:
+        """After a batch failed part way: which of its keys are stored is the backend's
+        to say, so rebuild the index from it and keep the bound (in the exclusive section)."""
+        self._reindex()
+        self._written(())
+
+    def _reconcile(self) -> None:
+        """Keep the order of use known here for the keys still below; keys this index did
+        not know go before them (least recent first), in the backend's order of age."""
+        below = dict(self.weights_by_age())
+        with self._lock:
+            self._stamp += 1
+            order = OrderedDict((key, self._stamp) for key in below if key not in self._order)
+            order.update((key, stamp) for key, stamp in self._order.items() if key in below)
+            self._install(order, below)
+
+    def _reindex(self) -> None:
+        below = dict(self.weights_by_age())
+        with self._lock:
+            self._stamp += 1
+            self._install(OrderedDict.fromkeys(below, self._stamp), below)
+
+    def _install(self, order: OrderedDict[str, int], weights: dict[str, int]) -> None:
+        """Replace the index (lock held)."""
+        self._order = order
+        self._weights = weights
+        self._total = sum(weights.values())

@@ -1,0 +1,289 @@
+"""Byte-size limits (SizeLimit) on every backend, eviction orders, limits handed to SQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pystorage
+from pystorage import Storage, StorageProvider
+from pystorage.errors import ConfigurationError, StorageProviderError, ValueTooLargeError
+from pystorage.layers import (
+    LRU,
+    S3,
+    Codec,
+    CountLimit,
+    Files,
+    Layer,
+    Memory,
+    Redis,
+    SizeLimit,
+    SQLite,
+    Stats,
+    Tier,
+)
+from tests.helpers import unique
+
+BACKENDS = ["memory", "files", "sqlite", "redis", "s3"]
+
+
+def backend(name: str, request: pytest.FixtureRequest, place: Path) -> Layer:
+    """A fresh, empty backend of kind ``name`` (servers from the session's fixtures)."""
+    if name == "memory":
+        return Memory()
+    if name == "files":
+        return Files(place / "files")
+    if name == "sqlite":
+        return SQLite(place / "cache.db")
+    if name == "redis":
+        import redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        return Redis(client, prefix=unique("limits:") + ":")
+    options = request.getfixturevalue("s3_options")
+    return S3(
+        request.getfixturevalue("s3_bucket"),
+        unique("limits-"),
+        endpoint_url=options["endpoint_url"],
+        region=options["region_name"],
+        aws_access_key_id=options["aws_access_key_id"],
+        aws_secret_access_key=options["aws_secret_access_key"],
+    )
+
+
+def stored_bytes(storage: Storage) -> int:
+    """The bytes of the values the backend holds, asked of the backend itself."""
+    return sum(size for _, size in storage.layers[-1].sizes_by_age())
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_the_least_recently_used_go_first_and_the_bytes_never_exceed_the_limit(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    storage = Storage(Codec("raw"), SizeLimit(1000), backend(name, request, tmp_path))
+    for number in range(10):
+        storage[f"k{number}"] = bytes([number]) * 200
+        assert stored_bytes(storage) <= 1000
+    assert sorted(storage) == ["k5", "k6", "k7", "k8", "k9"]
+    assert storage["k5"] == bytes([5]) * 200  # a use: k6 is now the least recent
+    storage["k10"] = b"x" * 150
+    assert sorted(storage) == ["k10", "k5", "k7", "k8", "k9"]
+    assert stored_bytes(storage) == 950
+    assert storage.stats()["evictions"] == 6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_eviction_by_age_of_write_ignores_reads(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    storage = Storage(
+        Codec("raw"), SizeLimit(600, eviction="stored"), backend(name, request, tmp_path)
+    )
+    storage.set_many({"a": b"1" * 200, "b": b"2" * 200, "c": b"3" * 200})
+    assert storage.get_many(["a"]) == {"a": b"1" * 200}
+    assert storage["a"] == b"1" * 200
+    storage["d"] = b"4" * 200
+    assert sorted(storage) == ["b", "c", "d"]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_value_larger_than_the_whole_limit_is_refused_and_nothing_is_written(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    storage = Storage(Codec("raw"), SizeLimit(1000), backend(name, request, tmp_path))
+    storage["a"] = b"old"
+    with pytest.raises(ValueTooLargeError, match="'a' weighs 1001 bytes"):
+        storage["a"] = b"x" * 1001
+    with pytest.raises(ValueTooLargeError):
+        storage.set_many({"b": b"fits", "c": b"x" * 1001})
+    assert dict(storage.get_many(["a", "b", "c"])) == {"a": b"old"}
+    storage["a"] = b"x" * 1000  # exactly the limit fits, and leaves room for nothing else
+    assert dict(storage.get_many(["a"])) == {"a": b"x" * 1000}
+    assert stored_bytes(storage) == 1000
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_an_overwrite_counts_the_new_size_not_both(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    storage = Storage(Codec("raw"), SizeLimit(1000), backend(name, request, tmp_path))
+    storage["a"] = b"x" * 900
+    storage["a"] = b"y" * 100
+    storage["b"] = b"z" * 800
+    assert sorted(storage) == ["a", "b"]
+    storage["a"] = b"w" * 300  # 300 + 800 > 1000: b is now the least recent
+    assert sorted(storage) == ["a"]
+
+
+@pytest.mark.parametrize("name", ["files", "sqlite"])
+def test_a_smaller_limit_at_the_next_open_trims_the_oldest_at_once(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    first = Storage(Codec("raw"), backend(name, request, tmp_path))
+    for number in range(5):
+        first[f"k{number}"] = b"v" * 200
+    again = Storage(Codec("raw"), SizeLimit(600), backend(name, request, tmp_path))
+    assert stored_bytes(again) == 600
+    assert sorted(again) == ["k2", "k3", "k4"]
+
+
+def test_files_sizes_leave_out_headers_and_key_lines(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    storage = Storage(Codec("raw"), files)
+    long_key = "k" * 400  # stored under a hashed name, the key on the first line
+    storage.set("short", b"a" * 100, ttl=60)
+    storage.set(long_key, b"b" * 70, ttl=60)
+    storage["plain"] = b"c" * 30
+    assert sorted(files.sizes_by_age()) == [(long_key, 70), ("plain", 30), ("short", 100)]
+
+
+def test_a_limit_over_sqlite_is_enforced_in_sql_and_leaves_the_stack(tmp_path: Path) -> None:
+    database = tmp_path / "cache.db"
+    limit = CountLimit(3)
+    storage = Storage(Stats(), Codec("pickle"), limit, SizeLimit(1000), SQLite(database))
+    assert not any(isinstance(layer, (CountLimit, SizeLimit)) for layer in storage.layers)
+    # A second stack on the same file, as a second process would have: one bound.
+    other = Storage(Codec("pickle"), CountLimit(3), SQLite(database))
+    for number in range(6):
+        (storage if number % 2 else other)[f"k{number}"] = number
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM entries").fetchone() == (3,)
+    assert sorted(storage) == ["k3", "k4", "k5"]
+    # Each counts its own: k3 and k5 (written here) evicted k0 and k2, k4 evicted k1.
+    assert storage.stats()["evictions"] == 2
+    assert other.stats()["evictions"] == 1
+
+
+def test_a_tier_cannot_sit_above_an_sqlite_that_evicts(tmp_path: Path) -> None:
+    bounded = SQLite(tmp_path / "cache.db")
+    with pytest.raises(ConfigurationError, match="Tier cannot sit above SQLite"):
+        Storage(Tier(LRU(4)), Codec("pickle"), CountLimit(10), bounded)
+    # Above the Tier, the limit stays a layer and evicts through the front too.
+    storage = Storage(CountLimit(2), Tier(LRU(4)), Codec("pickle"), SQLite(tmp_path / "other.db"))
+    assert isinstance(storage.layers[0], CountLimit)
+    storage.set_many({"a": 1, "b": 2})
+    storage["c"] = 3
+    assert sorted(storage) == ["b", "c"]
+    assert storage.get("a") is None
+
+
+def test_two_limits_over_one_sqlite_must_evict_in_one_order(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="same order"):
+        Storage(
+            Codec("raw"),
+            CountLimit(10, eviction="stored"),
+            SizeLimit(100),
+            SQLite(tmp_path / "cache.db"),
+        )
+
+
+def test_a_database_of_another_format_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "old.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB, deadline REAL)")
+    with pytest.raises(ConfigurationError, match="another format"):
+        SQLite(database)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("memory://?max_bytes=100", "needs a codec"),
+        ("sqlite:///nowhere/x.db?max_bytes=0", "positive whole number"),
+        ("sqlite:///nowhere/x.db?eviction=random", "used or stored"),
+    ],
+)
+def test_bad_limit_options_fail_before_anything_is_built(url: str, message: str) -> None:
+    with pytest.raises(StorageProviderError, match=message):
+        pystorage.open(url)
+
+
+def test_urls_and_presets_take_max_bytes_and_eviction(tmp_path: Path) -> None:
+    storage = pystorage.open(f"sqlite://{tmp_path}/u.db?codec=raw&max_bytes=500&eviction=stored")
+    assert [type(layer) for layer in storage.layers] == [Codec, SQLite]
+    for number in range(4):
+        storage[f"k{number}"] = b"v" * 200
+    assert sorted(storage) == ["k2", "k3"]
+    # With a memory tier: under the SizeLimit, it keeps encoded values.
+    tiered = pystorage.open(f"file://{tmp_path}/f?max_bytes=1000&lru=4")
+    assert [type(layer) for layer in tiered.layers] == [Codec, SizeLimit, Tier, Files]
+    tiered.set_many({f"k{number}": "v" * 300 for number in range(5)})
+    assert len(tiered) <= 3
+    preset = StorageProvider().create(
+        StorageProvider.STORAGE_SQLITE, path=tmp_path / "p.db", codec="raw", max_bytes=300
+    )
+    preset.set_many({"a": b"1" * 200, "b": b"2" * 200})
+    assert sorted(preset) == ["b"]
+
+
+# -- many processes on one database ------------------------------------------------------
+
+WRITERS = 8
+WRITES = 150
+TIMEOUT = 120
+
+
+def _write_through_a_limit(path: str, writer: int, max_bytes: int, result: Any) -> None:
+    """A worker: writes through the preset, and checks the bound after each write."""
+    try:
+        storage = StorageProvider().create(
+            StorageProvider.STORAGE_SQLITE, path=path, codec="raw", limit=20, max_bytes=max_bytes
+        )
+        for number in range(WRITES):
+            storage[f"w{writer}-{number}"] = b"v" * (50 + (number * 37 + writer) % 200)
+            with sqlite3.connect(path, timeout=30) as db:
+                (total,) = db.execute(
+                    "SELECT ifnull(sum(length(value)), 0) FROM entries"
+                ).fetchone()
+            if total > max_bytes:
+                raise AssertionError(f"{total} bytes after a write returned")
+        storage.close()
+        result.put(None)
+    except BaseException:
+        result.put(traceback.format_exc())
+
+
+def test_eight_processes_never_take_a_limited_database_over_its_bounds(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    max_bytes = 2_000
+    StorageProvider().create(StorageProvider.STORAGE_SQLITE, path=path, codec="raw")
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    workers = [
+        context.Process(target=_write_through_a_limit, args=(path, n, max_bytes, results))
+        for n in range(WRITERS)
+    ]
+    for worker in workers:
+        worker.start()
+    peak_count = peak_bytes = samples = 0
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        with sqlite3.connect(path, timeout=30) as db:
+            while any(worker.is_alive() for worker in workers):
+                assert time.monotonic() < deadline, "the writers did not finish in time"
+                count, size = db.execute(
+                    "SELECT count(*), ifnull(sum(length(value)), 0) FROM entries"
+                ).fetchone()
+                peak_count, peak_bytes = max(peak_count, count), max(peak_bytes, size)
+                samples += 1
+        errors = [results.get(timeout=TIMEOUT) for _ in workers]
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+    assert [error for error in errors if error] == []
+    assert samples > 0
+    assert peak_count <= 20
+    assert peak_bytes <= max_bytes
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        totals = db.execute("SELECT count, bytes FROM totals").fetchone()
+        actual = db.execute("SELECT count(*), ifnull(sum(length(value)), 0) FROM entries")
+        assert totals == actual.fetchone()  # the triggers kept the totals exact
