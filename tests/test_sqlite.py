@@ -130,3 +130,57 @@ def test_a_writer_killed_mid_write_leaves_a_sound_database(tmp_path: Path) -> No
             for index in range(acknowledged, acknowledged + 50 * 10_000, 50)
         )
         storage.close()
+
+
+LIMITED_WRITER = """
+import sys
+from pystorage import Storage
+from pystorage.layers import Codec, CountLimit, SizeLimit, SQLite
+storage = Storage(Codec("raw"), CountLimit(30), SizeLimit(100_000), SQLite(sys.argv[1]))
+index = 0
+while True:
+    storage.set_many({f"k{index % 97}-{n}": bytes([index % 256]) * (1000 + index % 5000)
+                      for n in range(1 + index % 3)})
+    print(index, flush=True)
+    index += 1
+"""
+
+
+def test_a_writer_killed_while_evicting_leaves_exact_totals_within_the_bounds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    for _ in range(5):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", LIMITED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert writer.stdout is not None
+        deadline = time.monotonic() + 60
+        while int(writer.stdout.readline()) < 200:  # every write beyond 30 evicts
+            assert time.monotonic() < deadline
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            count, size = db.execute(
+                "SELECT count(*), ifnull(sum(length(value)), 0) FROM entries"
+            ).fetchone()
+            assert db.execute("SELECT count, bytes FROM totals").fetchone() == (count, size)
+        assert count <= 30
+        assert size <= 100_000
+        storage = Storage(Codec("raw"), SQLite(path))
+        for key in storage:
+            value = storage[key]
+            assert len(set(value)) == 1 and 1000 <= len(value) < 6000  # whole, never torn
+        storage.close()
+
+
+def test_a_value_of_tens_of_megabytes_round_trips(tmp_path: Path) -> None:
+    storage = Storage(Codec("raw"), SQLite(tmp_path / "c.db"))
+    big = os.urandom(1 << 20) * 30  # 30 MiB
+    storage["big"] = big
+    storage["small"] = b"s"
+    assert storage["big"] == big
+    assert storage.get_many(["big", "small"]) == {"big": big, "small": b"s"}
+    storage.close()
+    assert Storage(Codec("raw"), SQLite(tmp_path / "c.db"))["big"] == big
