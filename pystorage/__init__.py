@@ -9,9 +9,19 @@
 """
 
 from pystorage import errors
+from pystorage.aio.storage import AsyncStorage
 from pystorage.storage import Storage
 from pystorage.storage_provider import ServiceProvider, StorageProvider
+from pystorage.urls import open_async
 from pystorage.urls import open_url as open
 
-__all__ = ["ServiceProvider", "Storage", "StorageProvider", "errors", "open"]
+__all__ = [
+    "AsyncStorage",
+    "ServiceProvider",
+    "Storage",
+    "StorageProvider",
+    "errors",
+    "open",
+    "open_async",
+]
 __version__ = "0.1.0"

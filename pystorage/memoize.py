@@ -19,7 +19,7 @@ import inspect
 import struct
 import uuid
 import zoneinfo
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -30,6 +30,7 @@ from pystorage.errors import ConfigurationError, InvalidKeyError
 from pystorage.layers.base import LockTable
 
 if TYPE_CHECKING:
+    from pystorage.aio.storage import AsyncStorage
     from pystorage.storage import Storage
 
 P = ParamSpec("P")
@@ -50,6 +51,9 @@ class Memoized(Protocol[P, R_co]):
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
     def cache_clear(self) -> None: ...
+
+
+_MISSING: Any = object()
 
 
 class _Unstable(Exception):
@@ -330,16 +334,49 @@ class _AsyncKeyLocks(LockTable[tuple[asyncio.AbstractEventLoop, str], asyncio.Lo
             self._give_back(slot, lock)
 
 
+def _async_access(
+    storage: Storage | AsyncStorage, ttl: float | None
+) -> tuple[Callable[[str], Awaitable[Any]], Callable[[str, Any], Awaitable[None]]]:
+    """How an async def reads and writes its entries: awaited on an AsyncStorage, called
+    on a Storage (whose backend then runs on the loop, as the caller chose)."""
+    from pystorage.storage import Storage
+
+    if isinstance(storage, Storage):
+
+        async def read(entry: str) -> Any:
+            return storage.get(entry, _MISSING)
+
+        async def write(entry: str, value: Any) -> None:
+            storage.set(entry, value, ttl=ttl)
+
+        return read, write
+
+    async def aread(entry: str) -> Any:
+        return await storage.get(entry, _MISSING)
+
+    async def awrite(entry: str, value: Any) -> None:
+        await storage.set(entry, value, ttl=ttl)
+
+    return aread, awrite
+
+
+async def _aclear(storage: AsyncStorage, mine: Callable[[str], bool]) -> None:
+    await storage.delete_many([key async for key in storage if mine(key)])
+
+
 def memoize(
-    storage: Storage,
+    storage: Storage | AsyncStorage,
     ttl: float | None = None,
     key: str | None = None,
     typed: bool = False,
     key_func: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """See ``Storage.memoize``."""
+    from pystorage.storage import Storage, check_ttl
+
     if ttl is not None:
-        storage._check_ttl(ttl)  # a stack that cannot expire fails here, not at the first call
+        check_ttl(storage.top, ttl)  # a stack that cannot expire fails here, not at the call
+    awaited = not isinstance(storage, Storage)
 
     def decorate(function: Callable[P, R]) -> Memoized[P, R]:
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
@@ -384,28 +421,32 @@ def memoize(
             return prefix + hexdigest[:32]
 
         wrapper: Any
+        if awaited and not inspect.iscoroutinefunction(function):
+            raise ConfigurationError(
+                f"cannot memoize {function!r} on an AsyncStorage: it caches async defs"
+            )
         if inspect.iscoroutinefunction(function):
             async_locks = _AsyncKeyLocks()
+            read, write = _async_access(storage, ttl)
 
             @functools.wraps(function)
             async def amemoized(*args: Any, **kwargs: Any) -> Any:
                 entry = key_of(args, kwargs)
-                try:
-                    return storage[entry]
-                except KeyError:
-                    pass
+                cached = await read(entry)
+                if cached is not _MISSING:
+                    return cached
                 # Not the storage's key_lock: a Redis lock would block the event loop.
                 async with async_locks(entry):
-                    try:
-                        return storage[entry]
-                    except KeyError:
-                        pass
+                    cached = await read(entry)
+                    if cached is not _MISSING:
+                        return cached
                     value = await function(*args, **kwargs)  # the result, not the coroutine
-                    storage.set(entry, value, ttl=ttl)
+                    await write(entry, value)
                     return value
 
             wrapper = amemoized
         else:
+            assert isinstance(storage, Storage)  # an AsyncStorage was refused above
             lock = storage.top.key_lock
 
             @functools.wraps(function)
@@ -439,14 +480,18 @@ def memoize(
         def cache_key(*args: P.args, **kwargs: P.kwargs) -> str:
             return key_of(args, kwargs)
 
-        def invalidate(*args: P.args, **kwargs: P.kwargs) -> None:
-            storage.delete_many([key_of(args, kwargs)])
+        def invalidate(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return storage.delete_many([key_of(args, kwargs)])
 
-        def cache_clear() -> None:
-            prefix = prefix_and_seed()[0]
+        def mine(key: str) -> bool:
             # Exactly prefix + 32 hex digits: key="a" must not clear the entries of key="a:b".
-            mine = [k for k in storage if k.startswith(prefix) and len(k) == len(prefix) + 32]
-            storage.delete_many(mine)
+            prefix = prefix_and_seed()[0]
+            return key.startswith(prefix) and len(key) == len(prefix) + 32
+
+        def cache_clear() -> Any:
+            if isinstance(storage, Storage):
+                return storage.delete_many([key for key in storage if mine(key)])
+            return _aclear(storage, mine)
 
         wrapper.cache_key = cache_key
         wrapper.invalidate = invalidate

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from pystorage.errors import ConfigurationError, UnsupportedError, not_a_str
-from pystorage.layers.base import Backend, Layer, ValueKind, Wrapper, stack_from
+from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 from pystorage.memoize import Memoized, P, R, memoize
 
 _MISSING: Any = object()
@@ -31,28 +31,7 @@ class Storage(MutableMapping[str, Any]):
     __slots__ = ("_contains", "_delete", "_get", "_set", "get", "layers", "top")
 
     def __init__(self, *layers: Layer | Storage) -> None:
-        if not layers:
-            raise ConfigurationError("a Storage needs at least a backend, e.g. Memory()")
-        *wrappers, last = layers
-        bottom = last.top if isinstance(last, Storage) else last
-        if not isinstance(bottom, Backend) and not isinstance(last, Storage):
-            raise ConfigurationError(
-                f"the last layer must be a backend (Memory, Files, ...), not {bottom!r}"
-            )
-        above: list[Wrapper] = []
-        for layer in wrappers:
-            if not isinstance(layer, Wrapper):
-                raise ConfigurationError(
-                    f"{layer!r} must be the last layer: only wrappers can have a layer below"
-                )
-            above.append(layer)
-        _check_value_kinds((*above, *stack_from(bottom)))
-        below: Layer = bottom
-        for layer in reversed(above):
-            layer.link(below)
-            if not layer.leaves_stack():
-                below = layer
-        self.top: Layer = below
+        self.top: Layer = assemble(layers)
         self.layers: tuple[Layer, ...] = tuple(stack_from(self.top))
         # Bound once: every mapping operation is one call into the top layer.
         self._get = self.top.get
@@ -198,15 +177,48 @@ class Storage(MutableMapping[str, Any]):
         self.close()
 
     def _check_ttl(self, ttl: float) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
+        check_ttl(self.top, ttl)
+
+
+def check_ttl(top: Any, ttl: float) -> None:
+    """Raise unless ``ttl`` is a valid number of seconds that the stack of ``top`` honours."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
+        raise ConfigurationError(f"ttl must be a finite positive number of seconds, not {ttl!r}")
+    if not top.has_ttl():
+        raise UnsupportedError(
+            "this stack cannot expire entries: add an Expiry layer (or use a backend "
+            "with native expiry) to use a per-key ttl"
+        )
+
+
+def assemble(layers: tuple[Any, ...], prepare: bool = True) -> Layer:
+    """Link ``layers`` (outermost first, a backend or a storage last) into a stack, after
+    checking that they fit; returns its top layer. With ``prepare``, each new layer then
+    reads what it needs from the layers below it (bottom-up)."""
+    if not layers:
+        raise ConfigurationError("a Storage needs at least a backend, e.g. Memory()")
+    *wrappers, last = layers
+    bottom = last.top if isinstance(last, Storage) else last
+    if isinstance(bottom, Wrapper) and not isinstance(last, Storage):
+        raise ConfigurationError(
+            f"the last layer must be a backend (Memory, Files, ...), not {bottom!r}"
+        )
+    above: list[Wrapper] = []
+    for layer in wrappers:
+        if not isinstance(layer, Wrapper):
             raise ConfigurationError(
-                f"ttl must be a finite positive number of seconds, not {ttl!r}"
+                f"{layer!r} must be the last layer: only wrappers can have a layer below"
             )
-        if not self.top.has_ttl():
-            raise UnsupportedError(
-                "this stack cannot expire entries: add an Expiry layer (or use a backend "
-                "with native expiry) to use a per-key ttl"
-            )
+        above.append(layer)
+    _check_value_kinds((*above, *stack_from(bottom)))
+    below: Layer = bottom
+    for layer in reversed(above):
+        layer.link(below)
+        if not layer.leaves_stack():
+            below = layer
+            if prepare:
+                layer.prepare()
+    return below
 
 
 def _check_value_kinds(layers: tuple[Layer, ...]) -> None:

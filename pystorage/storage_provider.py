@@ -12,7 +12,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
 from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
@@ -33,6 +33,9 @@ from pystorage.layers import (
 from pystorage.layers.limit import Eviction
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
+
+if TYPE_CHECKING:
+    from pystorage.aio.storage import AsyncStorage
 
 Factory = Callable[..., Any]
 
@@ -342,6 +345,15 @@ class StorageProvider:
             # Wrong arguments to a preset: say which preset, keep the original.
             raise StorageProviderError(f"cannot create {name!r}: {exc}") from exc
         return Storage(Stats(), storage) if stats else storage
+
+    def create_async(self, name: str, *args: Any, **kwargs: Any) -> AsyncStorage:
+        """The preset ``name`` as an ``AsyncStorage``: the same stack, awaited."""
+        from pystorage.aio.storage import AsyncStorage
+
+        storage = self.create(name, *args, **kwargs)
+        if not isinstance(storage, Storage):
+            raise StorageProviderError(f"the preset {name!r} does not build a Storage")
+        return AsyncStorage(storage)
 
     def names(self) -> list[str]:
         """The preset names this provider knows."""

@@ -28,7 +28,7 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlencode, urlsplit
 
 import attrs
@@ -55,6 +55,9 @@ from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
 from pystorage.storage_provider import positive_seconds, signed_codec
 
+if TYPE_CHECKING:
+    from pystorage.aio.storage import AsyncStorage
+
 _SECRET_OPTIONS = ("secret", "password")
 _FILE_URL = "a file URL names a local folder by its absolute path: file:///var/cache/app"
 
@@ -62,6 +65,13 @@ _FILE_URL = "a file URL names a local folder by its absolute path: file:///var/c
 def open_url(url: str) -> Storage:
     """Build the storage that ``url`` describes; a bad URL raises StorageProviderError."""
     return parse(url).build()
+
+
+def open_async(url: str) -> AsyncStorage:
+    """The storage that ``url`` describes, as an ``AsyncStorage`` (the same stack, awaited)."""
+    from pystorage.aio.storage import AsyncStorage
+
+    return AsyncStorage(parse(url).build())
 
 
 @attrs.frozen

@@ -163,6 +163,10 @@ class Layer:
         """Record a use of ``key`` where it is stored, so that LRU order survives a restart."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Read what this layer needs from the stack below it, once the stack is linked
+        (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
+
     def keys_by_age(self) -> list[str]:
         """The keys, least recently used first, as far as the backend records it."""
         raise NotImplementedError

@@ -88,10 +88,10 @@ class Limit(Wrapper):
 
     def link(self, inner: Layer) -> None:
         super().link(inner)
-        if inner.take_bound(self.measure, self.bound, self.eviction):
-            self._handed_down = True
-            return
-        with inner.exclusive():
+        self._handed_down = inner.take_bound(self.measure, self.bound, self.eviction)
+
+    def prepare(self) -> None:
+        with self._inner.exclusive():
             self._reindex()
             # A writer killed mid-eviction, or a smaller bound than last time, may have
             # left too much: trim it now rather than at the next write.

@@ -14,6 +14,7 @@ import attrs
 import pytest
 
 from pystorage import Storage, StorageProvider
+from pystorage.aio.storage import AsyncStorage
 from pystorage.codecs import Gzip, MsgPack, Pickle, Zstd
 from pystorage.layers import (
     LRU,
@@ -28,6 +29,7 @@ from pystorage.layers import (
     SQLite,
     Tier,
 )
+from tests.conformance.async_view import AsyncView
 from tests.helpers import unique
 
 
@@ -194,4 +196,20 @@ REMOTE_STACKS: dict[str, StackFactory] = {
     )(place),
 }
 
-ALL_STACKS = STACKS | REMOTE_STACKS
+SYNC_STACKS = STACKS | REMOTE_STACKS
+
+
+def _async(factory: StackFactory) -> StackFactory:
+    """The same stack, built as an AsyncStorage and seen through a sync view."""
+
+    def build(place: Place) -> Any:
+        return AsyncView(AsyncStorage(factory(place)))
+
+    return build
+
+
+#: Every stack again, awaited: built from the sync stack's layers by AsyncStorage.
+ASYNC_STACKS: dict[str, StackFactory] = {
+    f"async-{name}": _async(factory) for name, factory in SYNC_STACKS.items()
+}
+ALL_STACKS = SYNC_STACKS | ASYNC_STACKS

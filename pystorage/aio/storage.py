@@ -1,0 +1,235 @@
+"""AsyncStorage: the stacks of ``Storage``, awaited from asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from pystorage.aio import layers as twins
+from pystorage.aio.backend import OffLoop
+from pystorage.aio.layers import AsyncLayer
+from pystorage.errors import ConfigurationError, not_a_str
+from pystorage.layers import LRU, Layer, Memory, Tier, Wrapper
+from pystorage.layers.base import stack_from
+from pystorage.storage import Storage, assemble, check_ttl
+
+#: The async twin of each wrapper layer (the generated ``pystorage.aio.layers``).
+TWINS: dict[type[Layer], type[Layer]] = {
+    sync: twin
+    for twin in vars(twins).values()
+    if isinstance(twin, type) and twin.__name__.startswith("Async")
+    for sync in twin.__bases__[:1]
+    if sync.__name__ == twin.__name__.removeprefix("Async")
+}
+#: Backends that do no I/O: their operations run on the event loop.
+IN_MEMORY: tuple[type[Layer], ...] = (Memory, LRU)
+
+_MISSING: Any = object()
+
+
+class AsyncStorage:
+    """A stack of layers, awaited: ``await storage.get(key)``.
+
+    ``AsyncStorage(*layers)`` takes the same layers as ``Storage`` (outermost first, a
+    backend last), or a ``Storage`` to serve from asyncio::
+
+        AsyncStorage(Expiry(60), Codec("json"), Files("/var/cache/app"))
+        AsyncStorage(StorageProvider().create(StorageProvider.STORAGE_SQLITE))
+
+    Each wrapper layer becomes its async twin (``pystorage.aio.layers``, generated from
+    the sync layer, so both behave alike); the backend's blocking operations run in a
+    pool of threads (``Memory`` and ``LRU``, which never block, run on the loop). The
+    first operation, or ``async with``, reads what the layers need from the backend (a
+    limit's index), off the loop.
+    """
+
+    __slots__ = ("_prepared", "_preparing", "layers", "top")
+
+    top: AsyncLayer
+    layers: tuple[Any, ...]
+    _prepared: bool
+    _preparing: asyncio.Future[None] | None
+
+    def __init__(self, *layers: Layer | Storage) -> None:
+        if not layers:
+            raise ConfigurationError("an AsyncStorage needs at least a backend, e.g. Memory()")
+        *wrappers, last = layers
+        if isinstance(last, Storage):
+            wrappers += list(last.layers[:-1])
+            last = last.layers[-1]
+        built = assemble((*(_twin(layer) for layer in wrappers), _offloaded(last)), prepare=False)
+        self.layers = tuple(stack_from(built))
+        assert isinstance(built, AsyncLayer)  # every layer of the stack is an async one
+        self.top = built
+        self._preparing = None
+        self._prepared = False
+
+    def __repr__(self) -> str:
+        return f"AsyncStorage({', '.join(map(repr, self.layers))})"
+
+    async def _ready(self) -> AsyncLayer:
+        """The top layer, once every layer has read what it needs (the first time only)."""
+        if self._preparing is None:
+            self._preparing = asyncio.ensure_future(self._prepare())
+        await asyncio.shield(self._preparing)
+        self._prepared = True
+        return self.top
+
+    async def _prepare(self) -> None:
+        for layer in reversed(self.layers[:-1]):
+            await layer.prepare()
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is missing."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.lookup(key, default)
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        """The value of ``key`` and the seconds it has left (None: no deadline);
+        ``KeyError`` if it is missing."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.get_with_ttl(key)
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
+        if type(key) is not str:
+            raise not_a_str(key)
+        if ttl is not None:
+            check_ttl(self.top, ttl)
+        top = self.top if self._prepared else await self._ready()
+        await top.set(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; ``KeyError`` if it is missing."""
+        top = self.top if self._prepared else await self._ready()
+        await top.delete(key)
+
+    async def contains(self, key: str) -> bool:
+        """Whether ``key`` is stored."""
+        if type(key) is not str:
+            return False
+        top = self.top if self._prepared else await self._ready()
+        return await top.contains(key)
+
+    async def keys(self) -> AsyncIterator[str]:
+        """Every key, in no particular order (also ``async for key in storage``)."""
+        top = self.top if self._prepared else await self._ready()
+        async for key in top.keys():
+            yield key
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.keys()
+
+    async def count(self) -> int:
+        """The number of entries."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.count()
+
+    async def clear(self) -> None:
+        """Remove every entry of this storage (and only this storage's entries)."""
+        top = self.top if self._prepared else await self._ready()
+        await top.clear()
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values of those ``keys`` that exist, in one batch where the backend can."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.get_many(keys)
+
+    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.get_many_with_ttl(keys)
+
+    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Store every item, in one batch where the backend can."""
+        for key in items:
+            if type(key) is not str:
+                raise not_a_str(key)
+        if ttl is not None:
+            check_ttl(self.top, ttl)
+        top = self.top if self._prepared else await self._ready()
+        await top.set_many(items, ttl)
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove those ``keys`` that exist; missing keys are ignored."""
+        top = self.top if self._prepared else await self._ready()
+        await top.delete_many(keys)
+
+    async def expire(self) -> int:
+        """Remove every expired entry now; returns how many were removed."""
+        top = self.top if self._prepared else await self._ready()
+        return await top.expire()
+
+    def stats(self) -> dict[str, int]:
+        """What the stack counted (see ``Storage.stats``)."""
+        return self.top.counters()
+
+    def memoize(
+        self,
+        ttl: float | None = None,
+        key: str | None = None,
+        typed: bool = False,
+        key_func: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Cache an ``async def``'s results here: see ``Storage.memoize`` (the same keys).
+
+        Callers that miss on the same key at once await one call of the function; the
+        others wait for its result (an asyncio lock per key). ``invalidate`` and
+        ``cache_clear`` are coroutines here.
+        """
+        from pystorage.memoize import memoize
+
+        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func)
+
+    async def aclose(self) -> None:
+        """Release the backend's resources (connections, pools, threads)."""
+        await self.top.close()
+
+    async def __aenter__(self) -> AsyncStorage:
+        await self._ready()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _twin(layer: Layer | Storage) -> Layer:
+    """A new async twin of a sync wrapper layer, configured alike."""
+    if not isinstance(layer, Wrapper):
+        raise ConfigurationError(
+            f"{layer!r} must be the last layer: only wrappers can have a layer below"
+        )
+    twin = TWINS.get(type(layer))
+    if twin is None:
+        raise ConfigurationError(
+            f"{type(layer).__name__} has no async twin: AsyncStorage takes the layers of "
+            f"pystorage.layers ({', '.join(sorted(t.__name__ for t in TWINS))})"
+        )
+    if isinstance(layer, Tier) and not isinstance(layer.front, IN_MEMORY):
+        raise ConfigurationError(
+            f"an async Tier needs a front in memory (LRU or Memory), not {layer.front!r}: "
+            "its reads would block the event loop"
+        )
+    config = {
+        field.alias: getattr(layer, field.name) for field in attrs.fields(type(layer)) if field.init
+    }
+    return twin(**config)
+
+
+def _offloaded(backend: Layer | Storage) -> AsyncLayer:
+    if isinstance(backend, Storage):
+        backend = backend.layers[-1]
+    if isinstance(backend, Wrapper):
+        raise ConfigurationError(
+            f"the last layer must be a backend (Memory, Files, ...), not {backend!r}"
+        )
+    return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
