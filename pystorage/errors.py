@@ -41,3 +41,8 @@ def not_a_str(key: object) -> InvalidKeyError:
 
 class UnsupportedError(StorageError):
     """The stack cannot do what was asked, e.g. a per-key TTL with nothing to enforce it."""
+
+
+class NotAnIntegerError(StorageError, TypeError):
+    """``incr`` or ``decr`` met a value that is not an ``int`` (a ``bool`` is not one),
+    or was given a delta that is not; nothing is written."""

@@ -200,3 +200,31 @@ class CountLimit(Wrapper):
         with self._lock:
             self._stamp += 1
             self._order = OrderedDict.fromkeys(keys, self._stamp)
+
+    # -- atomic operations: a write like set, counted only when it made an entry ----------
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                stored = self._inner.add(key, value, ttl)
+            except BaseException:
+                self._relearn()
+                raise
+            if stored:  # an add that found the key changed nothing: not a use either
+                self._written([key])
+            return stored
+
+    # ``change: Any``, not a Callable: this block keeps clear of the module's imports.
+    def modify(self, key: str, change: Any, ttl: float | None = None) -> Any:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                value = self._inner.modify(key, change, ttl)
+            except BaseException:
+                self._relearn()
+                raise
+            self._written([key])  # a new key counts; an existing one becomes the most recent
+            return value
