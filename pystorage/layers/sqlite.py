@@ -16,7 +16,7 @@ import attrs
 
 from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
-from pystorage.layers.base import Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -33,6 +33,12 @@ _SELECT = "SELECT value, deadline FROM entries WHERE key = ?"
 _INSERT = (
     "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT (key) "
     "DO UPDATE SET value = excluded.value, deadline = excluded.deadline"
+)
+# add: a new row, or one in place of an expired row; a live row stays (no change counted).
+_ADD = (
+    "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, deadline = excluded.deadline "
+    "WHERE entries.deadline <= ?"
 )
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
@@ -71,6 +77,10 @@ class SQLite(Backend):
     1,000th write removes at most 100 expired rows, so no operation scans the table for
     them; ``expire()`` removes them all. A delete of an expired row names its deadline in
     the statement, so it never removes a newer write.
+
+    ``add`` is one ``INSERT ... ON CONFLICT`` that replaces only an expired row;
+    ``modify`` (``incr``) reads and writes in one ``BEGIN IMMEDIATE`` transaction, so
+    both are atomic across threads and processes.
 
     Keys are stored as their UTF-8 bytes (any ``str`` works, NUL and lone surrogates
     included), always as parameters, never as SQL. The file is created with mode 0o600;
@@ -317,6 +327,33 @@ class SQLite(Backend):
             self._local = threading.local()
         for db in mine:
             db.close()
+
+    # -- atomic operations: one statement, or one write transaction ----------------------
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        now = self.clock()
+        row = (_encoded(key), value, None if ttl is None else now + ttl, now)
+        with self._session(f"add {key!r}") as db:
+            stored = db.execute(_ADD, row).rowcount > 0
+        if stored:
+            self._wrote(1)
+        return stored
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        stored = _encoded(key)
+        # BEGIN IMMEDIATE takes the write lock before the read: no other writer of any
+        # process can change the row between the two.
+        with self._transaction(f"modify {key!r}") as db:
+            row = db.execute(_SELECT, (stored,)).fetchone()
+            now = self.clock()
+            if row is None or (row[1] is not None and row[1] <= now):
+                value = change(ABSENT)
+                db.execute(_INSERT, (stored, value, None if ttl is None else now + ttl))
+            else:
+                value = change(row[0])
+                db.execute("UPDATE entries SET value = ? WHERE key = ?", (value, stored))
+        self._wrote(1)
+        return value
 
     # -- expiry --------------------------------------------------------------------------
 
