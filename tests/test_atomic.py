@@ -384,6 +384,19 @@ def test_race_threads_add_one_winner(race: tuple[Storage, int, int]) -> None:
         assert storage[key] == won.index(True)
 
 
+def test_race_threads_add_over_an_expired_entry_one_winner(
+    race: tuple[Storage, int, int],
+) -> None:
+    storage, threads, _ = race
+    for round_ in range(3):
+        key = f"e{round_}"
+        storage.set(key, "expired", ttl=0.05)
+        wait_until(lambda key=key: key not in storage, "the entry to expire")
+        won = _together(threads, lambda index, key=key: storage.add(key, index))
+        assert won.count(True) == 1, won
+        assert storage[key] == won.index(True)
+
+
 # -- races between processes -----------------------------------------------------------------
 
 PROCESSES = 4
