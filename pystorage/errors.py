@@ -45,3 +45,8 @@ class UnsupportedError(StorageError):
 
 class ValueTooLargeError(StorageError):
     """A value is larger than the whole size limit of the stack; nothing was written."""
+
+
+class NotAnIntegerError(StorageError, TypeError):
+    """``incr`` or ``decr`` met a value that is not an ``int`` (a ``bool`` is not one),
+    or was given a delta that is not; nothing is written."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from pystorage.errors import ConfigurationError, UnsupportedError, not_a_str
-from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
+from pystorage.errors import ConfigurationError, NotAnIntegerError, UnsupportedError, not_a_str
+from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, stack_from
 from pystorage.memoize import Memoized, P, R, memoize
 
 _MISSING: Any = object()
@@ -94,6 +95,36 @@ class Storage(MutableMapping[str, Any]):
         if ttl is not None:
             self._check_ttl(ttl)
         self._set(key, value, ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is missing (an expired entry is missing); True
+        if it was stored. Atomic: of callers adding one key at once, in any threads or
+        processes, exactly one gets True (see the atomic operations page for each
+        backend). ``ttl`` as for ``set``; ``Expiry`` gives its own when none is given."""
+        if type(key) is not str:
+            raise not_a_str(key)
+        if ttl is not None:
+            self._check_ttl(ttl)
+        return bool(self.top.add(key, value, ttl))
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` stored at ``key``, atomically, and return the sum.
+
+        A missing key (or an expired one) counts as 0 and is created with ``ttl`` (or
+        ``Expiry``'s TTL); an existing entry keeps its deadline, as Redis ``INCRBY``
+        does. A value that is not an ``int`` (``True`` is not one) raises
+        ``NotAnIntegerError`` and stays as it was. The value goes through the stack's
+        codec as any other, so ``storage[key]`` reads the number back.
+        """
+        change = increment(key, delta)
+        if ttl is not None:
+            self._check_ttl(ttl)
+        total: int = self.top.modify(key, change, ttl)
+        return total
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Subtract ``delta`` from the ``int`` stored at ``key``: ``incr(key, -delta)``."""
+        return self.incr(key, -checked_delta(delta), ttl)
 
     def clear(self) -> None:
         """Remove every entry of this storage (and only this storage's entries)."""
@@ -219,6 +250,31 @@ def assemble(layers: tuple[Any, ...], prepare: bool = True) -> Layer:
             if prepare:
                 layer.prepare()
     return below
+
+
+def checked_delta(delta: int) -> int:
+    """``delta`` if it is an ``int`` (not a ``bool``); else ``NotAnIntegerError``."""
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise NotAnIntegerError(f"delta must be an int, not {type(delta).__name__}")
+    return delta
+
+
+def increment(key: str, delta: int) -> Callable[[Any], int]:
+    """The ``change`` that ``incr`` hands to ``modify``, its arguments checked first."""
+    if type(key) is not str:
+        raise not_a_str(key)
+    return functools.partial(_increment, key, checked_delta(delta))
+
+
+def _increment(key: str, delta: int, value: Any) -> int:
+    """``value + delta`` for ``incr``: a missing value counts as 0."""
+    if value is ABSENT:
+        return delta
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NotAnIntegerError(
+            f"cannot increment key {key!r}: its value is a {type(value).__name__}, not an int"
+        )
+    return int(value) + delta
 
 
 def _check_value_kinds(layers: tuple[Layer, ...]) -> None:

@@ -64,7 +64,7 @@ AWAITED = frozenset(
         "sizes_by_age",
         "prepare",
         "add",
-        "incr",
+        "modify",
     }
 )
 #: Context managers of the layer below that become ``async with``.
@@ -136,6 +136,12 @@ class _Awaiting(ast.NodeTransformer):
     def __init__(self, async_names: set[str]) -> None:
         self.async_names = async_names
 
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node  # a function nested in a method stays sync: nothing in it is awaited
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        return node
+
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         if _is_inner_call(node, AWAITED) or _is_self_call(node, self.async_names):
@@ -149,7 +155,7 @@ class _Awaiting(ast.NodeTransformer):
         return node
 
 
-def _classes() -> list[tuple[str, ast.ClassDef, set[str]]]:
+def _classes() -> list[tuple[str, ast.ClassDef, dict[str, str]]]:
     """Each class to translate, with its module and the private names of that module."""
     found = []
     for module, name in SOURCES:
@@ -160,15 +166,24 @@ def _classes() -> list[tuple[str, ast.ClassDef, set[str]]]:
     return found
 
 
-def _private_names(tree: ast.Module) -> set[str]:
-    names = set()
+def _private_names(tree: ast.Module) -> dict[str, str]:
+    """The names a module binds at its top, each with the import that brings it into
+    another module (the module's own names are imported from it)."""
+    module = ""
+    names: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.add(node.name)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                names[bound] = f"from {node.module} import {alias.name}" + (
+                    f" as {alias.asname}" if alias.asname else ""
+                )
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names[node.name] = module
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return {name for name in names if name.startswith("_")}
+            names.update((t.id, module) for t in targets if isinstance(t, ast.Name))
+    return names
 
 
 def _methods(cls: ast.ClassDef) -> list[ast.FunctionDef]:
@@ -215,8 +230,11 @@ def generate() -> str:
             # callers await it.
             if method.name in async_names and method.name not in SYNC_ONLY:
                 lines += _async_method(method, async_names)
-                used = {n.id for n in ast.walk(method) if isinstance(n, ast.Name)} & private
-                imports += [f"from {module} import {name}" for name in sorted(used)]
+                used = {n.id for n in ast.walk(method) if isinstance(n, ast.Name)}
+                imports += [
+                    private[name] or f"from {module} import {name}"
+                    for name in sorted(used & private.keys())
+                ]
             elif method.name in ASYNC_CONTEXTS | {"keys"} and cls.name == "Layer":
                 lines += _async_protocol(method)
             elif cls.name == "Layer":  # a capability, answered without I/O: as it is
@@ -243,11 +261,12 @@ _IGNORE = "  # type: ignore[override,unused-ignore]"
 
 
 def _async_method(method: ast.FunctionDef, async_names: set[str]) -> list[str]:
-    new = _Awaiting(async_names).visit(_copy(method))
+    new = _copy(method)
+    awaiting = _Awaiting(async_names)
     function = ast.AsyncFunctionDef(
         name=new.name,
         args=new.args,
-        body=new.body,
+        body=[awaiting.visit(statement) for statement in new.body],
         decorator_list=new.decorator_list,
         returns=new.returns,
         type_comment=None,

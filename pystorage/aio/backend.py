@@ -103,6 +103,12 @@ class OffLoop(AsyncLayer):
     async def delete(self, key: str) -> None:
         await self._run(self.backend.delete, key)
 
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        return await self._run(self.backend.add, key, value, ttl)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        return await self._run(self.backend.modify, key, change, ttl)
+
     async def contains(self, key: str) -> bool:
         return await self._run(self.backend.contains, key)
 

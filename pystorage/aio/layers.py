@@ -7,11 +7,11 @@ awaited; see ``tools/generate_async.py`` for the four rules, and docs/async.md f
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, ClassVar, Literal
 
-from pystorage.layers.base import ValueKind, Wrapper
+from pystorage.layers.base import ABSENT, ValueKind, Wrapper
 from pystorage.layers.codec import Codec
 from pystorage.layers.count_limit import CountLimit
 from pystorage.layers.expiry import Expiry
@@ -54,6 +54,25 @@ class AsyncLayer:
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         """Remove ``key``; ``KeyError`` if it is missing."""
+        raise NotImplementedError
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        """Store ``value`` only if ``key`` has no live entry (an expired one counts as
+        absent); True if it was stored. Atomic: of writers adding one key at once, one
+        stores. ``ttl`` as for ``set``."""
+        raise NotImplementedError
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        """Replace the value of ``key`` by ``change(value)``, atomically, and return it.
+
+        No other write of ``key`` lands between the read and the write. ``change`` gets
+        ``ABSENT`` when the key has no live entry; the entry it then creates gets
+        ``ttl``, while an existing entry keeps its deadline. If ``change`` raises,
+        nothing is written and the error propagates. It may run more than once (backends
+        that compare and swap run it again when another writer got there first), and it
+        may run while the backend holds a lock: it must be quick, have no side effects,
+        and not use the storage. ``storage.incr`` is this with an increment.
+        """
         raise NotImplementedError
 
     async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
@@ -167,6 +186,12 @@ class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,unused-ignore]
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.delete(key)
 
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        return await self._inner.add(key, value, ttl)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        return await self._inner.modify(key, change, ttl)
+
     async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
         return await self._inner.contains(key)
 
@@ -248,6 +273,35 @@ class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,unused-ignore]
             raise self._encode_error(key, value, exc) from exc
         await self._inner.set(key, data, ttl)
 
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        try:
+            data = self._encode(value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        return await self._inner.add(key, data, ttl)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        changed: list[Any] = []
+
+        def change_bytes(data: Any) -> bytes:
+            if data is ABSENT:
+                value = change(ABSENT)
+            else:
+                try:
+                    current = self._decode(data)
+                except Exception as exc:
+                    raise self._decode_error(key, exc) from exc
+                value = change(current)
+            try:
+                encoded = self._encode(value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+            changed.append(value)
+            return encoded
+
+        await self._inner.modify(key, change_bytes, ttl)
+        return changed[-1]
+
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         return self._decode_all(await self._inner.get_many(keys))
 
@@ -276,6 +330,12 @@ class AsyncExpiry(Expiry, AsyncWrapper):  # type: ignore[misc,unused-ignore]
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set(key, value, self.ttl if ttl is None else ttl)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        return await self._inner.add(key, value, self.ttl if ttl is None else ttl)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        return await self._inner.modify(key, change, self.ttl if ttl is None else ttl)
 
     async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set_many(items, self.ttl if ttl is None else ttl)
@@ -343,6 +403,32 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
                 await self._relearn()
                 raise
             await self._written(weights)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        weight = self._admitted(key, value)
+        async with self._inner.exclusive() as changed:
+            if changed:
+                await self._reindex()
+            try:
+                stored = await self._inner.add(key, value, ttl)
+            except BaseException:
+                await self._relearn()
+                raise
+            if stored:
+                await self._written(((key, weight),))
+            return stored
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        async with self._inner.exclusive() as changed:
+            if changed:
+                await self._reindex()
+            try:
+                value = await self._inner.modify(key, change, ttl)
+            except BaseException:
+                await self._relearn()
+                raise
+            await self._written(((key, self.weigh(value)),))
+            return value
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         async with self._inner.exclusive() as changed:
@@ -505,6 +591,31 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
                 self._bump([key])
                 self.front.delete_many([key])
 
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        self._writing([key])
+        try:
+            stored = await self._inner.add(key, value, ttl)
+        except BaseException:
+            self._failed([key])
+            raise
+        with self._lock:
+            self._bump([key])
+            if stored:
+                self.front.set(key, value, ttl)
+            else:
+                self.front.delete_many([key])
+        return stored
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        self._writing([key])
+        try:
+            value = await self._inner.modify(key, change, ttl)
+        finally:
+            with self._lock:
+                self._bump([key])
+                self.front.delete_many([key])
+        return value
+
     async def clear(self) -> None:  # type: ignore[override,unused-ignore]
         with self._lock:
             self._writes[:] = [count + 1 for count in self._writes]
@@ -577,6 +688,17 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,unused-ignore]
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.delete(key)
         self._add(deletes=1)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        stored = await self._inner.add(key, value, ttl)
+        if stored:
+            self._add(writes=1, bytes_written=_size(value))
+        return stored
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        value = await self._inner.modify(key, change, ttl)
+        self._add(writes=1, bytes_written=_size(value))
+        return value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         keys = list(keys)

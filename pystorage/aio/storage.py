@@ -15,7 +15,7 @@ from pystorage.aio.layers import AsyncLayer
 from pystorage.errors import ConfigurationError, not_a_str
 from pystorage.layers import LRU, Layer, Memory, Tier, Wrapper
 from pystorage.layers.base import stack_from
-from pystorage.storage import Storage, assemble, check_ttl
+from pystorage.storage import Storage, assemble, check_ttl, checked_delta, increment
 
 #: The async twin of each wrapper layer (the generated ``pystorage.aio.layers``).
 TWINS: dict[type[Layer], type[Layer]] = {
@@ -102,6 +102,30 @@ class AsyncStorage:
             check_ttl(self.top, ttl)
         top = self.top if self._prepared else await self._ready()
         await top.set(key, value, ttl)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is missing; True if it was stored (atomic, as
+        ``Storage.add``)."""
+        if type(key) is not str:
+            raise not_a_str(key)
+        if ttl is not None:
+            check_ttl(self.top, ttl)
+        top = self.top if self._prepared else await self._ready()
+        return bool(await top.add(key, value, ttl))
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to the ``int`` at ``key`` atomically and return the sum (as
+        ``Storage.incr``: a missing key counts as 0)."""
+        change = increment(key, delta)
+        if ttl is not None:
+            check_ttl(self.top, ttl)
+        top = self.top if self._prepared else await self._ready()
+        total: int = await top.modify(key, change, ttl)
+        return total
+
+    async def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Subtract ``delta`` from the ``int`` at ``key``: ``incr(key, -delta)``."""
+        return await self.incr(key, -checked_delta(delta), ttl)
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; ``KeyError`` if it is missing."""

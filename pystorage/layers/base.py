@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import attrs
 
@@ -21,6 +21,19 @@ from pystorage.errors import ConfigurationError, UnsupportedError
 ValueKind = Literal["object", "bytes"]
 Slot = TypeVar("Slot")
 AnyLock = TypeVar("AnyLock")
+
+
+class _Absent:
+    """The type of ``ABSENT``: one instance, private, so no stored value can be it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: What ``modify`` hands its ``change`` for a key with no live entry.
+ABSENT: Final = _Absent()
 
 
 class LockTable(Generic[Slot, AnyLock]):
@@ -111,6 +124,25 @@ class Layer:
 
     def delete(self, key: str) -> None:
         """Remove ``key``; ``KeyError`` if it is missing."""
+        raise NotImplementedError
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` has no live entry (an expired one counts as
+        absent); True if it was stored. Atomic: of writers adding one key at once, one
+        stores. ``ttl`` as for ``set``."""
+        raise NotImplementedError
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        """Replace the value of ``key`` by ``change(value)``, atomically, and return it.
+
+        No other write of ``key`` lands between the read and the write. ``change`` gets
+        ``ABSENT`` when the key has no live entry; the entry it then creates gets
+        ``ttl``, while an existing entry keeps its deadline. If ``change`` raises,
+        nothing is written and the error propagates. It may run more than once (backends
+        that compare and swap run it again when another writer got there first), and it
+        may run while the backend holds a lock: it must be quick, have no side effects,
+        and not use the storage. ``storage.incr`` is this with an increment.
+        """
         raise NotImplementedError
 
     def contains(self, key: str) -> bool:
@@ -284,6 +316,18 @@ class Backend(Layer):
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         return _KEY_LOCKS(key)
 
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        raise self._not_atomic("add")
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        raise self._not_atomic("modify (incr, decr)")
+
+    def _not_atomic(self, operation: str) -> UnsupportedError:
+        # Never a get-then-set instead: two writers could both "add", or lose increments.
+        return UnsupportedError(
+            f"{type(self).__name__} has no atomic {operation}: the backend must implement it"
+        )
+
     def refuse_ttl(self, ttl: float | None) -> None:
         """Raise unless ``ttl`` is None: for backends with no native expiry."""
         if ttl is not None:
@@ -323,6 +367,12 @@ class Wrapper(Layer):
 
     def delete(self, key: str) -> None:
         self._inner.delete(key)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        return self._inner.add(key, value, ttl)
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        return self._inner.modify(key, change, ttl)
 
     def contains(self, key: str) -> bool:
         return self._inner.contains(key)

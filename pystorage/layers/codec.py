@@ -9,7 +9,7 @@ import attrs
 
 from pystorage.codecs.base import BaseCodec, resolve
 from pystorage.errors import CodecError, ConfigurationError
-from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
+from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, stack_from
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -64,6 +64,38 @@ class Codec(Wrapper):
         except Exception as exc:
             raise self._encode_error(key, value, exc) from exc
         self._inner.set(key, data, ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        try:
+            data = self._encode(value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        return self._inner.add(key, data, ttl)
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        # Decoding, changing and encoding all happen inside the backend's atomic section,
+        # so any codec keeps the change atomic. The backend may call this more than once:
+        # the value returned is the one of the call whose bytes it stored, the last.
+        changed: list[Any] = []
+
+        def change_bytes(data: Any) -> bytes:
+            if data is ABSENT:
+                value = change(ABSENT)
+            else:
+                try:
+                    current = self._decode(data)
+                except Exception as exc:
+                    raise self._decode_error(key, exc) from exc
+                value = change(current)
+            try:
+                encoded = self._encode(value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+            changed.append(value)
+            return encoded
+
+        self._inner.modify(key, change_bytes, ttl)
+        return changed[-1]
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         return self._decode_all(self._inner.get_many(keys))

@@ -28,7 +28,9 @@ class Expiry(Wrapper):
     ``Memory`` and ``LRU`` keep it beside the value, ``Files`` in a header that the
     file's mode marks, ``S3`` in the object's metadata. So a deadline holds across
     processes and restarts, every reader of the backend honours it, and no value a user
-    writes can be taken for one. This layer gives every write its default ``ttl``.
+    writes can be taken for one. This layer gives every write its default ``ttl``, an
+    ``add`` and an entry that ``incr`` creates included; ``incr`` of an existing entry
+    changes its value, not its deadline.
 
     ``clock`` (seconds since the epoch) is for tests: it replaces the clock of every
     backend below that keeps deadlines in this process; a server's clock cannot be.
@@ -62,6 +64,13 @@ class Expiry(Wrapper):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._inner.set(key, value, self.ttl if ttl is None else ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        return self._inner.add(key, value, self.ttl if ttl is None else ttl)
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        # The TTL of an entry the change creates; an existing one keeps its deadline.
+        return self._inner.modify(key, change, self.ttl if ttl is None else ttl)
 
     def counters(self) -> dict[str, int]:
         counts = self._inner.counters()

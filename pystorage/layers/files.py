@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from pystorage.errors import (
     not_a_str,
 )
 from pystorage.layers import names
-from pystorage.layers.base import Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind
 
 _MAX_NAME = 255
 _TEMP_PREFIX = ".tmp-"
@@ -78,6 +78,11 @@ class Files(Backend):
     ``expire()`` and ``keys_by_age()`` (a ``CountLimit`` rebuilding its index) remove it,
     and only while no write to the folder is in flight, so a removal never takes a value
     written after the expired one was judged.
+
+    ``add`` and ``modify`` (``incr``) read and write holding the folder's gate alone (the
+    ``flock`` that removals of expired files take): no write or delete of any thread or
+    process lands between their read and their write, which then goes in place by
+    ``os.replace`` as any other. They serialize with each other across the whole folder.
 
     Files owned by another user are refused (``BackendError``), never decoded, unless
     ``trust_others=True``; a file larger than ``max_value_bytes`` (plus its header, and
@@ -256,6 +261,19 @@ class Files(Backend):
         return data[_FRAME.size :], deadline
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if ttl is not None and fcntl is None:
+            self.refuse_ttl(ttl)
+        self._write(key, value, self._deadline_of(ttl), self._gate.shared)
+
+    def _write(
+        self,
+        key: str,
+        value: Any,
+        deadline: float | None,
+        gate: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        """Write ``value`` to a temporary file, then put it in place inside ``gate()``: the
+        gate shared with other writers, or nothing when the caller holds it alone."""
         name = self._name(key)
         if len(value) > self.max_value_bytes:
             raise BackendError(
@@ -270,10 +288,8 @@ class Files(Backend):
                     f"{self.max_value_bytes}, so it could be stored but never listed"
                 )
             value = names.with_key(key, value)
-        if ttl is not None:
-            if fcntl is None:
-                self.refuse_ttl(ttl)
-            value = _FRAME.pack(_FRAME_MAGIC, self.clock() + ttl) + bytes(value)
+        if deadline is not None:
+            value = _FRAME.pack(_FRAME_MAGIC, deadline) + bytes(value)
         temp = f"{self._slash_root}{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}"
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)
@@ -281,14 +297,14 @@ class Files(Backend):
             raise self._error("write", key, exc) from exc
         try:
             try:
-                if ttl is not None:
+                if deadline is not None:
                     os.fchmod(fd, 0o600 | _FRAMED)  # explicit: the umask cannot drop the bit
                 _write_all(fd, value)
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            with self._gate.shared():
+            with gate():
                 os.replace(temp, self._slash_root + name)
             if self.fsync:
                 _fsync_folder(self._root)
@@ -298,6 +314,44 @@ class Files(Backend):
         except BaseException:
             _unlink_quietly(temp)
             raise
+
+    # -- atomic operations: read and write while no other write is in flight ------------
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        with self._alone("add"):
+            if self.contains(key):  # an expired file is not: it is replaced
+                return False
+            self._write(key, value, self._deadline_of(ttl), nullcontext)
+        return True
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        with self._alone("modify (incr, decr)"):
+            found: tuple[bytes, float | None] | None
+            try:
+                found = self._read(key)
+            except KeyError:
+                found = None
+            if found is None or (found[1] is not None and found[1] <= self.clock()):
+                value = change(ABSENT)
+                deadline = self._deadline_of(ttl)
+            else:
+                value = change(found[0])
+                deadline = found[1]  # it stays
+            self._write(key, value, deadline, nullcontext)
+        return value
+
+    def _alone(self, operation: str) -> AbstractContextManager[None]:
+        """The gate held alone: no write, delete or removal of an expired file of the
+        folder, by any thread or process, lands between a read and a write inside it."""
+        if fcntl is None:
+            raise UnsupportedError(
+                f"Files has no atomic {operation} on this system: it needs flock, "
+                "which this system lacks"
+            )
+        return self._gate.alone()
+
+    def _deadline_of(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self.clock() + ttl
 
     def delete(self, key: str) -> None:
         file = self._file(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -153,6 +153,34 @@ class Limit(Wrapper):
                 self._relearn()
                 raise
             self._written(weights)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        weight = self._admitted(key, value)
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                stored = self._inner.add(key, value, ttl)
+            except BaseException:
+                self._relearn()
+                raise
+            if stored:  # an add that found the key changed nothing: not a use either
+                self._written(((key, weight),))
+            return stored
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        with self._inner.exclusive() as changed:
+            if changed:
+                self._reindex()
+            try:
+                value = self._inner.modify(key, change, ttl)
+            except BaseException:
+                self._relearn()
+                raise
+            # A new key counts; an existing one becomes the most recent. The value is
+            # weighed once written: it is made below, under the backend's lock.
+            self._written(((key, self.weigh(value)),))
+            return value
 
     def delete(self, key: str) -> None:
         with self._inner.exclusive() as changed:

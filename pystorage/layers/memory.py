@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import attrs
 
 from pystorage import _fork
-from pystorage.layers.base import Backend
+from pystorage.layers.base import ABSENT, Backend
 
 _MISSING: Any = object()
 
@@ -166,6 +166,42 @@ class Memory(Backend):
         with self._lock:
             self._data.clear()
             self._heap.clear()
+
+    # -- atomic operations: a read and a write under the lock ----------------------------
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        entry = self._entry(value, ttl)
+        with self._lock:
+            if self._live_locked(key) is not _MISSING:
+                return False
+            self._create_locked(key, entry)
+        return True
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        with self._lock:
+            entry = self._live_locked(key)
+            if entry is _MISSING:
+                value = change(ABSENT)
+                self._create_locked(key, self._entry(value, ttl))
+            elif type(entry) is _Expiring:
+                value = change(entry.value)
+                self._store(key, _Expiring(value, entry.deadline))  # the heap has it already
+            else:
+                value = change(entry)
+                self._store(key, self._entry(value, None))
+        return value
+
+    def _live_locked(self, key: str) -> Any:
+        """The entry of ``key`` as stored, or ``_MISSING`` if it has none or it expired."""
+        entry = self._data.get(key, _MISSING)
+        if type(entry) is _Expiring and entry.deadline <= self.clock():
+            return _MISSING
+        return entry
+
+    def _create_locked(self, key: str, entry: Any) -> None:
+        self._store(key, entry)
+        if type(entry) is _Expiring and entry.deadline != math.inf:
+            heapq.heappush(self._heap, (entry.deadline, key))
 
     def expire(self) -> int:
         return self._purge()

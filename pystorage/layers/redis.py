@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import attrs
 
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
-from pystorage.layers.base import Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind
 
 _SCAN_BATCH = 1000
 #: Where a storage keeps its entries when it is given no prefix.
@@ -58,7 +58,9 @@ class Redis(Backend):
     ``FLUSHDB``. ``prefix`` (default ``"pystorage:"``) ends with ``":"``; ``""`` makes
     every string key of the database an entry, and needs ``whole_database=True``.
     Batches are one round trip (MGET, MSET or a pipeline), split by slot on a cluster.
-    A TTL is given to Redis (SET PX), not tracked here. Connection failures raise
+    A TTL is given to Redis (SET PX), not tracked here. ``add`` is ``SET NX``;
+    ``modify`` (``incr``) is a WATCH/MULTI/EXEC transaction, retried when another client
+    wrote the key meanwhile (on a cluster too: one key is one slot). Connection failures raise
     ``BackendError`` naming the server; the client reconnects by itself.
     """
 
@@ -180,6 +182,43 @@ class Redis(Backend):
             raise self._fail(f"delete {key!r}", exc) from exc
         if not removed:
             raise KeyError(key)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        # SET NX: Redis itself decides, and an expired key is gone for it. A key of
+        # another type under the name counts as present (it is not replaced).
+        name = self._name(key)
+        try:
+            stored = self.client.set(name, value, nx=True, px=_optional_milliseconds(ttl))
+        except self._errors as exc:
+            raise self._fail(f"add {key!r}", exc) from exc
+        return bool(stored)
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        # WATCH, GET, then MULTI/SET/EXEC: EXEC fails if any client wrote the key since the
+        # WATCH, and redis-py's transaction() runs it all again. No INCRBY: it works only
+        # on decimal text, and the bytes here are whatever the codec above made.
+        name = self._name(key)
+        px = _optional_milliseconds(ttl)
+
+        def attempt(pipe: Any) -> Any:
+            try:
+                current = pipe.get(name)
+            except self._errors as exc:
+                if not _wrong_type(exc):
+                    raise
+                current = None  # another type under that name: not an entry, replaced
+            value = change(ABSENT if current is None else _as_bytes(current))
+            pipe.multi()
+            if current is None:
+                pipe.set(name, value, px=px)
+            else:
+                pipe.set(name, value, keepttl=True)  # the deadline stays, as with INCRBY
+            return value
+
+        try:
+            return self.client.transaction(attempt, name, value_from_callable=True)
+        except self._errors as exc:
+            raise self._fail(f"modify {key!r}", exc) from exc
 
     def contains(self, key: str) -> bool:
         name = self._name(key)
@@ -361,6 +400,10 @@ def _decodes_responses(client: Any) -> bool:
 def _as_bytes(value: bytes | str) -> bytes:
     # A client made with decode_responses=True hands back str: text codecs still work.
     return value if isinstance(value, bytes) else value.encode()
+
+
+def _optional_milliseconds(ttl: float | None) -> int | None:
+    return None if ttl is None else _milliseconds(ttl)
 
 
 def _milliseconds(ttl: float) -> int:

@@ -21,7 +21,7 @@ from pystorage.errors import (
     not_a_str,
 )
 from pystorage.layers import names
-from pystorage.layers.base import Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -51,6 +51,13 @@ _DEADLINE_FIELD = "pystorage-deadline"
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # Parallel parts of one multipart upload; each holds a connection of the client's pool.
 _PART_CONCURRENCY = 8
+#: A conditional write that lost to another writer (AWS may also answer 409 to two at once).
+_LOST_RACE_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+#: A server that does not know the If-None-Match / If-Match headers on PutObject.
+_NO_CONDITIONS_CODES = frozenset({"NotImplemented", "501"})
+#: Conditional writes lost in a row before giving up: each loss means another writer
+#: won, so only a server that refuses every condition gets this far.
+_MAX_RACES = 1000
 
 
 def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -117,6 +124,14 @@ class S3(Backend):
     Failures other than a missing key become ``BackendError`` naming the endpoint and
     bucket, with boto's exception chained. Nothing is locked across processes:
     ``exclusive()`` excludes nobody.
+
+    ``add`` and ``modify`` (``incr``) compare and swap: they read the object and its ETag,
+    then write with ``If-Match: <etag>`` (or ``If-None-Match: *`` for a missing object)
+    in one PutObject, and read again when another writer won. This needs a server that
+    honours conditional writes (AWS S3 since 2024, SeaweedFS); one that answers
+    ``NotImplemented`` raises ``UnsupportedError``. An ETag is a digest of the bytes
+    only: a rewrite with the very same bytes (and, say, another deadline) between the
+    read and the write goes unseen.
     """
 
     accepts: ClassVar[ValueKind] = "bytes"
@@ -318,6 +333,53 @@ class S3(Backend):
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._put(key, self._name(key), _as_bytes(value), self._deadline(ttl))
 
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        data = _as_bytes(value)
+        stored = self._swap(key, lambda current: data if current is ABSENT else None, ttl)
+        return stored is not None
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        return self._swap(key, lambda current: _as_bytes(change(current)), ttl)
+
+    def _swap(
+        self, key: str, decide: Callable[[Any], bytes | None], ttl: float | None
+    ) -> bytes | None:
+        """Compare and swap: read the object and its ETag, then write ``decide(value)``
+        only if the object is still that one (``If-Match``) or still missing
+        (``If-None-Match: *``); read again after losing to another writer. ``decide``
+        returns None to leave the object as it is (which is then returned)."""
+        name = self._name(key)
+        for _ in range(_MAX_RACES):
+            found = self._fetch_tagged(key, name)
+            now = self.clock()
+            if found is None or not (found[1] is None or found[1] > now):
+                data = decide(ABSENT)
+                deadline = self._deadline(ttl)
+            else:
+                data = decide(found[0])
+                deadline = found[1]  # it stays
+            if data is None:
+                return None
+            condition = {"IfNoneMatch": "*"} if found is None else {"IfMatch": found[2]}
+            try:
+                self._put(key, name, data, deadline, condition)
+            except BackendError as exc:
+                code = _code(exc)
+                if code in _LOST_RACE_CODES:
+                    continue
+                if code in _NO_CONDITIONS_CODES:
+                    raise UnsupportedError(
+                        f"the S3 server at {self.client.meta.endpoint_url} does not take "
+                        "conditional writes (If-None-Match, If-Match on PutObject), which "
+                        f"add and incr need to be atomic: {exc}"
+                    ) from exc
+                raise
+            return data
+        raise BackendError(
+            f"S3 key {key!r} in bucket {self.bucket!r}: {_MAX_RACES} conditional writes in a "
+            "row lost to other writers (does the server compare ETags as it should?)"
+        )
+
     def delete(self, key: str) -> None:
         # S3 deletes are silent about missing objects, and the protocol is not: one HEAD
         # first. A concurrent deleter between the two requests is harmless.
@@ -414,6 +476,14 @@ class S3(Backend):
 
     def _fetch(self, key: str, name: str) -> tuple[bytes, float | None] | None:
         """The object's bytes and deadline (expired or not), or None if it does not exist."""
+        found = self._fetch_tagged(key, name)
+        if found is None or found[0] is ABSENT:
+            return None
+        return found[0], found[1]
+
+    def _fetch_tagged(self, key: str, name: str) -> tuple[Any, float | None, str] | None:
+        """The object's bytes, deadline (expired or not) and ETag, or None if it does not
+        exist; a hashed object holding another key is there, with a value of ``ABSENT``."""
         try:
             reply = self.client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
             data = reply["Body"].read()
@@ -424,21 +494,32 @@ class S3(Backend):
         deadline = _deadline_in(reply.get("Metadata"))
         if self._hashed(name):
             value = names.without_key(key, data)
-            return None if value is None else (value, deadline)
-        return data, deadline
+            if value is None:
+                return ABSENT, float("-inf"), reply["ETag"]
+            data = value
+        return data, deadline, reply["ETag"]
 
     def _deadline(self, ttl: float | None) -> float | None:
         return None if ttl is None else self.clock() + ttl
 
-    def _put(self, key: str, name: str, data: bytes, deadline: float | None = None) -> None:
+    def _put(
+        self,
+        key: str,
+        name: str,
+        data: bytes,
+        deadline: float | None = None,
+        condition: Mapping[str, str] | None = None,
+    ) -> None:
         if self._hashed(name):
             data = names.with_key(key, data)
         options = self.put_options
+        if condition:  # one PutObject, whatever the size: S3 checks it on that request
+            options = {**options, **condition}
         if deadline is not None:  # object metadata: outside the value, whatever it holds
             metadata = {**options.get("Metadata", {}), _DEADLINE_FIELD: repr(deadline)}
             options = {**options, "Metadata": metadata}
         try:
-            if len(data) < self.multipart_threshold:
+            if len(data) < self.multipart_threshold or condition:
                 # One request: the cheapest write for all but very large values.
                 self.client.put_object(Bucket=self.bucket, Key=name, Body=data, **options)
             else:

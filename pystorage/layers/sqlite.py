@@ -16,7 +16,7 @@ import attrs
 
 from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
-from pystorage.layers.base import Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind
 from pystorage.layers.limit import too_large
 
 # Format 1. ``used`` orders the rows for eviction: a sequence number given by every write
@@ -64,6 +64,12 @@ _UNBOUNDED = float("inf")
 #: Reads whose use is written in one transaction at most (with eviction by use).
 _USES_BATCH = 1000
 _USED = f"UPDATE entries SET used = {_NEXT} WHERE key = ?"
+# add: a new row, or one in place of an expired row; a live row stays (no change counted).
+_ADD = (
+    f"INSERT INTO entries VALUES (?, ?, ?, {_NEXT}) ON CONFLICT (key) DO UPDATE SET "
+    "value = excluded.value, deadline = excluded.deadline, used = excluded.used "
+    "WHERE entries.deadline <= ?"
+)
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
 #: Writes between two sweeps of expired rows.
@@ -101,6 +107,10 @@ class SQLite(Backend):
     1,000th write removes at most 100 expired rows, so no operation scans the table for
     them; ``expire()`` removes them all. A delete of an expired row names its deadline in
     the statement, so it never removes a newer write.
+
+    ``add`` is one ``INSERT ... ON CONFLICT`` that replaces only an expired row;
+    ``modify`` (``incr``) reads and writes in one ``BEGIN IMMEDIATE`` transaction, so
+    both are atomic across threads and processes.
 
     Keys are stored as their UTF-8 bytes (any ``str`` works, NUL and lone surrogates
     included), always as parameters, never as SQL. The file is created with mode 0o600;
@@ -479,6 +489,46 @@ class SQLite(Backend):
         if uses:
             last_first = dict.fromkeys(reversed(uses))
             db.executemany(_USED, [(name,) for name in reversed(last_first)])
+
+    # -- atomic operations: one statement, or one write transaction ----------------------
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        now = self.clock()
+        row = (_encoded(key), value, None if ttl is None else now + ttl, now)
+        if not self._bounds:
+            with self._session(f"add {key!r}") as db:
+                stored = db.execute(_ADD, row).rowcount > 0
+        else:
+            self._check_size(key, value)
+            with self._transaction(f"add {key!r}") as db:
+                stored = db.execute(_ADD, row).rowcount > 0
+                if stored:
+                    self._trim(db)
+        if stored:
+            self._wrote(1)
+        return stored
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        stored = _encoded(key)
+        # BEGIN IMMEDIATE takes the write lock before the read: no other writer of any
+        # process can change the row between the two.
+        with self._transaction(f"modify {key!r}") as db:
+            row = db.execute(_SELECT, (stored,)).fetchone()
+            now = self.clock()
+            if row is None or (row[1] is not None and row[1] <= now):
+                value = change(ABSENT)
+                self._check_size(key, value)
+                db.execute(_INSERT, (stored, value, None if ttl is None else now + ttl))
+            else:
+                value = change(row[0])
+                self._check_size(key, value)
+                db.execute(
+                    f"UPDATE entries SET value = ?, used = {_NEXT} WHERE key = ?", (value, stored)
+                )
+            if self._bounds:
+                self._trim(db)
+        self._wrote(1)
+        return value
 
     # -- expiry --------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -21,8 +21,9 @@ def _size(value: Any) -> int:
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Stats(Wrapper):
     """Counts hits, misses, writes and deletes (and bytes read and written, where the
-    values are bytes: below a Codec). ``storage.stats()`` adds the evictions and
-    expirations the layers below count themselves. Costs nothing when absent."""
+    values are bytes: below a Codec); an ``add`` that stored and every ``incr`` count as
+    writes. ``storage.stats()`` adds the evictions and expirations the layers below count
+    themselves. Costs nothing when absent."""
 
     _counts: Counter[str] = attrs.field(factory=Counter, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
@@ -59,6 +60,17 @@ class Stats(Wrapper):
     def delete(self, key: str) -> None:
         self._inner.delete(key)
         self._add(deletes=1)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        stored = self._inner.add(key, value, ttl)
+        if stored:  # one that found the key wrote nothing
+            self._add(writes=1, bytes_written=_size(value))
+        return stored
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        value = self._inner.modify(key, change, ttl)
+        self._add(writes=1, bytes_written=_size(value))
+        return value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)

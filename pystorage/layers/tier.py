@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -24,7 +24,9 @@ class Tier(Wrapper):
     A read that misses in front reads through and keeps the value in front with the time
     it has left below, so the front never outlives a TTL; a write goes below first, then
     to front with its TTL (a write that fails below drops the key from front: it may
-    have been stored all the same); a delete removes from both. A read-through that
+    have been stored all the same); a delete removes from both, and so does an ``incr``
+    (the front reads the new value through). An ``add`` that stored keeps the value in
+    front; one that found the key drops the front's copy. A read-through that
     overlapped a write of the same key keeps nothing in front, so it can never put back
     an older value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
     batch reads do not fill the front. Another process writing the same storage below is
@@ -112,6 +114,33 @@ class Tier(Wrapper):
             with self._lock:
                 self._bump([key])
                 self.front.delete_many([key])
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        self._writing([key])
+        try:
+            stored = self._inner.add(key, value, ttl)
+        except BaseException:
+            self._failed([key])
+            raise
+        with self._lock:
+            self._bump([key])
+            if stored:
+                self.front.set(key, value, ttl)
+            else:  # the key is below, maybe written by another process: not the front's copy
+                self.front.delete_many([key])
+        return stored
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        self._writing([key])
+        try:
+            value = self._inner.modify(key, change, ttl)
+        finally:
+            # Dropped, not refreshed: the deadline an existing entry kept is known below
+            # only, and the next read brings the value back with it.
+            with self._lock:
+                self._bump([key])
+                self.front.delete_many([key])
+        return value
 
     def clear(self) -> None:
         with self._lock:

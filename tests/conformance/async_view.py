@@ -67,6 +67,15 @@ class AsyncView(MutableMapping[str, Any]):
             raise not_a_str(key)
         self._run(self.storage.set(key, value, ttl))
 
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        return self._run(self.storage.add(key, value, ttl))
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        return self._run(self.storage.incr(key, delta, ttl))
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        return self._run(self.storage.decr(key, delta, ttl))
+
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
         return self._run(self.storage.get_with_ttl(key))
 
