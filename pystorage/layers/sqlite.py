@@ -19,57 +19,73 @@ from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
 from pystorage.layers.limit import too_large
 
-# Format 1. ``used`` orders the rows for eviction: a sequence number given by every write
-# (and, with eviction by use, every read). ``totals`` holds the number of rows and the
-# bytes of their values, kept by triggers in the transaction of each change, so a bound
-# is checked without a scan and holds across processes.
+# Format 2: one row per entry, and nothing else on the path of a write.
 _SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS entries (
     key BLOB PRIMARY KEY NOT NULL,
     value BLOB NOT NULL,
-    deadline REAL,
-    used INTEGER NOT NULL
+    deadline REAL
 );
 CREATE INDEX IF NOT EXISTS entries_by_deadline ON entries (deadline) WHERE deadline IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_by_use ON entries (used);
+PRAGMA user_version = 2;
+COMMIT;
+"""
+_FORMAT = 2
+# Made the first time a limit is kept here, and kept by triggers from then on, by every
+# writer of the database: ``uses`` orders the entries for eviction (a sequence number
+# given by each write, and by each read recorded for eviction by use) beside their sizes,
+# and ``totals`` holds their number and bytes, so a bound is checked without a scan, in
+# the transaction of the write. Uses live beside the entries, not in them: recording a
+# read rewrites a small row, never the value. A database without limits pays none of it.
+_BOOKS = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS uses (
+    key BLOB PRIMARY KEY NOT NULL,
+    used INTEGER NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uses_by_age ON uses (used);
 CREATE TABLE IF NOT EXISTS totals (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     count INTEGER NOT NULL,
     bytes INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO totals VALUES (0, 0, 0);
+INSERT OR IGNORE INTO uses SELECT key, rowid, length(value) FROM entries;
+INSERT OR IGNORE INTO totals SELECT 0, count(*), ifnull(sum(length(value)), 0) FROM entries;
 CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
+    INSERT OR REPLACE INTO uses
+        VALUES (NEW.key, (SELECT ifnull(max(used), 0) + 1 FROM uses), length(NEW.value));
     UPDATE totals SET count = count + 1, bytes = bytes + length(NEW.value);
 END;
-CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
-    UPDATE totals SET count = count - 1, bytes = bytes - length(OLD.value);
-END;
 CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF value ON entries BEGIN
+    UPDATE uses SET used = (SELECT ifnull(max(used), 0) + 1 FROM uses), size = length(NEW.value)
+        WHERE key = NEW.key;
     UPDATE totals SET bytes = bytes + length(NEW.value) - length(OLD.value);
 END;
-PRAGMA user_version = 1;
+CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
+    DELETE FROM uses WHERE key = OLD.key;
+    UPDATE totals SET count = count - 1, bytes = bytes - length(OLD.value);
+END;
 COMMIT;
 """
-_FORMAT = 1
 _SELECT = "SELECT value, deadline FROM entries WHERE key = ?"
-_NEXT = "(SELECT ifnull(max(used), 0) + 1 FROM entries)"
 # An upsert rewrites the row in place; INSERT OR REPLACE deletes and inserts it, which
 # made an overwrite 8-13x slower here (100 B and 10 KB values, WAL, synchronous=NORMAL).
 _INSERT = (
-    f"INSERT INTO entries VALUES (?, ?, ?, {_NEXT}) ON CONFLICT (key) DO UPDATE SET "
-    "value = excluded.value, deadline = excluded.deadline, used = excluded.used"
+    "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, deadline = excluded.deadline"
+)
+# add: a new row, or one in place of an expired row; a live row stays (no change counted).
+_ADD = (
+    "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, deadline = excluded.deadline "
+    "WHERE entries.deadline <= ?"
 )
 _UNBOUNDED = float("inf")
 #: Reads whose use is written in one transaction at most (with eviction by use).
 _USES_BATCH = 1000
-_USED = f"UPDATE entries SET used = {_NEXT} WHERE key = ?"
-# add: a new row, or one in place of an expired row; a live row stays (no change counted).
-_ADD = (
-    f"INSERT INTO entries VALUES (?, ?, ?, {_NEXT}) ON CONFLICT (key) DO UPDATE SET "
-    "value = excluded.value, deadline = excluded.deadline, used = excluded.used "
-    "WHERE entries.deadline <= ?"
-)
+_USED = "UPDATE uses SET used = (SELECT max(used) + 1 FROM uses) WHERE key = ?"
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
 #: Writes between two sweeps of expired rows.
@@ -336,10 +352,12 @@ class SQLite(Backend):
         return [key for key, _ in self.sizes_by_age()]
 
     def sizes_by_age(self) -> list[tuple[str, int]]:
+        # By use where the books of a limit are kept; else in the order rows were made.
+        order = "(SELECT used FROM uses WHERE uses.key = entries.key)" if self._bounds else "rowid"
         with self._session("list the keys") as db:
             rows = db.execute(
                 "SELECT key, length(value) FROM entries WHERE deadline IS NULL OR deadline > ? "
-                "ORDER BY used",
+                f"ORDER BY {order}",
                 (self.clock(),),
             ).fetchall()
         return [(_decoded(stored), size) for stored, size in rows]
@@ -434,6 +452,8 @@ class SQLite(Backend):
                 "two limits over one SQLite must evict in the same order "
                 f"({self._eviction!r} and {eviction!r})"
             )
+        with self._session("keep the books of a limit") as db:
+            db.executescript(_BOOKS)
         self._bounds[measure] = min(bound, self._bounds.get(measure, bound))
         self._eviction = eviction
         # A smaller bound than the database was kept to: trim it now, not at a write.
@@ -459,15 +479,15 @@ class SQLite(Backend):
         self._count_expired(expired)
         count, size = db.execute("SELECT count, bytes FROM totals").fetchone()
         victims = []
-        rows = db.execute("SELECT rowid, length(value) FROM entries ORDER BY used")
-        for rowid, length in rows:
+        rows = db.execute("SELECT key, size FROM uses ORDER BY used")
+        for name, length in rows:
             if count <= most_entries and size <= most_bytes:
                 break
-            victims.append((rowid,))
+            victims.append((name,))
             count -= 1
             size -= length
         rows.close()
-        db.executemany("DELETE FROM entries WHERE rowid = ?", victims)
+        db.executemany("DELETE FROM entries WHERE key = ?", victims)
         with self._lock:
             self._evictions += len(victims)
 
@@ -522,9 +542,7 @@ class SQLite(Backend):
             else:
                 value = change(row[0])
                 self._check_size(key, value)
-                db.execute(
-                    f"UPDATE entries SET value = ?, used = {_NEXT} WHERE key = ?", (value, stored)
-                )
+                db.execute("UPDATE entries SET value = ? WHERE key = ?", (value, stored))
             if self._bounds:
                 self._trim(db)
         self._wrote(1)
