@@ -8,6 +8,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,46 @@ def in_child(
         data = stream.read()
     os.waitpid(pid, 0)
     return pickle.loads(data)
+
+
+#: How long a forked child may take to do a few operations on a loaded 2-core machine.
+CHILD_DEADLINE = 20.0
+#: What ``run_in_child`` returns for a child that did not finish in time.
+HUNG = "hung"
+
+
+def run_in_child(work: Callable[[], Any], deadline: float = CHILD_DEADLINE) -> Any:
+    """``work()``'s result computed in a forked child (an exception it raised is
+    returned), or ``HUNG`` if it did not finish within ``deadline`` seconds."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        try:
+            os.close(reader)
+            try:
+                outcome: Any = work()
+            except BaseException as exc:
+                outcome = exc
+            try:
+                data = pickle.dumps(outcome)
+            except Exception:
+                data = pickle.dumps(RuntimeError(repr(outcome)))
+            with os.fdopen(writer, "wb") as stream:
+                stream.write(data)
+        finally:
+            os._exit(0)
+    os.close(writer)
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            with os.fdopen(reader, "rb") as stream:
+                return pickle.loads(stream.read())
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    os.close(reader)
+    return HUNG
 
 
 NOBODY = 65534

@@ -5,12 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pystorage import Storage, StorageProvider
-from pystorage.errors import ConfigurationError
+from pystorage.errors import BackendError, ConfigurationError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Stats
 from tests.helpers import FakeClock
 
@@ -140,6 +142,7 @@ def test_indexes_once_at_open_not_per_operation(tmp_path: Path) -> None:
     for i in range(200):
         storage[str(i)] = i
         storage.get(str(i // 2))
+        assert len(storage) == min(i + 1, 50)  # a count that agrees needs no listing
     assert listings == [1]
 
 
@@ -199,7 +202,9 @@ def test_an_entry_expiring_below_the_limit_does_not_reset_the_order_of_use() -> 
     assert sorted(storage) == ["a", "c", "d"]
 
 
-@pytest.mark.parametrize("remove", ["del", "delete_many", "pop", "gone-below-then-read"])
+@pytest.mark.parametrize(
+    "remove", ["del", "delete_many", "pop", "gone-below-then-read", "gone-below-then-read-with-ttl"]
+)
 def test_a_removed_key_leaves_the_index_so_no_live_entry_is_evicted(remove: str) -> None:
     backend = Memory()
     storage = Storage(CountLimit(3), backend)
@@ -212,9 +217,123 @@ def test_a_removed_key_leaves_the_index_so_no_live_entry_is_evicted(remove: str)
         storage.delete_many(["a"])
     elif remove == "pop":
         assert storage.pop("a") == "a"
-    else:
+    elif remove == "gone-below-then-read":
         backend.delete("a")  # another program removed it
         assert storage.get("a") is None
+    else:
+        backend.delete("a")
+        with pytest.raises(KeyError):
+            storage.get_with_ttl("a")
     storage["d"] = "d"  # three entries: room for it without evicting anything
     assert sorted(storage) == ["b", "c", "d"]
     assert storage.stats() == {"evictions": 0}
+
+
+def test_entries_found_at_open_are_indexed_like_written_ones() -> None:
+    backend = Memory()
+    for key in "abc":
+        backend.set(key, key)
+    storage = Storage(CountLimit(3), backend)
+    backend.delete("a")  # another program removed it
+    assert storage.get("a") is None
+    storage["d"] = "d"  # three entries: room for it without evicting anything
+    assert sorted(storage) == ["b", "c", "d"]
+    assert storage.stats() == {"evictions": 0}
+
+
+def test_a_miss_raises_one_key_error_naming_the_key() -> None:
+    storage = Storage(CountLimit(3), Memory())
+    storage["a"] = "a"
+    for read in (storage.__getitem__, storage.get_with_ttl):
+        with pytest.raises(KeyError) as caught:
+            read("never")
+        assert caught.value.args == ("never",)
+        assert caught.value.__context__ is None  # no second error raised handling the miss
+
+
+class _Meddled(Memory):
+    """A Memory where, once, another thread acts between a read's miss and its return
+    (``meanwhile``), and whose writes can store their values and then fail, as a write
+    whose reply was lost does (``failing``)."""
+
+    meanwhile: Callable[[], None] | None = None
+    failing = False
+
+    def get(self, key: str) -> Any:
+        try:
+            return super().get(key)
+        except KeyError:
+            action, self.meanwhile = self.meanwhile, None
+            if action is not None:
+                action()
+            raise
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        super().set(key, value, ttl)
+        if self.failing:
+            raise BackendError("the reply was lost")
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        super().set_many(items, ttl)
+        if self.failing:
+            raise BackendError("the reply was lost")
+
+
+def _written(storage: Storage, backend: _Meddled) -> None:
+    storage["k"] = "k"
+
+
+def _written_and_failed(storage: Storage, backend: _Meddled) -> None:
+    backend.failing = True
+    try:
+        with pytest.raises(BackendError):
+            storage["k"] = "k"
+    finally:
+        backend.failing = False
+
+
+def _written_below_then_counted(storage: Storage, backend: _Meddled) -> None:
+    backend.set("k", "k")  # by another program
+    assert len(storage) == 2
+
+
+@pytest.mark.parametrize(
+    ("arrival", "kept"),
+    [
+        (_written, ["c", "k"]),
+        (_written_and_failed, ["c", "k"]),
+        # a key learned from the backend has no use known here: it goes first
+        (_written_below_then_counted, ["a", "c"]),
+    ],
+)
+def test_a_key_arriving_while_a_read_misses_it_counts_toward_the_limit(
+    arrival: Callable[[Storage, _Meddled], None], kept: list[str]
+) -> None:
+    backend = _Meddled()
+    storage = Storage(CountLimit(2), backend)
+    storage["a"] = "a"
+    backend.meanwhile = lambda: arrival(storage, backend)
+    assert storage.get("k") is None  # the read missed: it came before the arrival
+    assert backend.meanwhile is None
+    storage["c"] = "c"  # a, k and c: one too many
+    assert sorted(storage) == kept
+    assert storage.stats() == {"evictions": 1}
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_write_that_fails_after_storing_counts_toward_the_limit(many: bool) -> None:
+    backend = _Meddled()
+    storage = Storage(CountLimit(2), backend)
+    storage["a"] = "a"
+    storage["b"] = "b"
+    backend.failing = True
+    with pytest.raises(BackendError):
+        if many:
+            storage.set_many({"c": "c"})
+        else:
+            storage["c"] = "c"
+    backend.failing = False
+    assert backend.count() == 2  # stored all the same, and the bound kept
+    storage["d"] = "d"
+    assert backend.count() == 2
+    assert "d" in storage

@@ -9,7 +9,6 @@ fork; the count limit holds; descriptors are released.
 from __future__ import annotations
 
 import os
-import pickle
 import resource
 import threading
 import time
@@ -24,45 +23,7 @@ import redis
 from pystorage import Storage
 from pystorage.errors import BackendError, InvalidKeyError
 from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Redis, Tier, Wrapper
-from tests.helpers import FakeClock, unique
-
-#: How long a forked child may take to do a few operations on a loaded 2-core machine.
-CHILD_DEADLINE = 20.0
-_HUNG = "hung"
-
-
-def run_in_child(work: Callable[[], Any], deadline: float = CHILD_DEADLINE) -> Any:
-    """``work()``'s result computed in a forked child (an exception it raised is
-    returned), or ``_HUNG`` if it did not finish within ``deadline`` seconds."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, never return into pytest
-        try:
-            os.close(reader)
-            try:
-                outcome: Any = work()
-            except BaseException as exc:
-                outcome = exc
-            try:
-                data = pickle.dumps(outcome)
-            except Exception:
-                data = pickle.dumps(RuntimeError(repr(outcome)))
-            with os.fdopen(writer, "wb") as stream:
-                stream.write(data)
-        finally:
-            os._exit(0)
-    os.close(writer)
-    give_up = time.monotonic() + deadline
-    while time.monotonic() < give_up:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            with os.fdopen(reader, "rb") as stream:
-                return pickle.loads(stream.read())
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    os.close(reader)
-    return _HUNG
+from tests.helpers import CHILD_DEADLINE, FakeClock, run_in_child, unique
 
 
 def entry_files(folder: Path, ending: str) -> int:

@@ -156,6 +156,25 @@ def test_expired_entries_stay_uncounted_after_many_rewrites_with_a_ttl(kind: str
     assert backend.counters()["expirations"] == 2
 
 
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_deleting_an_expired_entry_is_a_miss_that_counts_an_expiration(kind: str) -> None:
+    clock = FakeClock()
+    storage = Storage(Stats(), BACKENDS[kind](clock))
+    storage.set("a", 1, ttl=1)
+    storage.set("b", 2, ttl=3)
+    storage.set("live", 3, ttl=10)
+    clock.now += 1  # exactly the deadline of "a": expired, as a read would have it
+    with pytest.raises(KeyError) as caught:
+        del storage["a"]
+    assert caught.value.args == ("a",)
+    clock.now += 5
+    with pytest.raises(KeyError):
+        del storage["b"]
+    del storage["live"]
+    assert storage.stats()["expirations"] == 2
+    assert len(storage) == 0
+
+
 def test_get_on_an_lru_stack_returns_values_that_have_a_deadline() -> None:
     storage = Storage(LRU(10, clock=FakeClock()))
     storage.set("k", "v", ttl=5)
@@ -190,6 +209,22 @@ def test_an_lru_counts_every_eviction() -> None:
         storage[key] = key
     assert list(storage) == ["c"]
     assert storage.stats()["evictions"] == 2
+
+
+def test_a_full_lru_removes_expired_entries_only_when_one_must_go() -> None:
+    # A write that needs no room skips the sweep (it costs a clock read on the hot path);
+    # the first write that needs room removes what expired before any live entry.
+    clock = FakeClock()
+    storage = Storage(Stats(), LRU(2, clock=clock))
+    storage.set("old", 0, ttl=1)
+    storage["b"] = 1
+    clock.now += 1  # "old" has expired; the LRU is full
+    storage["b"] = 2
+    assert storage.stats().get("expirations", 0) == 0
+    storage["c"] = 3
+    assert storage.stats()["expirations"] == 1
+    assert storage.stats()["evictions"] == 0
+    assert sorted(storage) == ["b", "c"]
 
 
 class _WrittenRightAfterARead(OrderedDict[str, Any]):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pystorage import Storage
-from pystorage.errors import ConfigurationError
+from pystorage.errors import BackendError, ConfigurationError
 from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Tier
 from tests.helpers import FakeClock
 
@@ -111,6 +111,40 @@ def test_a_read_through_overlapping_a_write_keeps_nothing_in_front(
         assert storage[key] == "old"  # read below before the write: linearised before it
         assert below.meanwhile is None
         assert storage.get(key, "gone") == below.lookup(key, "gone")
+
+
+class _LostReplies(Memory):
+    """A Memory whose writes, while ``failing``, store the value and then fail, as a
+    write whose reply was lost on the way back does."""
+
+    failing = False
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        super().set(key, value, ttl)
+        if self.failing:
+            raise BackendError("the reply was lost")
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        super().set_many(items, ttl)
+        if self.failing:
+            raise BackendError("the reply was lost")
+
+
+@pytest.mark.parametrize("write", [_set, _set_many])
+def test_a_write_that_fails_below_leaves_nothing_old_in_front(
+    write: Callable[[Storage, str], None],
+) -> None:
+    below = _LostReplies()
+    storage = Storage(Tier(LRU(10)), below)
+    storage["k"] = "old"
+    storage["other"] = "kept"
+    assert storage["k"] == "old"
+    below.failing = True
+    with pytest.raises(BackendError):
+        write(storage, "k")
+    below.failing = False
+    assert storage["k"] == "new"  # read through: the front no longer has "old"
+    assert storage["other"] == "kept"
 
 
 def _tier(clock: FakeClock) -> tuple[Storage, list[Memory]]:
