@@ -127,6 +127,12 @@ class Open(NamedTuple):
     entries: int
 
 
+def fastest_ratio(mine: Samples, theirs: Samples) -> str:
+    """The ratio of the fastest opens: a second view of noisy single events (a sample
+    is only ever slowed by other processes, never sped up)."""
+    return f"fastest: {min(mine.per_op_ns) / min(theirs.per_op_ns):.2f}"
+
+
 def time_opens(opens: Mapping[str, Open], rounds: int) -> dict[str, Samples]:
     """Nanoseconds of each open, one fresh child per sample, ``rounds`` samples each."""
     names = list(opens)

@@ -156,11 +156,13 @@ def markdown(run: Run) -> str:
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in info["libraries"].items()),
         f"- Targets: {done['hold']} of {done['targets']} hold",
         "",
-        "Each group runs in this one process. Every subject is warmed up, then timed with "
-        "`time.perf_counter_ns` over several rounds of many calls, the rounds of PyStorage "
-        "and its anchors interleaved (their order rotated each round) so that noise hits "
-        "both alike; times are medians of the per-round time per operation, and a ratio is "
-        "the median of the per-round ratios PyStorage / anchor: lower is better.",
+        "Each group runs in this one process (the groups that time opens or several "
+        "processes start children of their own: their notes say how). Every subject is "
+        "warmed up, then timed with `time.perf_counter_ns` over several rounds of many "
+        "calls, the rounds of PyStorage and its anchors interleaved (their order rotated "
+        "each round) so that noise hits both alike; times are medians of the per-round time "
+        "per operation, and a ratio is the median of the per-round ratios PyStorage / "
+        "anchor: lower is better.",
         "",
     ]
     if done["missed"]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.harness import Samples
 from benchmarks.model import GroupResult, Row, Settings, median_row
-from benchmarks.opening import BUILDERS, STACKS, Open, time_opens
+from benchmarks.opening import BUILDERS, STACKS, Open, fastest_ratio, time_opens
 
 ANCHOR = "diskcache"
 
@@ -55,7 +55,7 @@ def _rows(timed: dict[str, Samples], small: int, large: int) -> list[Row]:
             timed[f"{name} {large}"],
             f"the same, {small:,} entries",
             timed[f"{name} {small}"],
-            note=f"{timed[f'{name} {small}'].median / 1e6:.1f} ms at {small:,}",
+            note=fastest_ratio(timed[f"{name} {large}"], timed[f"{name} {small}"]),
         )
         for name, stack in STACKS.items()
     ]
@@ -68,6 +68,7 @@ def _rows(timed: dict[str, Samples], small: int, large: int) -> list[Row]:
                     timed[f"{name} {size}"],
                     f"{anchor}, {size:,} entries",
                     timed[f"{ANCHOR} {size}"],
+                    note=fastest_ratio(timed[f"{name} {size}"], timed[f"{ANCHOR} {size}"]),
                 )
                 for size in (small, large)
             ]
