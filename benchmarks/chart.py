@@ -1,4 +1,5 @@
-"""results.png: per group, one horizontal bar per target, with the target marked."""
+"""results.png: per group, one horizontal bar per row, with the target marked where the row
+has one (grey bars: figures reported without a target)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,14 @@ if TYPE_CHECKING:
     from benchmarks.model import Row
     from benchmarks.report import Run
 
-HOLDS, MISSES = "#3a923a", "#d0433b"
-ROW_INCHES = 0.32
+HOLDS, MISSES, REPORTED = "#3a923a", "#d0433b", "#9a9a9a"
+ROW_INCHES = 0.27
 
 
 def draw(run: Run, file: Path) -> None:
-    groups = [(g.title, [r for r in g.rows if r.target]) for g in run.groups]
-    groups = [(title, rows) for title, rows in groups if rows]
+    groups = [(g.title, g.rows) for g in run.groups if g.rows]
     if not groups:
-        groups = [("no targets measured", [])]
+        groups = [("nothing measured", [])]
     heights = [max(len(rows), 1) * ROW_INCHES + 0.9 for _, rows in groups]
     figure, axes = plt.subplots(
         len(groups),
@@ -38,10 +38,12 @@ def draw(run: Run, file: Path) -> None:
     for ax, (title, rows) in zip(axes[:, 0], groups, strict=True):
         _panel(ax, title, rows)
     mode = "quick mode, tiny sizes: not for reading" if run.quick else run.date
+    if run.kept():
+        mode += f" ({len(run.kept())} groups kept from earlier runs: see results.md)"
     figure.suptitle(
-        f"PyStorage / anchor (lower is better); green: target holds, red: missed; "
-        f"| marks the target\n{run.machine['cpu']}, {run.machine['cpu_count']} CPUs, "
-        f"{run.machine['python']}, {mode}",
+        f"PyStorage / anchor (lower is better); green: target holds, red: missed, "
+        "grey: reported (no target); | marks the target\n"
+        f"{run.machine['cpu']}, {run.machine['cpu_count']} CPUs, {run.machine['python']}, {mode}",
         fontsize=10,
     )
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (sum(heights) + 0.6)))
@@ -56,10 +58,13 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
         return
     positions = range(len(rows))
     ratios = [r.ratio for r in rows]
-    colors = [HOLDS if r.holds else MISSES for r in rows]
+    colors = [{True: HOLDS, False: MISSES, None: REPORTED}[r.holds] for r in rows]
     ax.barh(positions, ratios, color=colors, height=0.65)
-    limits = [r.target.limit for r in rows if r.target]
-    ax.scatter(limits, positions, marker="|", s=260, color="black", linewidths=2, zorder=3)
+    marked = [(r.target.limit, y) for y, r in zip(positions, rows, strict=True) if r.target]
+    limits = [limit for limit, _ in marked]
+    ax.scatter(
+        limits, [y for _, y in marked], marker="|", s=220, color="black", linewidths=2, zorder=3
+    )
     values = ratios + limits
     if max(values) / min(values) > 8:
         ax.set_xscale("log")
@@ -72,7 +77,7 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
     # The values in a column right of the panel, clear of the bars and target marks.
     side = blended_transform_factory(ax.transAxes, ax.transData)
     for y, r in zip(positions, rows, strict=True):
-        mark = "" if r.holds else "  missed"
+        mark = "  missed" if r.holds is False else ""
         ax.text(1.01, y, f"{r.ratio:.3g}{mark}", transform=side, va="center", fontsize=8)
     ax.set_yticks(list(positions), [_label(r) for r in rows], fontsize=8)
     ax.invert_yaxis()

@@ -38,6 +38,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run this group only (repeatable): " + ", ".join(g.name for g in GROUPS),
     )
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the results of the groups not run now from the results.json already in "
+        "the output folder (each marked with the run it comes from), and rewrite the files "
+        "with both: for re-running some groups without losing the others'",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for group in chosen:
         run.groups.append(run_group(group, settings))
     run.seconds = time.perf_counter() - began
+    if args.merge:
+        run.keep(out / "results.json", [group.name for group in GROUPS])
     for file in write(run, out):
         print(f"wrote {file}")
     failed = [g.name for g in run.groups if g.error]

@@ -63,6 +63,20 @@ class Row:
         data["holds"] = self.holds
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Row:
+        """The row of ``to_dict`` (results.json), its target included."""
+        target = data["target"]
+        return cls(
+            data["operation"],
+            data["pystorage_ns"],
+            data["anchor"],
+            data["anchor_ns"],
+            data["ratio"],
+            None if target is None else Target(target["limit"], target["text"]),
+            data["note"],
+        )
+
 
 def row(
     operation: str,
@@ -78,6 +92,21 @@ def row(
     )
 
 
+def median_row(
+    operation: str,
+    mine: Samples,
+    anchor: str,
+    theirs: Samples,
+    target: Target | None = None,
+    note: str = "",
+) -> Row:
+    """A row whose ratio is the ratio of the two medians: for samples that are single
+    events (an open, a whole multi-process run), where no two were truly side by side."""
+    return Row(
+        operation, mine.median, anchor, theirs.median, mine.median / theirs.median, target, note
+    )
+
+
 @dataclass
 class GroupResult:
     """Everything one group measured, or why it was skipped."""
@@ -89,6 +118,9 @@ class GroupResult:
     skipped: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    #: When the group was kept from an earlier run (``--merge``): that run's date,
+    #: command and machine; None when it was measured in the run that wrote it.
+    earlier: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,4 +131,21 @@ class GroupResult:
             "error": self.error,
             "notes": self.notes,
             "rows": [r.to_dict() for r in self.rows],
+            "earlier": self.earlier,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], run: dict[str, Any]) -> GroupResult:
+        """A group of results.json, marked as measured in ``run`` (that file's context)
+        unless it already was kept from an earlier one."""
+        return cls(
+            data["name"],
+            data["title"],
+            [Row.from_dict(r) for r in data["rows"]],
+            list(data["notes"]),
+            data["skipped"],
+            data["error"],
+            data["seconds"],
+            data.get("earlier")
+            or {key: run[key] for key in ("date", "command", "quick", "machine")},
+        )

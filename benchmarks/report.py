@@ -39,6 +39,24 @@ class Run:
     def rows(self) -> list[Row]:
         return [r for group in self.groups for r in group.rows]
 
+    def keep(self, file: Path, order: Sequence[str]) -> None:
+        """Add the groups of an earlier results.json that this run did not measure, each
+        marked with the run it comes from, in the order of ``order`` (group names)."""
+        if not file.is_file():
+            return
+        earlier = json.loads(file.read_text(encoding="utf-8"))
+        ran = {group.name for group in self.groups}
+        self.groups += [
+            GroupResult.from_dict(group, earlier)
+            for group in earlier["groups"]
+            if group["name"] not in ran
+        ]
+        rank = {name: index for index, name in enumerate(order)}
+        self.groups.sort(key=lambda group: rank.get(group.name, len(rank)))
+
+    def kept(self) -> list[GroupResult]:
+        return [group for group in self.groups if group.earlier]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "quick": self.quick,
@@ -130,6 +148,7 @@ def markdown(run: Run) -> str:
         "",
         f"- Date: {run.date}",
         f"- Command: `{run.command}` (in `{os.getcwd()}`), {run.seconds:.0f} s",
+        *_kept_lines(run),
         f"- Machine: {info['platform']}, {info['cpu']}, {info['cpu_count']} CPUs",
         f"- Python: {info['python']}",
         f"- Load average (1, 5, 15 min) at start: {info['load_average_at_start']}, at end: "
@@ -137,17 +156,26 @@ def markdown(run: Run) -> str:
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in info["libraries"].items()),
         f"- Targets: {done['hold']} of {done['targets']} hold",
         "",
-        "Each group runs in this one process. Every subject is warmed up, then timed with "
-        "`time.perf_counter_ns` over several rounds of many calls, the rounds of PyStorage "
-        "and its anchors interleaved (their order rotated each round) so that noise hits "
-        "both alike; times are medians of the per-round time per operation, and a ratio is "
-        "the median of the per-round ratios PyStorage / anchor: lower is better.",
+        "Each group runs in this one process (the groups that time opens or several "
+        "processes start children of their own: their notes say how). Every subject is "
+        "warmed up, then timed with `time.perf_counter_ns` over several rounds of many "
+        "calls, the rounds of PyStorage and its anchors interleaved (their order rotated "
+        "each round) so that noise hits both alike; times are medians of the per-round time "
+        "per operation, and a ratio is the median of the per-round ratios PyStorage / "
+        "anchor: lower is better.",
         "",
     ]
     if done["missed"]:
         lines += ["Missed targets:", "", *(f"- {miss}" for miss in done["missed"]), ""]
     for number, group in enumerate(run.groups, 1):
         lines += [f"## {number}. {group.title}", ""]
+        if group.earlier:
+            lines += [
+                f"Kept from the run of {group.earlier['date']} (`{group.earlier['command']}`, "
+                f"load average at its start {group.earlier['machine']['load_average_at_start']}"
+                "): not re-run in this one.",
+                "",
+            ]
         if group.skipped:
             lines += [f"Skipped: {group.skipped}", ""]
         if group.error:
@@ -158,6 +186,25 @@ def markdown(run: Run) -> str:
             lines.append("")
         lines += [*group.notes, f"Group time: {group.seconds:.1f} s.", ""]
     return "\n".join(lines)
+
+
+def _kept_lines(run: Run) -> list[str]:
+    by_run: dict[tuple[str, str], list[str]] = {}
+    for group in run.kept():
+        if group.earlier:
+            source = (group.earlier["date"], group.earlier["command"])
+            by_run.setdefault(source, []).append(f"`{group.name}`")
+    if not by_run:
+        return []
+    total = sum(group.seconds for group in run.groups)
+    return [
+        *(
+            f"- Kept from the run of {date} (`{command}`), not re-run (`--merge`): "
+            + ", ".join(names)
+            for (date, command), names in by_run.items()
+        ),
+        f"- Every group's own time, added up: {total:.0f} s",
+    ]
 
 
 def _markdown_row(values: Sequence[str]) -> str:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks.groups import codecs, files, local_store, memory, redis_group, s3_group, scaling
+from benchmarks.groups import (
+    codecs,
+    files,
+    local_open,
+    local_processes,
+    local_scaling,
+    local_store,
+    memory,
+    redis_group,
+    s3_group,
+    scaling,
+)
 from benchmarks.model import GroupResult, Settings
 
 
@@ -25,4 +36,17 @@ GROUPS: tuple[Group, ...] = (
     Group("redis", "Redis", "Redis (local redis-server)", redis_group.run),
     Group("s3", "S3", "S3 (local SeaweedFS)", s3_group.run),
     Group("local", "Local store", "Local store (STORAGE_SQLITE)", local_store.run),
+    Group(
+        "local-scaling",
+        "Local scaling",
+        "Local store at 1,000,000 entries (STORAGE_SQLITE + limits)",
+        local_scaling.run,
+    ),
+    Group("local-open", "Local open", "Opening each local stack (a new process)", local_open.run),
+    Group(
+        "local-processes",
+        "Local processes",
+        "8 processes on one local cache (diskcache's benchmark shape)",
+        local_processes.run,
+    ),
 )
