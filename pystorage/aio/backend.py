@@ -24,11 +24,12 @@ MAX_THREADS = 16
 class OffLoop(AsyncLayer):
     """Awaitable operations over a sync backend.
 
-    With ``threads=True`` (Files, SQLite, S3) each operation runs in a thread of a pool
-    of this object's (at most ``MAX_THREADS``), so the event loop never waits for a disk
-    or a socket; a task cancelled while its operation runs leaves the operation to finish
-    in its thread, whole. With ``threads=False`` (Memory, LRU: no I/O, only a brief lock)
-    operations run on the loop: a hop to a thread would cost more than the operation.
+    With ``threads=True`` (Files, SQLite, S3, Redis Cluster) each operation runs in a
+    thread of a pool of this object's (at most ``MAX_THREADS``), so the event loop never
+    waits for a disk or a socket; a task cancelled while its operation runs leaves the
+    operation to finish in its thread, whole. With ``threads=False`` (Memory, LRU: no
+    I/O, only a brief lock) operations run on the loop: a hop to a thread would cost more
+    than the operation.
     """
 
     def __init__(self, backend: Layer, threads: bool) -> None:

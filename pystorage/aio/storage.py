@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -13,7 +14,7 @@ from pystorage.aio import layers as twins
 from pystorage.aio.backend import OffLoop
 from pystorage.aio.layers import AsyncLayer
 from pystorage.errors import ConfigurationError, not_a_str
-from pystorage.layers import LRU, Layer, Memory, Tier, Wrapper
+from pystorage.layers import LRU, Layer, Memory, Redis, Tier, Wrapper
 from pystorage.layers.base import stack_from
 from pystorage.storage import Storage, assemble, check_ttl, checked_delta, increment
 
@@ -250,10 +251,40 @@ def _twin(layer: Layer | Storage) -> Layer:
 
 
 def _offloaded(backend: Layer | Storage) -> AsyncLayer:
+    """The async form of a backend: Redis natively (one server, not a cluster), the
+    others through OffLoop."""
     if isinstance(backend, Storage):
         backend = backend.layers[-1]
     if isinstance(backend, Wrapper):
         raise ConfigurationError(
             f"the last layer must be a backend (Memory, Files, ...), not {backend!r}"
         )
+    if isinstance(backend, Redis) and not backend.client_is_cluster:
+        return twins.AsyncRedis(
+            client=_async_client(backend.client),
+            prefix=backend.prefix,
+            lock_timeout=backend.lock_timeout,
+            whole_database=backend.whole_database,
+            owned=True,
+        )
     return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
+
+
+def _async_client(client: Any) -> Any:
+    """A redis.asyncio client to the server of a redis-py one, with its options."""
+    import redis.asyncio
+
+    pool = client.connection_pool
+    kind = getattr(redis.asyncio.connection, pool.connection_class.__name__)
+    accepted = {
+        name
+        for cls in kind.__mro__
+        if "__init__" in vars(cls)
+        for name in inspect.signature(cls.__init__).parameters
+    }
+    options = {k: v for k, v in pool.connection_kwargs.items() if k in accepted}
+    return redis.asyncio.Redis(
+        connection_pool=redis.asyncio.ConnectionPool(
+            connection_class=kind, max_connections=pool.max_connections, **options
+        )
+    )

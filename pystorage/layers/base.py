@@ -282,10 +282,10 @@ class Backend(Layer):
                 pass
 
     def count(self) -> int:
-        return sum(1 for _ in self.keys())
+        return len([key for key in self.keys()])
 
     def clear(self) -> None:
-        self.delete_many(list(self.keys()))
+        self.delete_many([key for key in self.keys()])
 
     def close(self) -> None:
         pass
@@ -297,7 +297,7 @@ class Backend(Layer):
         pass
 
     def keys_by_age(self) -> list[str]:
-        return list(self.keys())
+        return [key for key in self.keys()]
 
     def sizes_by_age(self) -> list[tuple[str, int]]:
         aged = self.keys_by_age()

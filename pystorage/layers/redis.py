@@ -75,12 +75,15 @@ class Redis(Backend):
     #: With ``prefix=""``: yes, every string key of this database is an entry of this
     #: storage, and ``clear()`` deletes them all.
     whole_database: bool = attrs.field(default=False, kw_only=True)
-    _owned: bool = attrs.field(init=False, default=False, repr=False)
+    #: Whether this object made its client (and closes it): from ``url``, or given a
+    #: client made for it (the async twin of a Redis).
+    owned: bool = attrs.field(default=False, kw_only=True, repr=False)
     _cluster: bool = attrs.field(init=False, default=False, repr=False)
     _decodes: bool = attrs.field(init=False, default=True, repr=False)
     _raw_prefix: bytes = attrs.field(init=False, repr=False)
     _endpoint: str = attrs.field(init=False, repr=False)
     _errors: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
+    _watch_error: type[Exception] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -97,15 +100,21 @@ class Redis(Backend):
             raise ConfigurationError("give Redis a client= or a url=, not both")
         if self.url is not None:
             self.client = redis.Redis.from_url(self.url)
-            self._owned = True
+            self.owned = True
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
         self._decodes = _decodes_responses(self.client)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
         self._endpoint = _describe(self.client)  # never the URL: it may hold a password
         # A cluster with no reachable node raises RedisClusterException, not a RedisError.
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+        self._watch_error = redis.WatchError
 
     # -- keys --------------------------------------------------------------------------
+
+    @property
+    def client_is_cluster(self) -> bool:
+        """Whether the client is a Redis Cluster's."""
+        return self._cluster
 
     def _name(self, key: str) -> bytes:
         if type(key) is not str:
@@ -149,7 +158,13 @@ class Redis(Backend):
     def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
         keys = list(dict.fromkeys(keys))
         if self._cluster:  # a cluster pipeline runs no scripts: one round trip per key
-            return super().get_many_with_ttl(keys)
+            each = {}
+            for key in keys:
+                try:
+                    each[key] = self.get_with_ttl(key)
+                except KeyError:
+                    pass
+            return each
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
@@ -199,24 +214,28 @@ class Redis(Backend):
         # on decimal text, and the bytes here are whatever the codec above made.
         name = self._name(key)
         px = _optional_milliseconds(ttl)
-
-        def attempt(pipe: Any) -> Any:
-            try:
-                current = pipe.get(name)
-            except self._errors as exc:
-                if not _wrong_type(exc):
-                    raise
-                current = None  # another type under that name: not an entry, replaced
-            value = change(ABSENT if current is None else _as_bytes(current))
-            pipe.multi()
-            if current is None:
-                pipe.set(name, value, px=px)
-            else:
-                pipe.set(name, value, keepttl=True)  # the deadline stays, as with INCRBY
-            return value
-
         try:
-            return self.client.transaction(attempt, name, value_from_callable=True)
+            # transaction=True: a cluster's pipeline WATCHes only in a transaction.
+            with self.client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(name)  # from here the pipeline runs commands at once...
+                        try:
+                            current = pipe.get(name)
+                        except self._errors as exc:
+                            if not _wrong_type(exc):
+                                raise
+                            current = None  # another type under that name: replaced
+                        value = change(ABSENT if current is None else _as_bytes(current))
+                        pipe.multi()  # ...and from here it queues them until execute
+                        if current is None:
+                            pipe.set(name, value, px=px)
+                        else:
+                            pipe.set(name, value, keepttl=True)  # the deadline stays
+                        pipe.execute()
+                        return value
+                    except self._watch_error:
+                        continue  # another client wrote the key since the WATCH: again
         except self._errors as exc:
             raise self._fail(f"modify {key!r}", exc) from exc
 
@@ -248,7 +267,7 @@ class Redis(Backend):
     def sizes_by_age(self) -> list[tuple[str, int]]:
         # Redis keeps no order of use to read back: the keys come in the order of a scan,
         # each with its value's length (STRLEN, a pipeline per batch: no value is read).
-        keys = list(self.keys())
+        keys = [key for key in self.keys()]
         sizes: list[tuple[str, int]] = []
         try:
             for start in range(0, len(keys), _SCAN_BATCH):
@@ -279,8 +298,8 @@ class Redis(Backend):
             return {}
         names = [self._name(key) for key in keys]
         try:
-            read = self.client.mget_nonatomic if self._cluster else self.client.mget
-            values = read(names)
+            # A cluster's MGET must not span slots: redis-py splits it by slot.
+            values = self.client.mget_nonatomic(names) if self._cluster else self.client.mget(names)
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
         found = {key: value for key, value in zip(keys, values, strict=True) if value is not None}
@@ -332,7 +351,7 @@ class Redis(Backend):
         )
 
     def close(self) -> None:
-        if self._owned:
+        if self.owned:
             self.client.close()
 
 

@@ -20,8 +20,9 @@ _MISSING: Any = object()
 class AsyncView(MutableMapping[str, Any]):
     """``Storage``'s interface, each call awaited on the AsyncStorage beneath."""
 
-    def __init__(self, storage: AsyncStorage) -> None:
+    def __init__(self, storage: AsyncStorage, sync_backend: Any) -> None:
         self.storage = storage
+        self.sync_backend = sync_backend  # the backend the async one was made from
         self.loop = asyncio.new_event_loop()
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
@@ -30,8 +31,7 @@ class AsyncView(MutableMapping[str, Any]):
     @property
     def layers(self) -> tuple[Any, ...]:
         """The layers, the backend's sync object last (as tests that inspect it expect)."""
-        *twins, offloaded = self.storage.layers
-        return (*twins, offloaded.backend)
+        return (*self.storage.layers[:-1], self.sync_backend)
 
     def __getitem__(self, key: str) -> Any:
         value = self._run(self.storage.get(key, _MISSING))

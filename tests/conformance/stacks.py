@@ -203,7 +203,8 @@ def _async(factory: StackFactory) -> StackFactory:
     """The same stack, built as an AsyncStorage and seen through a sync view."""
 
     def build(place: Place) -> Any:
-        return AsyncView(AsyncStorage(factory(place)))
+        sync = factory(place)
+        return AsyncView(AsyncStorage(sync), sync.layers[-1])
 
     return build
 
