@@ -9,6 +9,7 @@ run. A value the encoder does not know raises ``InvalidKeyError`` instead of gue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -20,7 +21,7 @@ import struct
 import uuid
 import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -360,6 +361,10 @@ def _async_access(
     return aread, awrite
 
 
+def _no_lock(key: str) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()
+
+
 async def _aclear(storage: AsyncStorage, mine: Callable[[str], bool]) -> None:
     await storage.delete_many([key async for key in storage if mine(key)])
 
@@ -428,6 +433,9 @@ def memoize(
         if inspect.iscoroutinefunction(function):
             async_locks = _AsyncKeyLocks()
             read, write = _async_access(storage, ttl)
+            across_processes: Callable[[str], AbstractAsyncContextManager[Any]] = (
+                storage.top.key_lock if awaited else _no_lock  # type: ignore[assignment]
+            )
 
             @functools.wraps(function)
             async def amemoized(*args: Any, **kwargs: Any) -> Any:
@@ -435,8 +443,10 @@ def memoize(
                 cached = await read(entry)
                 if cached is not _MISSING:
                     return cached
-                # Not the storage's key_lock: a Redis lock would block the event loop.
-                async with async_locks(entry):
+                # One caller per key in this process computes; on an AsyncStorage over
+                # Redis, one across processes too (the sync storage's Redis lock would
+                # block the event loop: an async def on a Storage locks in-process only).
+                async with async_locks(entry), across_processes(entry):
                     cached = await read(entry)
                     if cached is not _MISSING:
                         return cached

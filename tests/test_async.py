@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from pystorage.layers import (
     Tier,
     Wrapper,
 )
+from tests.helpers import unique
 
 
 def run(work: Any) -> Any:
@@ -244,3 +247,46 @@ def test_the_docs_fastapi_example_caches_responses_in_redis(redis_url: str) -> N
         await cache.aclose()
 
     run(main())
+
+
+MEMOIZED_IN_A_PROCESS = """
+import asyncio, sys, time
+import pystorage
+
+url, children = sys.argv[1], int(sys.argv[2])
+cache = pystorage.open_async(url + "&codec=json")
+books = pystorage.open_async(url + "&codec=pickle")
+
+@cache.memoize(key="slow-report")
+async def report(year: int) -> int:
+    await books.incr("calls")  # how many processes computed it
+    await asyncio.sleep(1)
+    return year * 2
+
+async def main() -> None:
+    await books.incr("ready")
+    deadline = time.monotonic() + 60
+    while await books.get("ready") < children:  # all miss together
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    print(await report(2026), flush=True)
+    await cache.aclose()
+    await books.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_async_memoize_on_redis_computes_once_across_processes(redis_url: str) -> None:
+    url = f"{redis_url}?prefix={unique('memo')}:"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", MEMOIZED_IN_A_PROCESS, url, "3"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [child.communicate(timeout=120)[0] for child in children]
+    assert [output.strip() for output in outputs] == ["4052"] * 3
+    assert pystorage.open(url + "&codec=pickle")["calls"] == 1

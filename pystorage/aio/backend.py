@@ -7,7 +7,7 @@ import functools
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Literal, TypeVar
 
 from pystorage import _fork
@@ -86,6 +86,10 @@ class OffLoop(AsyncLayer):
 
     def counters(self) -> dict[str, int]:
         return self.backend.counters()
+
+    def key_lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """No lock across processes here: memoize's asyncio lock is the one in-process."""
+        return nullcontext()
 
     # -- the protocol ------------------------------------------------------------------
 

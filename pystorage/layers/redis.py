@@ -377,6 +377,20 @@ class _Guarded:
             # and the work done under it stands.
             pass
 
+    # The same, for a redis.asyncio lock (the key_lock of AsyncRedis).
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self.inner.__aenter__()
+        except self.errors as exc:
+            raise self.translate(exc) from exc
+
+    async def __aexit__(self, *details: Any) -> None:
+        try:
+            await self.inner.__aexit__(*details)
+        except self.errors:
+            pass  # expired while held, as above
+
 
 def _check_prefix(prefix: object, whole_database: bool) -> None:
     if not isinstance(prefix, str):
