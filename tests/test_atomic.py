@@ -42,6 +42,7 @@ from pystorage.layers import (
 )
 from tests.conformance.stacks import ALL_STACKS, Place, StackFactory
 from tests.helpers import unique
+from tests.test_hostile_keys import CORPUS
 
 LONG_KEY = "x" * 300  # stored under a hashed name by Files and S3
 TIMEOUT = 120.0
@@ -471,4 +472,22 @@ def test_race_processes_increment_and_add_exactly(spec: tuple[str, str]) -> None
     storage = _open(spec)
     assert storage["n"] == PROCESSES * INCREMENTS
     assert {key: storage[key] for key in winners} == winners
+    storage.close()
+
+
+@pytest.mark.parametrize("name", sorted(ALL_STACKS))
+def test_hostile_keys_add_and_count(name: str, tmp_path: Path, request: Any) -> None:
+    storage = ALL_STACKS[name](Place(tmp_path / "store", request))
+    keys = [key for key in CORPUS if len(key) < 300][::7]  # a spread of the corpus
+    counted = []
+    for key in keys:
+        try:
+            assert storage.add(key, 0) is True
+        except InvalidKeyError:
+            continue
+        assert storage.add(key, 1) is False
+        assert storage.incr(key, 5) == 5
+        counted.append(key)
+    assert len(counted) >= len(keys) - 2
+    assert {key: storage[key] for key in counted} == dict.fromkeys(counted, 5)
     storage.close()
