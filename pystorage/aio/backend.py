@@ -24,7 +24,7 @@ MAX_THREADS = 16
 class OffLoop(AsyncLayer):
     """Awaitable operations over a sync backend.
 
-    With ``threads=True`` (Files, SQLite, S3, Redis Cluster) each operation runs in a
+    With ``threads=True`` (Files, SQLite, S3) each operation runs in a
     thread of a pool of this object's (at most ``MAX_THREADS``), so the event loop never
     waits for a disk or a socket; a task cancelled while its operation runs leaves the
     operation to finish in its thread, whole. With ``threads=False`` (Memory, LRU: no

@@ -251,15 +251,15 @@ def _twin(layer: Layer | Storage) -> Layer:
 
 
 def _offloaded(backend: Layer | Storage) -> AsyncLayer:
-    """The async form of a backend: Redis natively (one server, not a cluster), the
-    others through OffLoop."""
+    """The async form of a backend: Redis (and Redis Cluster) natively, the others
+    through OffLoop."""
     if isinstance(backend, Storage):
         backend = backend.layers[-1]
     if isinstance(backend, Wrapper):
         raise ConfigurationError(
             f"the last layer must be a backend (Memory, Files, ...), not {backend!r}"
         )
-    if isinstance(backend, Redis) and not backend.client_is_cluster:
+    if isinstance(backend, Redis):
         return twins.AsyncRedis(
             client=_async_client(backend.client),
             prefix=backend.prefix,
@@ -270,19 +270,32 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
     return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
 
 
-def _async_client(client: Any) -> Any:
-    """A redis.asyncio client to the server of a redis-py one, with its options."""
-    import redis.asyncio
-
-    pool = client.connection_pool
-    kind = getattr(redis.asyncio.connection, pool.connection_class.__name__)
-    accepted = {
+def _accepted(kind: type, options: dict[str, Any]) -> dict[str, Any]:
+    """Those ``options`` that ``kind`` (or a base of it) takes as arguments: redis-py keeps
+    internal objects of its own among a sync client's options."""
+    names = {
         name
         for cls in kind.__mro__
         if "__init__" in vars(cls)
-        for name in inspect.signature(cls.__init__).parameters
+        for name in inspect.signature(vars(cls)["__init__"]).parameters
     }
-    options = {k: v for k, v in pool.connection_kwargs.items() if k in accepted}
+    return {name: value for name, value in options.items() if name in names}
+
+
+def _async_client(client: Any) -> Any:
+    """A redis.asyncio client to the server of a redis-py one, with its options."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+
+    if not hasattr(client, "connection_pool"):  # a cluster: the same nodes and options
+        options = _accepted(redis.asyncio.cluster.RedisCluster, client.get_connection_kwargs())
+        nodes = [
+            redis.asyncio.cluster.ClusterNode(node.host, node.port) for node in client.get_nodes()
+        ]
+        return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **options)
+    pool = client.connection_pool
+    kind = getattr(redis.asyncio.connection, pool.connection_class.__name__)
+    options = _accepted(kind, pool.connection_kwargs)
     return redis.asyncio.Redis(
         connection_pool=redis.asyncio.ConnectionPool(
             connection_class=kind, max_connections=pool.max_connections, **options

@@ -101,7 +101,10 @@ class Redis(Backend):
         if self.url is not None:
             self.client = redis.Redis.from_url(self.url)
             self.owned = True
-        self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
+        self._cluster = isinstance(self.client, redis.cluster.RedisCluster) or (
+            # The cluster client of redis.asyncio, for the async twin.
+            type(self.client).__module__ == "redis.asyncio.cluster"
+        )
         self._decodes = _decodes_responses(self.client)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
         self._endpoint = _describe(self.client)  # never the URL: it may hold a password
