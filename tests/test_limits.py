@@ -287,3 +287,25 @@ def test_eight_processes_never_take_a_limited_database_over_its_bounds(tmp_path:
         totals = db.execute("SELECT count, bytes FROM totals").fetchone()
         actual = db.execute("SELECT count(*), ifnull(sum(length(value)), 0) FROM entries")
         assert totals == actual.fetchone()  # the triggers kept the totals exact
+
+
+def test_reopening_a_limited_database_reads_no_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "cache.db"
+    first = Storage(Codec("raw"), CountLimit(100), SizeLimit(10_000), SQLite(path))
+    first.set_many({f"k{n}": b"v" for n in range(50)})
+    first.close()
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    again = Storage(Codec("raw"), CountLimit(100), SizeLimit(10_000), SQLite(path))
+    assert again.get("k7") == b"v"
+    # The books exist: opening neither makes nor fills them (a pass over every entry).
+    assert statements and not [s for s in statements if "FROM entries" in s and "key =" not in s]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from pystorage.aio.layers import AsyncLayer
 from pystorage.layers.base import Layer, ValueKind
 
 T = TypeVar("T")
+_CHUNK = 1000
 
 #: Threads per backend: enough for the batch concurrency of S3 and parallel file reads,
 #: few enough that a burst of tasks queues instead of starting hundreds of threads.
@@ -118,10 +120,12 @@ class OffLoop(AsyncLayer):
         return await self._run(self.backend.contains, key)
 
     async def keys(self) -> AsyncIterator[str]:
-        # The listing is read whole in a thread: a folder or a bucket lists in pages that
-        # each block, and a generator cannot be resumed from the loop without blocking it.
-        for key in await self._run(lambda: list(self.backend.keys())):
-            yield key
+        # A thousand keys per hop to a thread: a listing blocks (a folder, a bucket's
+        # pages), and a whole one could be too large to hold at once.
+        listing = await self._run(lambda: iter(self.backend.keys()))  # may list at once
+        while chunk := await self._run(lambda: list(itertools.islice(listing, _CHUNK))):
+            for key in chunk:
+                yield key
 
     async def count(self) -> int:
         return await self._run(self.backend.count)

@@ -453,7 +453,9 @@ class SQLite(Backend):
                 f"({self._eviction!r} and {eviction!r})"
             )
         with self._session("keep the books of a limit") as db:
-            db.executescript(_BOOKS)
+            # Made (and filled, one pass over the entries) once; later opens read nothing.
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'uses'").fetchone():
+                db.executescript(_BOOKS)
         self._bounds[measure] = min(bound, self._bounds.get(measure, bound))
         self._eviction = eviction
         # A smaller bound than the database was kept to: trim it now, not at a write.
