@@ -23,7 +23,6 @@ import tempfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from benchmarks import baseline
 from benchmarks.harness import Samples, Subject, Thunk, compare, fixed, paired_ratio
 from benchmarks.model import GroupResult, Row, Settings, Target, row
 from benchmarks.opening import fastest_ratio
-from benchmarks.values import record_of_size
+from benchmarks.values import Versions, record_of_size
 from pystorage.aio.storage import AsyncStorage
 from pystorage.layers import Codec, Redis
 from pystorage.storage import Storage
@@ -296,8 +295,9 @@ def _before_after(settings: Settings, result: GroupResult) -> list[Row]:
         f"Before/after: the pystorage folder of commit {BEFORE} (git archive) and the current "
         "tree, each imported as its own copy of the package in this process "
         "(benchmarks/baseline.py), the same preset built from each, their rounds "
-        f"interleaved: {rounds} rounds of {sizes} random gets or overwrites of 1,000 keys, "
-        "values dicts of about 100 B (pickled by Files and SQLite), Files and SQLite in "
+        f"interleaved: {rounds} rounds of {sizes} random gets or overwrites of 1,000 keys "
+        "(with values the keys do not hold), values dicts of about 100 B (pickled by Files "
+        "and SQLite), Files and SQLite in "
         f"{where or 'the temp folder'} (in memory: a disk's noise would drown 3 %). A third "
         "copy, the current tree imported once more, is timed beside them: its ratio to the "
         'first ("same tree twice" in the note) is what the method reads for two identical '
@@ -324,10 +324,9 @@ def _one_stack(
     }
     rows = []
     try:
-        for operation, picks, extra in (("get", reads, ()), ("set", writes, (RECORD,))):
+        for operation, picks in (("get", reads), ("set", writes)):
             timed = compare(
-                {copy: _each(store, operation, picks, *extra) for copy, store in stores.items()},
-                rounds,
+                {copy: _each(store, operation, picks) for copy, store in stores.items()}, rounds
             )
             twice = paired_ratio(timed["again"], timed["after"])
             rows.append(
@@ -371,6 +370,13 @@ def _filled(provider: Any, preset: str, options: dict[str, Any]) -> Any:
     return store
 
 
-def _each(store: Any, operation: str, picks: list[str], *extra: Any) -> Subject:
-    call = store.__getitem__ if operation == "get" else store.__setitem__
-    return fixed(lambda: deque(map(call, picks, *map(repeat, extra)), 0), len(picks))
+def _each(store: Any, operation: str, picks: list[str]) -> Subject:
+    if operation == "get":
+        return fixed(lambda: deque(map(store.__getitem__, picks), 0), len(picks))
+    fresh = Versions(RECORD)  # values the keys do not hold: each set writes
+
+    def prepare() -> Thunk:
+        values = fresh(len(picks))
+        return lambda: deque(map(store.__setitem__, picks, values), 0)
+
+    return Subject(prepare, len(picks))
