@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 HOLDS, MISSES, REPORTED = "#3a923a", "#d0433b", "#9a9a9a"
 ROW_INCHES = 0.27
+TITLE_INCHES = 0.6  # the two lines of the figure's title, above the first panel
 
 
 def draw(run: Run, file: Path) -> None:
@@ -28,10 +29,11 @@ def draw(run: Run, file: Path) -> None:
     if not groups:
         groups = [("nothing measured", [])]
     heights = [max(len(rows), 1) * ROW_INCHES + 0.9 for _, rows in groups]
+    tall = sum(heights) + TITLE_INCHES
     figure, axes = plt.subplots(
         len(groups),
         1,
-        figsize=(13, sum(heights) + 0.6),
+        figsize=(13, tall),
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
     )
@@ -45,8 +47,12 @@ def draw(run: Run, file: Path) -> None:
         "grey: reported (no target); | marks the target\n"
         f"{run.machine['cpu']}, {run.machine['cpu_count']} CPUs, {run.machine['python']}, {mode}",
         fontsize=10,
+        # Placed in inches from the top: a fraction of the figure's height would drift
+        # into the first panel as the figure grows.
+        y=1 - 0.1 / tall,
+        va="top",
     )
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (sum(heights) + 0.6)))
+    figure.tight_layout(rect=(0, 0, 1, 1 - TITLE_INCHES / tall))
     figure.savefig(file, dpi=110)
     plt.close(figure)
 

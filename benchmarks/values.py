@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from typing import Any
 
@@ -38,3 +39,19 @@ def document(size: int) -> dict[str, Any]:
     """A nested dict of about ``size`` bytes of JSON: a list of records with mixed types."""
     doc: dict[str, Any] = json.loads(_document(size))
     return doc
+
+
+class Versions:
+    """Fresh copies of a record, each with an ``id`` of its own (all of the same width).
+
+    Sets that overwrite a key with the bytes it already holds measure less than a write:
+    SQLite leaves a page unwritten when an update leaves its bytes as they were, so such a
+    set commits nothing. Every call returns values never handed out before.
+    """
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.numbers = itertools.count(1_000_000_000)
+
+    def __call__(self, count: int) -> list[dict[str, Any]]:
+        return [dict(self.record, id=n) for n in itertools.islice(self.numbers, count)]

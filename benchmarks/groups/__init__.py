@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from benchmarks.groups import (
+    async_group,
     codecs,
     files,
     local_open,
@@ -48,5 +49,11 @@ GROUPS: tuple[Group, ...] = (
         "Local processes",
         "8 processes on one local cache (diskcache's benchmark shape)",
         local_processes.run,
+    ),
+    Group(
+        "async",
+        "Async",
+        "AsyncStorage (asyncio), and the sync hot path before/after it",
+        async_group.run,
     ),
 )

@@ -18,7 +18,6 @@ import sqlite3
 import tempfile
 from collections import deque
 from collections.abc import Callable
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import diskcache  # type: ignore[import-untyped]
 
 from benchmarks.harness import Samples, Subject, Thunk, compare, fixed
 from benchmarks.model import GroupResult, Row, Settings, Target, row
-from benchmarks.values import record_of_size
+from benchmarks.values import Versions, record_of_size
 from pystorage.storage_provider import StorageProvider
 
 VS_DISKCACHE_GET = Target(0.8)
@@ -78,7 +77,10 @@ def run(settings: Settings, result: GroupResult) -> None:
         f"{count:,} keys; {ops} random keys per round, {rounds} rounds; values are dicts "
         "whose JSON is about 100 B or 10 KB, pickled by every subject. PyStorage: "
         "STORAGE_SQLITE (Codec('pickle'), SQLite(path)); diskcache.Cache with its defaults; "
-        "raw sqlite3 with the same pragmas (WAL, synchronous=NORMAL)."
+        "raw sqlite3 with the same pragmas (WAL, synchronous=NORMAL). Every timed set writes "
+        "a value its key does not hold (the dict with an id of its own): SQLite does not "
+        "write a page that an update leaves as it was, so an overwrite with the same bytes "
+        "would commit nothing."
     )
     result.notes.append(
         "With a byte limit and TTLs: STORAGE_SQLITE(max_bytes=1 GiB, expiration=1 day), "
@@ -112,9 +114,13 @@ def _one(label: str, value: Any, folder: Path, count: int, ops: int, rounds: int
     rng = random.Random(count)
     reads, writes = rng.choices(keys, k=ops), rng.choices(keys, k=ops)
 
-    def each(call: Callable[..., object], picks: list[str], *args: Any) -> Subject:
-        extra = [repeat(arg) for arg in args]
-        return fixed(lambda: deque(map(call, picks, *extra), 0), len(picks))
+    fresh = Versions(value)
+
+    def each(call: Callable[..., object], picks: list[str]) -> Subject:
+        return fixed(lambda: deque(map(call, picks), 0), len(picks))
+
+    def writing(call: Callable[[str, Any], object]) -> Subject:
+        return Subject(_writes(call, writes, fresh), len(writes))
 
     try:
         got = compare(
@@ -128,10 +134,10 @@ def _one(label: str, value: Any, folder: Path, count: int, ops: int, rounds: int
         )
         put = compare(
             {
-                "PyStorage": each(mine.__setitem__, writes, value),
-                "diskcache": each(cache.__setitem__, writes, value),
-                "raw": each(raw.set, writes, value),
-                "files": each(files.__setitem__, writes, value),
+                "PyStorage": writing(mine.__setitem__),
+                "diskcache": writing(cache.__setitem__),
+                "raw": writing(raw.set),
+                "files": writing(files.__setitem__),
             },
             rounds,
         )
@@ -179,10 +185,14 @@ def _limited(label: str, value: Any, folder: Path, count: int, rounds: int) -> l
 
         return Subject(prepare, LIMITED_GETS)
 
+    fresh = Versions(value)
+
     def writing(call: Callable[..., object], **options: Any) -> Subject:
         def prepare() -> Thunk:
-            picks = rng.choices(keys, k=300)
-            return lambda: deque((call(key, value, **options) for key in picks), 0)
+            picks, values = rng.choices(keys, k=300), fresh(300)
+            return lambda: deque(
+                (call(key, new, **options) for key, new in zip(picks, values, strict=True)), 0
+            )
 
         return Subject(prepare, 300)
 
@@ -279,11 +289,15 @@ def _beside(folder: Path, big: bytes, count: int, ops: int, rounds: int) -> list
     def getting(store: Any) -> Subject:
         return fixed(lambda: deque(map(store.__getitem__, reads), 0), ops)
 
+    fresh = Versions(small)
+
     def setting(store: Any, first: str | None = None) -> Subject:
+        write = _writes(store.__setitem__, writes, fresh)
+
         def prepare() -> Thunk:
             if first is not None:
                 store[first]  # untimed: a read that eviction by use records
-            return lambda: deque(map(store.__setitem__, writes, repeat(small)), 0)
+            return write()
 
         return Subject(prepare, ops)
 
@@ -316,6 +330,18 @@ def _beside(folder: Path, big: bytes, count: int, ops: int, rounds: int) -> list
             note=f"one get of a {megabytes} value (or of 100 B) before each round of {ops} sets",
         ),
     ]
+
+
+def _writes(
+    call: Callable[[str, Any], object], keys: list[str], fresh: Versions
+) -> Callable[[], Thunk]:
+    """A subject's ``prepare``: each round writes ``keys`` with values none of them holds."""
+
+    def prepare() -> Thunk:
+        values = fresh(len(keys))
+        return lambda: deque(map(call, keys, values), 0)
+
+    return prepare
 
 
 def _round_trip(put: Callable[[str, Any], object], get: Callable[[str], Any], value: Any) -> Thunk:
