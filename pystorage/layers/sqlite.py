@@ -241,10 +241,13 @@ class SQLite(Backend):
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it is committed, or none of it."""
+        """One write transaction: all of it is committed, or none of it. Reads noted for
+        eviction by use are written first: they came before this write, so they must not
+        make its entry the least recently used (and evict it as it is written)."""
         with self._session(action) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
+                self._write_uses(db)
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
@@ -428,8 +431,8 @@ class SQLite(Backend):
     def close(self) -> None:
         """Close this process's connections; a later call opens new ones."""
         if self._uses:  # reads not yet recorded for eviction by use
-            with self._transaction("record uses") as db:
-                self._write_uses(db)
+            with self._transaction("record uses"):
+                pass
         with self._lock:
             mine, self._mine = self._mine, []
             self._local = threading.local()
@@ -473,7 +476,6 @@ class SQLite(Backend):
         the expired ones first."""
         most_entries = self._bounds.get("entries", _UNBOUNDED)
         most_bytes = self._bounds.get("bytes", _UNBOUNDED)
-        self._write_uses(db)
         count, size = db.execute("SELECT count, bytes FROM totals").fetchone()
         if count <= most_entries and size <= most_bytes:
             return
@@ -494,14 +496,14 @@ class SQLite(Backend):
             self._evictions += len(victims)
 
     def _record_use(self, stored: list[bytes]) -> None:
-        """Note reads for eviction by use. They are written in batches, in the next write
+        """Note reads for eviction by use. They are written in batches, first in the next write
         transaction of this object or every ``_USES_BATCH`` reads: a write per read would
         cost a read 6-10 times more (measured here), and the order may lag that much."""
         uses = self._uses
         uses.extend(stored)
         if len(uses) >= _USES_BATCH:
-            with self._transaction("record uses") as db:
-                self._write_uses(db)
+            with self._transaction("record uses"):
+                pass  # a transaction writes the uses noted first
 
     def _write_uses(self, db: sqlite3.Connection) -> None:
         """Within a write transaction: make the rows read since the last call the most
