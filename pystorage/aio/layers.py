@@ -546,11 +546,17 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
             return stored
 
     async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+
+        def admitted(old: Any) -> Any:
+            new = change(old)
+            self._admitted(key, new)
+            return new
+
         async with self._inner.exclusive() as changed:
             if changed:
                 await self._reindex()
             try:
-                value = await self._inner.modify(key, change, ttl)
+                value = await self._inner.modify(key, admitted, ttl)
             except BaseException:
                 await self._relearn()
                 raise

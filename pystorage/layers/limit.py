@@ -169,11 +169,18 @@ class Limit(Wrapper):
             return stored
 
     def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        def admitted(old: Any) -> Any:
+            # Checked inside the backend's atomic section, so a value heavier than the
+            # whole bound is refused before it is written, as set refuses it.
+            new = change(old)
+            self._admitted(key, new)
+            return new
+
         with self._inner.exclusive() as changed:
             if changed:
                 self._reindex()
             try:
-                value = self._inner.modify(key, change, ttl)
+                value = self._inner.modify(key, admitted, ttl)
             except BaseException:
                 self._relearn()
                 raise
