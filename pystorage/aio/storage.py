@@ -74,9 +74,14 @@ class AsyncStorage:
 
     async def _ready(self) -> AsyncLayer:
         """The top layer, once every layer has read what it needs (the first time only)."""
-        if self._preparing is None:
-            self._preparing = asyncio.ensure_future(self._prepare())
-        await asyncio.shield(self._preparing)
+        preparing = self._preparing
+        # A preparation that failed, or was cancelled with the loop that ran it, is tried
+        # again: else its error (or a CancelledError) would answer every later operation.
+        if preparing is None or (
+            preparing.done() and (preparing.cancelled() or preparing.exception() is not None)
+        ):
+            preparing = self._preparing = asyncio.ensure_future(self._prepare())
+        await asyncio.shield(preparing)
         self._prepared = True
         return self.top
 
