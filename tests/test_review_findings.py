@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import pystorage
 from pystorage import Storage
 from pystorage.aio.storage import AsyncStorage
 from pystorage.errors import BackendError, ValueTooLargeError
@@ -103,3 +107,71 @@ def test_a_preparation_cancelled_with_its_event_loop_is_not_the_next_loops_answe
         assert await storage.get("k") == b"v"
 
     asyncio.run(main())
+
+
+# -- nested exclusive sections: a CountLimit above a SizeLimit -------------------------
+
+
+def _limited(backend: str, tmp_path: Path) -> tuple[CountLimit, Codec, SizeLimit, Any]:
+    bottom = {"files": lambda: Files(tmp_path / "f"), "memory": Memory}[backend]()
+    return CountLimit(3), Codec("pickle"), SizeLimit(10_000), bottom
+
+
+@pytest.mark.parametrize("backend", ["files", "memory"])
+def test_a_count_limit_above_a_size_limit_does_not_deadlock(backend: str, tmp_path: Path) -> None:
+    # Both limits take the backend's exclusive section, one inside the other: the
+    # second used to wait forever for the first (a URL with limit= and max_bytes=).
+    storage = Storage(*_limited(backend, tmp_path))
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: [storage.set(f"k{n}", n) for n in range(5)]).result(timeout=60)
+    assert sorted(storage) == ["k2", "k3", "k4"]
+
+
+@pytest.mark.parametrize("backend", ["files", "memory"])
+def test_the_same_stack_async_does_not_deadlock(backend: str, tmp_path: Path) -> None:
+    storage = AsyncStorage(*_limited(backend, tmp_path))
+
+    async def main() -> list[str]:
+        for n in range(5):
+            await asyncio.wait_for(storage.set(f"k{n}", n), timeout=60)
+        return sorted([key async for key in storage])
+
+    assert asyncio.run(main()) == ["k2", "k3", "k4"]
+
+
+def test_a_url_with_both_limits_writes(tmp_path: Path) -> None:
+    storage = pystorage.open(f"file://{tmp_path}/u?limit=3&max_bytes=10000")
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: [storage.set(f"k{n}", n) for n in range(5)]).result(timeout=60)
+    assert len(storage) == 3
+
+
+# -- one thread's eviction must not delete another thread's newer write ----------------
+
+
+class _Interleaving(Memory):
+    """Memory whose first eviction lets another thread write the victim's key before
+    the eviction deletes it: the interleaving that lost that write."""
+
+    def delete_many(self, keys: Any) -> None:
+        keys = list(keys)
+        if self.writer is not None and keys == ["x"]:
+            writer, self.writer = self.writer, None
+            writer.start()
+            writer.join(timeout=1)  # done at once, unless the section holds it back
+        super().delete_many(keys)
+
+
+def test_an_eviction_never_deletes_a_write_that_landed_meanwhile() -> None:
+    backend = _Interleaving()
+    storage = Storage(CountLimit(1), backend)
+    storage["x"] = "old"
+    backend.writer = threading.Thread(target=storage.set, args=("x", "new"))
+    storage["y"] = "y"  # evicts x; meanwhile the other thread writes x again
+    backend_thread = backend.writer
+    assert backend_thread is None
+    deadline = time.monotonic() + 60
+    while "x" not in backend.peek_many(["x"]):  # the other thread's write lands
+        assert time.monotonic() < deadline, "the newer write of x was lost"
+        time.sleep(0.001)
+    assert storage["x"] == "new"

@@ -42,12 +42,15 @@ class OffLoop(AsyncLayer):
         # on the loop: a task waiting in a thread would hold a thread that the holder of
         # the section may need for its own operations.
         self._exclusive: asyncio.Lock | None = None
+        # The task in the exclusive section, and what the section found.
+        self._holder: tuple[asyncio.Task[Any] | None, bool] | None = None
         _fork.renew_in_child(self, OffLoop._renew)
 
     def _renew(self) -> None:
         """In a forked child: the parent's threads are not there."""
         self._pool = None
         self._exclusive = None
+        self._holder = None
 
     def __repr__(self) -> str:
         return f"OffLoop({self.backend!r})" if self.threads else repr(self.backend)
@@ -171,6 +174,12 @@ class OffLoop(AsyncLayer):
 
     @asynccontextmanager
     async def _exclusive_section(self) -> AsyncIterator[bool]:
+        task = asyncio.current_task()
+        if self._holder is not None and self._holder[0] is task:
+            # Nested (a CountLimit above a SizeLimit): the task's outer section covers
+            # this one, and tells it what it found.
+            yield self._holder[1]
+            return
         if self._exclusive is None:
             self._exclusive = asyncio.Lock()
         async with self._exclusive:
@@ -182,9 +191,11 @@ class OffLoop(AsyncLayer):
             except asyncio.CancelledError:
                 entering.add_done_callback(lambda done: _leave(self, section, done))
                 raise
+            self._holder = (task, changed)
             try:
                 yield changed
             finally:
+                self._holder = None
                 details = sys.exc_info()
                 await asyncio.shield(self._run(section.__exit__, *details))
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal
 
-from pystorage.layers.base import ABSENT, Backend, ValueKind, Wrapper
+from pystorage.layers.base import _SECTIONS, ABSENT, Backend, ValueKind, Wrapper
 from pystorage.layers.codec import Codec
 from pystorage.layers.count_limit import CountLimit
 from pystorage.layers.expiry import Expiry
@@ -330,7 +330,7 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,unused-ignore]
         return [(key, len(found[key])) for key in aged if key in found]
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
-        return nullcontext(False)
+        return _SECTIONS.of(self)
 
     async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
         raise self._not_atomic("add")

@@ -7,9 +7,11 @@ keys; a missing key raises ``KeyError``.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import attrs
@@ -87,6 +89,76 @@ class _KeyLocks(LockTable[str, threading.Lock]):
 
 
 _KEY_LOCKS = _KeyLocks()
+
+
+class _Section(AbstractContextManager[bool], AbstractAsyncContextManager[bool]):
+    """A backend's in-process exclusive section: for threads (``with``, re-entrant within
+    a thread), and for the tasks of an event loop (``async with``, re-entrant within a
+    task)."""
+
+    def __init__(self) -> None:
+        # A plain lock, with its holder noted for re-entry: an RLock would refuse to be
+        # released by another thread than the one that took it, and an event loop's
+        # pool of threads may enter a section in one thread and leave it in another.
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+        self._thread_depth = 0
+        self._task_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._depth = 0
+
+    def __enter__(self) -> bool:
+        me = threading.get_ident()
+        if self._thread != me:
+            self._lock.acquire()
+            self._thread = me
+        self._thread_depth += 1
+        return False  # no other process shares an in-process backend's section
+
+    def __exit__(self, *details: object) -> None:
+        self._thread_depth -= 1
+        if self._thread_depth == 0:
+            self._thread = None
+            self._lock.release()
+
+    async def __aenter__(self) -> bool:
+        task = asyncio.current_task()
+        if self._task is not task:
+            loop = asyncio.get_running_loop()
+            if self._task_lock is None or self._task_lock[0] is not loop:
+                self._task_lock = (loop, asyncio.Lock())
+            await self._task_lock[1].acquire()
+            self._task = task
+        self._depth += 1
+        return False
+
+    async def __aexit__(self, *details: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._task_lock is not None:
+            self._task = None
+            self._task_lock[1].release()
+
+
+class _Sections:
+    """The in-process exclusive section of each backend that has no other, made on first
+    use, new in a forked child (a thread of the parent may have held it)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._made: weakref.WeakKeyDictionary[Any, tuple[int, _Section]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def of(self, owner: Any) -> _Section:
+        with self._mutex:
+            epoch, section = self._made.get(owner) or (-1, None)
+            if section is None or epoch != _fork.epoch():
+                section = _Section()
+                self._made[owner] = (_fork.epoch(), section)
+        return section
+
+
+_SECTIONS = _Sections()
 
 
 class Layer:
@@ -308,7 +380,10 @@ class Backend(Layer):
         return False
 
     def exclusive(self) -> AbstractContextManager[bool]:
-        return nullcontext(False)
+        # One section at a time in this process (re-entrant: a CountLimit above a
+        # SizeLimit nests them), so one thread's eviction never deletes what another
+        # thread wrote meanwhile. Backends shared between processes override it.
+        return _SECTIONS.of(self)
 
     def counters(self) -> dict[str, int]:
         return {}

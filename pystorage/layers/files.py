@@ -116,6 +116,9 @@ class Files(Backend):
     _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
+    # The thread in the exclusive section, and what its section found (for nested ones).
+    _holder: int | None = attrs.field(init=False, default=None, repr=False)
+    _holder_found: bool = attrs.field(init=False, default=False, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
     _expirations: int = attrs.field(init=False, default=0, repr=False)
 
@@ -505,6 +508,11 @@ class Files(Backend):
         whether another process had one since this object's last.
         """
         self._after_fork()
+        if self._holder == (me := threading.get_ident()):
+            # Nested (a CountLimit above a SizeLimit): the outer section covers this one,
+            # and tells it what it found.
+            yield self._holder_found
+            return
         with self._thread_lock:
             fd = self._open_lock_file()
             if fcntl is not None:
@@ -518,7 +526,11 @@ class Files(Backend):
                     raise BackendError(f"cannot lock {self._root}: {exc}") from exc
                 changed = generation != self._generation
                 self._generation = generation + 1
-                yield changed
+                self._holder, self._holder_found = me, changed
+                try:
+                    yield changed
+                finally:
+                    self._holder = None
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -538,6 +550,7 @@ class Files(Backend):
             return
         self._epoch = _fork.epoch()
         self._thread_lock = threading.Lock()
+        self._holder = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # never unlocked here: that would unlock the parent's
             self._lock_fd = None
