@@ -39,12 +39,17 @@ class OffLoop(AsyncLayer):
         # on the loop: a task waiting in a thread would hold a thread that the holder of
         # the section may need for its own operations.
         self._exclusive: asyncio.Lock | None = None
+        # The task in the section, and whether it was told of a change: a section it takes
+        # inside it (a limit below another limit) is told the same.
+        self._holder: asyncio.Task[Any] | None = None
+        self._holder_changed = False
         _fork.renew_in_child(self, OffLoop._renew)
 
     def _renew(self) -> None:
         """In a forked child: the parent's threads are not there."""
         self._pool = None
         self._exclusive = None
+        self._holder = None
 
     def __repr__(self) -> str:
         return f"OffLoop({self.backend!r})" if self.threads else repr(self.backend)
@@ -162,6 +167,10 @@ class OffLoop(AsyncLayer):
 
     @asynccontextmanager
     async def _exclusive_section(self) -> AsyncIterator[bool]:
+        task = asyncio.current_task()
+        if task is not None and self._holder is task:  # already exclusive: not a deadlock
+            yield self._holder_changed
+            return
         if self._exclusive is None:
             self._exclusive = asyncio.Lock()
         async with self._exclusive:
@@ -173,9 +182,11 @@ class OffLoop(AsyncLayer):
             except asyncio.CancelledError:
                 entering.add_done_callback(lambda done: _leave(self, section, done))
                 raise
+            self._holder, self._holder_changed = task, changed
             try:
                 yield changed
             finally:
+                self._holder = None
                 details = sys.exc_info()
                 await asyncio.shield(self._run(section.__exit__, *details))
 

@@ -116,6 +116,10 @@ class Files(Backend):
     _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
+    # The thread in an exclusive section, and whether that section was told of a change:
+    # a section it takes inside it (a limit below another limit) is told the same.
+    _holder: int | None = attrs.field(init=False, default=None, repr=False)
+    _holder_changed: bool = attrs.field(init=False, default=False, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
     _expirations: int = attrs.field(init=False, default=0, repr=False)
 
@@ -502,9 +506,14 @@ class Files(Backend):
         """Excludes other threads, and other processes through ``flock`` on a lock file.
 
         The lock file holds a counter bumped by every section, so a section can tell
-        whether another process had one since this object's last.
+        whether another process had one since this object's last. A section that a thread
+        takes inside its own (a limit below another limit) is part of it, and is told the
+        same.
         """
         self._after_fork()
+        if self._holder == threading.get_ident():  # already exclusive: not a deadlock
+            yield self._holder_changed
+            return
         with self._thread_lock:
             fd = self._open_lock_file()
             if fcntl is not None:
@@ -518,7 +527,11 @@ class Files(Backend):
                     raise BackendError(f"cannot lock {self._root}: {exc}") from exc
                 changed = generation != self._generation
                 self._generation = generation + 1
-                yield changed
+                self._holder, self._holder_changed = threading.get_ident(), changed
+                try:
+                    yield changed
+                finally:
+                    self._holder = None
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -538,6 +551,7 @@ class Files(Backend):
             return
         self._epoch = _fork.epoch()
         self._thread_lock = threading.Lock()
+        self._holder = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # never unlocked here: that would unlock the parent's
             self._lock_fd = None
