@@ -7,6 +7,7 @@ and the totals must be exact (a lost increment or a second winning add fails the
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
 import time
 import traceback
@@ -41,7 +42,7 @@ from pystorage.layers import (
     Tier,
 )
 from tests.conformance.stacks import ALL_STACKS, Place, StackFactory
-from tests.helpers import unique
+from tests.helpers import FakeClock, unique
 from tests.test_hostile_keys import CORPUS
 
 LONG_KEY = "x" * 300  # stored under a hashed name by Files and S3
@@ -249,6 +250,83 @@ def test_tier_front_forgets_a_key_whose_incr_failed(tmp_path: Path) -> None:
         mine.incr("n")
     assert not tier.front.contains("n")
     assert mine["n"] == "text"
+
+
+def test_tier_front_forgets_a_key_whose_add_failed() -> None:
+    tier = Tier(LRU(10))
+    storage = Storage(tier, Codec("json"), Memory())
+    storage["k"] = 1
+    assert tier.front.contains("k")
+    with pytest.raises(CodecError):
+        storage.add("k", object())
+    assert not tier.front.contains("k")
+    assert storage["k"] == 1
+
+
+def test_tier_gives_the_ttl_of_add_and_incr_to_both_copies() -> None:
+    clock = FakeClock()
+    tier = Tier(LRU(10, clock=clock))
+    backend = Memory(clock=clock)
+    storage = Storage(tier, backend)
+    assert storage.add("a", 1, ttl=5) is True
+    assert storage.incr("n", ttl=5) == 1
+    assert tier.front.get_with_ttl("a") == (1, 5.0)
+    assert backend.get_with_ttl("a") == (1, 5.0)
+    assert backend.get_with_ttl("n") == (1, 5.0)
+    clock.now += 5
+    assert storage.get("a") is None
+    assert storage.get("n") is None
+
+
+def test_an_explicit_ttl_wins_over_the_default_of_expiry() -> None:
+    backend = Memory(clock=FakeClock())
+    storage = Storage(Expiry(100), backend)
+    assert storage.add("a", 1, ttl=5) is True
+    assert storage.incr("n", ttl=5) == 1
+    assert backend.get_with_ttl("a") == (1, 5.0)
+    assert backend.get_with_ttl("n") == (1, 5.0)
+
+
+def test_memory_add_and_incr_keep_deadlines_to_the_instant() -> None:
+    clock = FakeClock()
+    storage = Storage(Memory(clock=clock))
+    assert storage.add("a", "first", ttl=5) is True
+    assert storage.incr("n", ttl=5) == 1
+    clock.now += 5  # the deadline itself: expired, as a read judges it
+    assert storage.add("a", "second") is True
+    assert storage.incr("n") == 1
+    # Entries that add and incr create with a TTL are purged on time, unread.
+    assert storage.add("b", "dated", ttl=1) is True
+    assert storage.incr("m", ttl=1) == 1
+    clock.now += 1
+    assert len(storage) == 2
+    assert storage.stats() == {"expirations": 2}
+
+
+def test_codec_errors_of_add_and_incr_name_the_key_the_type_and_the_cause() -> None:
+    backend = Memory()
+    with pytest.raises(CodecError) as caught:
+        Storage(Codec("json"), backend).add("k", object())
+    assert re.fullmatch(
+        r"the value for key 'k' \(object\) cannot be encoded as json: TypeError: .+",
+        str(caught.value),
+    )
+    storage = Storage(Codec("msgpack"), backend)
+    storage["n"] = 2**64 - 1
+    with pytest.raises(CodecError) as caught:
+        storage.incr("n")
+    assert re.fullmatch(
+        r"the value for key 'n' \(int\) cannot be encoded as msgpack: OverflowError: .+",
+        str(caught.value),
+    )
+    Storage(Codec("text"), backend)["t"] = "not json"
+    with pytest.raises(CodecError) as caught:
+        Storage(Codec("json"), backend).incr("t")
+    assert re.fullmatch(
+        r"the stored value of key 't' cannot be decoded as json: JSONDecodeError: .+",
+        str(caught.value),
+    )
+    assert sorted(backend.keys()) == ["n", "t"]
 
 
 def test_stats_count_adds_that_stored_and_increments() -> None:

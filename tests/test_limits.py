@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import pytest
 
 import pystorage
 from pystorage import Storage, StorageProvider
+from pystorage.aio.storage import AsyncStorage
 from pystorage.errors import ConfigurationError, StorageProviderError, ValueTooLargeError
 from pystorage.layers import (
     LRU,
@@ -220,6 +224,48 @@ def test_urls_and_presets_take_max_bytes_and_eviction(tmp_path: Path) -> None:
     )
     preset.set_many({"a": b"1" * 200, "b": b"2" * 200})
     assert sorted(preset) == ["b"]
+
+
+# -- two limits over one folder -----------------------------------------------------------
+
+DEADLOCK = 30.0  # seconds: far more than these few writes take
+
+
+def finished(work: Callable[[], Any]) -> Any:
+    """``work()`` in a daemon thread, failing the test if it has not returned by the
+    deadline (a deadlock) rather than hanging the run."""
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(work()), daemon=True)
+    thread.start()
+    thread.join(DEADLOCK)
+    assert outcome, "deadlocked"
+    return outcome[0]
+
+
+def test_a_count_and_a_byte_limit_over_one_folder_keep_both_bounds(tmp_path: Path) -> None:
+    # Each limit takes the folder's exclusive section; the one below takes it inside the
+    # section of the one above, which once waited for itself forever.
+    url = f"file://{tmp_path}?codec=raw&limit=10&max_bytes=100"
+    mine, other = pystorage.open(url), pystorage.open(url)  # as two processes would have
+    assert [type(layer) for layer in mine.layers] == [CountLimit, Codec, SizeLimit, Files]
+    finished(lambda: mine.set_many({"a": b"a" * 40, "b": b"b" * 40}))
+    finished(lambda: other.set("c", b"c" * 40))  # 120 bytes: a goes
+    finished(lambda: mine.set("d", b"d" * 40))  # both limits learn of c first: b goes
+    assert sorted(key for key, _ in other.layers[-1].sizes_by_age()) == ["c", "d"]
+
+
+def test_a_count_and_a_byte_limit_over_one_folder_from_asyncio(tmp_path: Path) -> None:
+    def stack() -> AsyncStorage:
+        return AsyncStorage(CountLimit(10), Codec("raw"), SizeLimit(100), Files(tmp_path))
+
+    async def use() -> list[str]:
+        async with stack() as mine, stack() as other:
+            await mine.set_many({"a": b"a" * 40, "b": b"b" * 40})
+            await other.set("c", b"c" * 40)  # 120 bytes: a goes
+            await mine.set("d", b"d" * 40)  # both limits learn of c first: b goes
+        return sorted(key for key, _ in Files(tmp_path).sizes_by_age())
+
+    assert finished(lambda: asyncio.run(use())) == ["c", "d"]
 
 
 # -- many processes on one database ------------------------------------------------------

@@ -42,8 +42,10 @@ class OffLoop(AsyncLayer):
         # on the loop: a task waiting in a thread would hold a thread that the holder of
         # the section may need for its own operations.
         self._exclusive: asyncio.Lock | None = None
-        # The task in the exclusive section, and what the section found.
-        self._holder: tuple[asyncio.Task[Any] | None, bool] | None = None
+        # The task in the section, and whether it was told of a change: a section it takes
+        # inside it (a limit below another limit) is told the same.
+        self._holder: asyncio.Task[Any] | None = None
+        self._holder_changed = False
         _fork.renew_in_child(self, OffLoop._renew)
 
     def _renew(self) -> None:
@@ -175,10 +177,8 @@ class OffLoop(AsyncLayer):
     @asynccontextmanager
     async def _exclusive_section(self) -> AsyncIterator[bool]:
         task = asyncio.current_task()
-        if self._holder is not None and self._holder[0] is task:
-            # Nested (a CountLimit above a SizeLimit): the task's outer section covers
-            # this one, and tells it what it found.
-            yield self._holder[1]
+        if task is not None and self._holder is task:  # already exclusive: not a deadlock
+            yield self._holder_changed
             return
         if self._exclusive is None:
             self._exclusive = asyncio.Lock()
@@ -191,7 +191,7 @@ class OffLoop(AsyncLayer):
             except asyncio.CancelledError:
                 entering.add_done_callback(lambda done: _leave(self, section, done))
                 raise
-            self._holder = (task, changed)
+            self._holder, self._holder_changed = task, changed
             try:
                 yield changed
             finally:

@@ -158,7 +158,8 @@ class AsyncLayer:
         """A section that no other process's exclusive section on this storage overlaps.
 
         It yields True when another process changed the storage since this object's last
-        exclusive section, so that a layer keeping an index knows to rebuild it.
+        exclusive section, so that a layer keeping an index knows to rebuild it. A section
+        taken inside one of the same thread (or task) is part of it, and is told the same.
         """
         raise NotImplementedError
 

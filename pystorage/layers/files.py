@@ -116,9 +116,10 @@ class Files(Backend):
     _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _epoch: int = attrs.field(factory=_fork.epoch, init=False, repr=False)
     _generation: int = attrs.field(init=False, default=-1, repr=False)
-    # The thread in the exclusive section, and what its section found (for nested ones).
+    # The thread in an exclusive section, and whether that section was told of a change:
+    # a section it takes inside it (a limit below another limit) is told the same.
     _holder: int | None = attrs.field(init=False, default=None, repr=False)
-    _holder_found: bool = attrs.field(init=False, default=False, repr=False)
+    _holder_changed: bool = attrs.field(init=False, default=False, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
     _expirations: int = attrs.field(init=False, default=0, repr=False)
 
@@ -505,13 +506,13 @@ class Files(Backend):
         """Excludes other threads, and other processes through ``flock`` on a lock file.
 
         The lock file holds a counter bumped by every section, so a section can tell
-        whether another process had one since this object's last.
+        whether another process had one since this object's last. A section that a thread
+        takes inside its own (a limit below another limit) is part of it, and is told the
+        same.
         """
         self._after_fork()
-        if self._holder == (me := threading.get_ident()):
-            # Nested (a CountLimit above a SizeLimit): the outer section covers this one,
-            # and tells it what it found.
-            yield self._holder_found
+        if self._holder == threading.get_ident():  # already exclusive: not a deadlock
+            yield self._holder_changed
             return
         with self._thread_lock:
             fd = self._open_lock_file()
@@ -526,7 +527,7 @@ class Files(Backend):
                     raise BackendError(f"cannot lock {self._root}: {exc}") from exc
                 changed = generation != self._generation
                 self._generation = generation + 1
-                self._holder, self._holder_found = me, changed
+                self._holder, self._holder_changed = threading.get_ident(), changed
                 try:
                     yield changed
                 finally:

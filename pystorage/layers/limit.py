@@ -10,11 +10,17 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from pystorage import _fork
-from pystorage.errors import ValueTooLargeError
+from pystorage.errors import ConfigurationError, ValueTooLargeError
 from pystorage.layers.base import Layer, Wrapper
 
 #: Which entries go first: the least recently used, or the least recently stored.
 Eviction = Literal["used", "stored"]
+
+
+def an_order(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    """attrs validator: an ``Eviction``; anything else is a ``ConfigurationError``."""
+    if value not in ("used", "stored"):
+        raise ConfigurationError(f"{attribute.name} must be 'used' or 'stored', not {value!r}")
 
 
 def too_large(key: str, weight: int, bound: int, measure: str) -> ValueTooLargeError:
@@ -46,9 +52,7 @@ class Limit(Wrapper):
 
     removes_entries: ClassVar[bool] = True
 
-    eviction: Eviction = attrs.field(
-        default="used", kw_only=True, validator=attrs.validators.in_(("used", "stored"))
-    )
+    eviction: Eviction = attrs.field(default="used", kw_only=True, validator=an_order)
     # Each key with the stamp of its last entry in the index: a read that misses forgets
     # a key only if it entered before the read began (not if a write put it back since).
     _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
