@@ -36,7 +36,7 @@ def test_a_modify_that_outgrows_a_size_limit_raises_and_keeps_the_old_value() ->
     # then evicted at once (incr returned a number that was never kept).
     storage = Storage(Codec("json"), SizeLimit(4), Memory())
     storage.incr("n", 1000)
-    with pytest.raises(ValueTooLargeError):
+    with pytest.raises(ValueTooLargeError, match="the value of 'n' weighs 6 bytes"):
         storage.incr("n", 99_000)
     assert storage["n"] == 1000
 
