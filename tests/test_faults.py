@@ -272,12 +272,13 @@ class Outcome:
     def summary(self, server: str, how: str) -> str:
         failed = [op for op in self.during if not op.ok]
         slowest = max((op.seconds for op in failed), default=0.0)
+        stall = max((op.seconds for op in self.during), default=0.0)
         kinds = "/".join(sorted({type(op.error).__name__ for op in failed})) or "-"
         lost = f", {self.lost_in_window} excused" if self.lost_in_window else ""
         return (
             f"[faults] {server} ({how}): calls before={calls(self.before)} "
             f"during={calls(self.during)} (failed={calls(failed)} {kinds}, max failed-call "
-            f"latency={slowest:.3f}s) after={calls(self.after)} (failed="
+            f"latency={slowest:.3f}s, longest call={stall:.3f}s) after={calls(self.after)} (failed="
             f"{calls([op for op in self.after if not op.ok])}); acknowledged writes checked: "
             f"{self.reads_checked} key reads during the load, {self.acked_keys} acked keys "
             f"of {self.keys_checked} read back at the end{lost}"
@@ -323,8 +324,14 @@ def check(
     max_seconds: float,
     min_after: int,
     may_be_lost: Callable[[Op], bool] = lambda op: False,
+    outage_seen: bool = True,
 ) -> Outcome:
-    """Assert the properties of a run; return its counts."""
+    """Assert the properties of a run; return its counts.
+
+    ``outage_seen``: some call must have failed while the server was down. A client that
+    rides through an outage by retrying (redis-py 8.2's cluster client does, through a
+    failover) hides it: then only the stalls, the recovery and the data are checked.
+    """
     before = [op for op in ops if op.ended < killed]
     after = [op for op in ops if op.began >= back]
     during = [op for op in ops if op.ended >= killed and op.began < back]
@@ -333,7 +340,7 @@ def check(
     assert not malformed, f"values that are not their key's: {malformed[:5]}"
     assert all(op.ok for op in before), [op for op in before if not op.ok][:5]
     failed = [op for op in during if not op.ok]
-    assert failed, "no operation failed: the outage was not seen at all"
+    assert failed or not outage_seen, "no operation failed: the outage was not seen at all"
     strangers = [op for op in failed if not isinstance(op.error, BackendError)]
     assert not strangers, f"failures that are not BackendError: {strangers[:5]}"
     unchained = [op for op in failed if op.error is not None and op.error.__cause__ is None]
@@ -659,7 +666,9 @@ def test_redis_cluster_failover_under_load(victim_is_startup_node: bool) -> None
                 load.generation = 1
                 wait_until(lambda: taken_over(nodes, victim, replica), DEADLINE, "the failover")
                 back = time.monotonic()
-                load.wait_for(1, killed, failed=True)  # the outage was seen
+                # Whether a call fails meanwhile is the client's choice: redis-py up to 8.1
+                # raises through the failover, 8.2 retries until the new master answers.
+                # What PyStorage promises holds either way, and is checked below.
                 load.generation = 2
                 load.wait_for(REDIS_OPS_AFTER, back)
                 ops = load.stop()
@@ -673,9 +682,12 @@ def test_redis_cluster_failover_under_load(victim_is_startup_node: bool) -> None
                 ops,
                 killed,
                 back,
-                max_seconds=REDIS_MAX_OP_SECONDS,
+                # A call that rides through the failover (redis-py 8.2) waits for it: at
+                # most the time the cluster took to promote the replica, plus the timeouts.
+                max_seconds=REDIS_MAX_OP_SECONDS + (back - killed),
                 min_after=REDIS_OPS_AFTER,
                 may_be_lost=unreplicated,
+                outage_seen=False,
             )
         finally:
             client.close()
