@@ -184,3 +184,84 @@ def test_a_value_of_tens_of_megabytes_round_trips(tmp_path: Path) -> None:
     assert storage.get_many(["big", "small"]) == {"big": big, "small": b"s"}
     storage.close()
     assert Storage(Codec("raw"), SQLite(tmp_path / "c.db"))["big"] == big
+
+
+OTHER_WRITER = """
+import sys
+from pystorage import Storage
+from pystorage.layers import Codec, SQLite
+storage = Storage(Codec("json"), SQLite(sys.argv[1]))
+storage.set_many({f"b{i}": i for i in range(100)})
+storage.close()
+"""
+COUNT_A_KEYS = """
+import sqlite3, sys
+query = "SELECT count(*) FROM entries WHERE substr(key, 1, 1) = x'61'"
+print(sqlite3.connect(sys.argv[1]).execute(query).fetchone()[0])
+"""
+
+
+def _run(script: str, path: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_a_second_open_in_one_process_loses_no_commit(tmp_path: Path) -> None:
+    # Opening a database used to open and close a descriptor of it, which dropped every
+    # POSIX lock of this process's other connection: the other process then took itself
+    # for the last user and deleted the WAL at its close, with this process's commits.
+    path = tmp_path / "c.db"
+    first = Storage(Codec("json"), SQLite(path))
+    first["first"] = 0
+    second = Storage(Codec("json"), SQLite(path))
+    _run(OTHER_WRITER, path)
+    first.set_many({f"a{i}": i for i in range(100)})
+    assert _run(COUNT_A_KEYS, path) == "100"  # a fresh process sees every commit
+    first.close()
+    second.close()
+    assert _run(COUNT_A_KEYS, path) == "100"
+    assert len(Storage(Codec("json"), SQLite(path))) == 201
+
+
+def test_a_new_database_is_private_and_an_odd_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SQLite(path).close()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        SQLite(link)
+
+
+@pytest.mark.parametrize("side", ["-wal", "-shm", "-journal"])
+def test_a_side_file_another_user_planted_is_refused_before_it_is_read(
+    tmp_path: Path, side: str
+) -> None:
+    # A folder others can write: while no process has the database open, another user
+    # drops a WAL beside it. SQLite would replay it into the victim's next open.
+    path = tmp_path / "c.db"
+    storage = Storage(Codec("json"), SQLite(path))
+    storage["k"] = "mine"
+    storage.close()
+    planted = Path(f"{path}{side}")
+    planted.write_bytes(b"")
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(BackendError, match=f"{side} belongs to user 65534"):
+        SQLite(path)
+    assert Storage(Codec("json"), SQLite(path, trust_others=True))["k"] == "mine"
+
+
+def test_a_side_file_that_is_a_fifo_or_a_link_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SQLite(path).close()
+    os.mkfifo(f"{path}-wal")
+    with pytest.raises(ConfigurationError, match="-wal is not a regular file"):
+        SQLite(path)
+    os.unlink(f"{path}-wal")
+    os.symlink(tmp_path / "elsewhere", f"{path}-shm")
+    with pytest.raises(ConfigurationError, match="-shm is not a regular file"):
+        SQLite(path)

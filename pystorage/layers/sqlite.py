@@ -83,6 +83,8 @@ _ADD = (
     "WHERE entries.deadline <= ?"
 )
 _UNBOUNDED = float("inf")
+#: What SQLite keeps beside a database file, and reads when it opens it.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Reads whose use is written in one transaction at most (with eviction by use).
 _USES_BATCH = 1000
 _USED = "UPDATE uses SET used = (SELECT max(used) + 1 FROM uses) WHERE key = ?"
@@ -177,24 +179,52 @@ class SQLite(Backend):
             db.executescript(_SCHEMA)
 
     def _create_file(self) -> None:
-        """The database file, created private; an existing one must be this user's."""
+        """The database file, created private; an existing one must be this user's.
+
+        No descriptor of the database is ever opened here, not even for a moment: closing
+        any descriptor of a file drops every POSIX lock this process holds on it, the
+        locks of its other SQLite connections included (another storage of the same file
+        in this process), and a process that believes itself the file's last user then
+        deletes a WAL that still holds their commits. A new database is an empty file
+        made under a private name and linked into place, so its only descriptor is closed
+        before any connection can see it.
+        """
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-            try:
-                info = os.fstat(fd)
-            finally:
-                os.close(fd)
+            if not os.path.lexists(self.path):
+                spare = self.path.with_name(f".{self.path.name}.{os.getpid()}.{id(self)}.new")
+                os.close(os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                try:
+                    os.link(spare, self.path)
+                except FileExistsError:
+                    pass  # another opener made it meanwhile: it is checked like any other
+                finally:
+                    os.unlink(spare)
         except OSError as exc:
             raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigurationError(f"{self.path} is not a regular file")
-        if info.st_uid != os.geteuid() and not self.trust_others:
-            raise BackendError(
-                f"the database {self.path} belongs to user {info.st_uid}, not to this one: "
-                "refusing values another user could have planted "
-                "(SQLite(..., trust_others=True) reads it)"
-            )
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Every file SQLite reads (the database, its WAL, its shared memory, a rollback
+        journal) is a regular file of this user, checked before a connection opens: a WAL
+        another user planted beside the database would be replayed into it."""
+        for path in (self.path, *(Path(f"{self.path}{end}") for end in _SIDE_FILES)):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                if path == self.path:
+                    raise BackendError(f"the database {self.path} was removed") from None
+                continue
+            except OSError as exc:
+                raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigurationError(f"{path} is not a regular file")
+            if info.st_uid != os.geteuid() and not self.trust_others:
+                raise BackendError(
+                    f"{path} belongs to user {info.st_uid}, not to this one: refusing "
+                    "values another user could have planted "
+                    "(SQLite(..., trust_others=True) reads it)"
+                )
 
     # -- connections ---------------------------------------------------------------------
 
@@ -207,6 +237,7 @@ class SQLite(Backend):
 
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection, opened now (its first use here, or after a fork)."""
+        self._check_files()
         try:
             db = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
