@@ -1,21 +1,59 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first,
+# from the lock files in requirements/ (`make lock` refreshes them; see the README).
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= all,dev,bench,docs
 PY := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed
+# uv installs the locks (a fresh .venv in about 10 s) and writes them; pinned like them.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+# What `make test` installs (extras all, dev, bench, docs) and what `make demo` installs
+# (all, servers): one pinned version of every package, for every Python the README claims.
+TEST_LOCK := requirements/test.txt
+DEMO_LOCK := requirements/demo.txt
+INSTALLED := $(VENV)/.installed-test
+DEMO_INSTALLED := $(VENV)/.installed-demo
 # The Pythons the README claims; `make test-versions` runs the tests on each, in .venv-X.Y.
 PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
 TESTS ?=
 
-.PHONY: test test-versions pytest servers demo lint docs bench mutation clean generate
+.PHONY: test test-versions test-latest pytest servers demo lint docs bench mutation clean \
+	generate lock
 
-$(INSTALLED): pyproject.toml
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
-	touch $(INSTALLED)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(INSTALLED): $(TEST_LOCK) pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -r $(TEST_LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+$(DEMO_INSTALLED): $(DEMO_LOCK) pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(PY) -r $(DEMO_LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+# Refresh both locks to the newest releases the ranges of pyproject.toml allow. Run
+# `make test-latest` first: it names what a new release breaks before the lock takes it.
+LOCK_OPTIONS := --quiet --universal --python-version 3.10 --upgrade --no-header
+lock: | $(UV)
+	$(UV) pip compile $(LOCK_OPTIONS) pyproject.toml --extra all --extra dev --extra bench \
+		--extra docs -o $(TEST_LOCK)
+	$(UV) pip compile $(LOCK_OPTIONS) pyproject.toml --extra all --extra servers \
+		-c $(TEST_LOCK) -o $(DEMO_LOCK)
+
+# The suite against the newest releases, in .venv-latest, without the lock: what a fresh
+# `make lock` would bring, and whether it breaks anything. Lists the packages newer than
+# the lock first, so that a failure names its suspects.
+LATEST := $(VENV)-latest
+test-latest: | $(UV)
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(UV) pip install --quiet --python $(LATEST)/bin/python -e '.[all,dev,bench,docs]'
+	touch $(LATEST)/.installed-test
+	$(UV) pip freeze --python $(LATEST)/bin/python | $(PY) tools/newer_than_lock.py $(TEST_LOCK)
+	$(MAKE) --no-print-directory pytest VENV=$(LATEST) UV=$(UV)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks tools
@@ -25,7 +63,7 @@ lint: $(INSTALLED)
 # only), else the one on PATH. When neither exists, root with apt-get installs Debian's
 # package (in a container without an init system it starts no service); anyone else is
 # told how, before a test runs.
-servers: $(INSTALLED)
+servers: | $(UV)
 	@$(PY) -c 'import pystorage.testing as t; t.redis_server_binary(); t.redis_cli_binary()' \
 		2>/dev/null && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -39,7 +77,7 @@ servers: $(INSTALLED)
 		exit 1; \
 	fi
 
-pytest: servers
+pytest: $(INSTALLED) servers
 	$(PY) -m pytest $(TESTS)
 
 test: lint servers
@@ -74,8 +112,8 @@ mutation: $(INSTALLED)
 	if [ -n "$$timeouts" ]; then $(MUTMUT) run --max-children 2 $$timeouts; fi
 	$(PY) tests/mutation/score.py
 
-demo: $(INSTALLED)
+demo: $(DEMO_INSTALLED) servers
 	$(PY) demo/tour.py
 
 clean:
-	rm -rf $(VENV) $(VENV)-3.* .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants
+	rm -rf $(VENV) $(VENV)-3.* $(VENV)-latest .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants
