@@ -51,6 +51,11 @@ _COMPANION_OFFSET = 10_000
 _MAX_BASE_PORT = 65_535 - _COMPANION_OFFSET
 
 _port_lock = threading.Lock()
+# Where servers keep their data: the temp folder as it was when this module was imported.
+# A server outlives the test that started it, and SeaweedFS listens on Unix sockets in its
+# folder, whose paths may not exceed 107 bytes: a test's own temp folder (which a fixture
+# may make the default) can be longer than that.
+_SERVERS_TMP = tempfile.gettempdir()
 # Ports handed out earlier in this process: a server that has not bound its
 # port yet (or is between stop and restart) must not see it reused.
 _handed_out: set[int] = set()
@@ -402,7 +407,7 @@ class RedisServer(_ServerBase):
         """Start the server and wait until it answers PING; return self."""
         if self._proc is not None and self._proc.alive():
             return self
-        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-redis-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-redis-", dir=_SERVERS_TMP))
         self._register()
         try:
             _start_with_port_retries(
@@ -522,7 +527,7 @@ class RedisClusterServer(_ServerBase):
         """Start the nodes, create the cluster, and wait for ``cluster_state:ok``."""
         if self._procs and all(proc.alive() for proc in self._procs):
             return self
-        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-redis-cluster-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-redis-cluster-", dir=_SERVERS_TMP))
         self._register()
         try:
             _start_with_port_retries(self._launch, self._choose_new_ports)
@@ -713,7 +718,7 @@ class SeaweedS3Server(_ServerBase):
         """Start weed and wait until S3 answers and bucket creation works; return self."""
         if self._proc is not None and self._proc.alive():
             return self
-        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-weed-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="pystorage-weed-", dir=_SERVERS_TMP))
         (self._dir / "master.toml").write_text(_MASTER_TOML)
         self._register()
         try:
