@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Look into, edit and copy storages given as URLs (see pystorage.open): "
-        "memory://, file:///path, redis://host:port/db, s3://bucket/folder, with options "
-        "such as ?codec=json&prefix=app:.",
+        "memory://, file:///path, sqlite:///path/file.db, redis://host:port/db (rediss:// "
+        "for TLS, unix:///path/redis.sock), s3://bucket/folder, with options such as "
+        "?codec=json&prefix=app:.",
         epilog="Exit status: 0 on success, 1 on a failure at run time, 2 on a usage or "
         "URL error. Errors are one line on stderr; --debug shows the traceback.",
     )
