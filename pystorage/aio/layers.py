@@ -837,11 +837,7 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,unused-ignore]
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         keys = list(keys)
         found = await self._inner.get_many(keys)
-        self._add(
-            hits=len(found),
-            misses=len(keys) - len(found),
-            bytes_read=sum(_size(value) for value in found.values()),
-        )
+        self._count_reads(keys, found)
         return found
 
     async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]

@@ -75,11 +75,7 @@ class Stats(Wrapper):
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         found = self._inner.get_many(keys)
-        self._add(
-            hits=len(found),
-            misses=len(keys) - len(found),
-            bytes_read=sum(_size(value) for value in found.values()),
-        )
+        self._count_reads(keys, found)
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
@@ -98,6 +94,20 @@ class Stats(Wrapper):
         for name in ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written"):
             below[name] = below.get(name, 0) + mine.get(name, 0)
         return below
+
+    def _count_reads(self, keys: list[str], found: Mapping[str, Any]) -> None:
+        """Count each of ``keys`` as what it found, a repeated key as often as it was
+        asked for: a batch counts as the loop of ``get`` it stands for, and hits + misses
+        is the number of lookups the caller made."""
+        if len(found) == len(keys):  # every key found, so none repeated
+            hits, read = len(keys), sum(map(_size, found.values()))
+        else:
+            hits = read = 0
+            for key in keys:
+                if key in found:
+                    hits += 1
+                    read += _size(found[key])
+        self._add(hits=hits, misses=len(keys) - hits, bytes_read=read)
 
     def _add(self, **amounts: int) -> None:
         with self._lock:
