@@ -110,3 +110,15 @@ def test_an_async_batch_counts_each_requested_key_as_a_loop_of_get_would() -> No
     batch = asyncio.run(counts(batch=True))
     assert batch == asyncio.run(counts(batch=False))
     assert (batch["hits"], batch["misses"], batch["bytes_read"]) == (4, 2, 3 * 3 + 2)
+
+
+def test_a_batch_read_with_ttls_counts_as_the_loop_of_get_with_ttl() -> None:
+    def counts(read: Callable[[Storage], object]) -> dict[str, int]:
+        storage = Storage(Codec("raw"), Stats(), Memory())
+        storage.set_many({"a": b"xyz", "b": b"12"})
+        read(storage)
+        return storage.stats()
+
+    batch = counts(lambda storage: storage.get_many_with_ttl(KEYS))
+    assert batch == counts(lambda storage: storage.get_many(KEYS))
+    assert (batch["hits"], batch["misses"], batch["bytes_read"]) == (4, 2, 3 * 3 + 2)
