@@ -414,3 +414,18 @@ def test_an_unreachable_async_cluster_client_is_a_backend_error_naming_it() -> N
             await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["cluster", "server"])
+def test_an_async_client_in_a_sync_storage_is_refused_at_build(redis_url: str, kind: str) -> None:
+    # Its commands are coroutines that nothing awaits: a write would return and write
+    # nothing, a read would fail on a coroutine.
+    client: Any = (
+        redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=free_port())
+        if kind == "cluster"
+        else redis.asyncio.Redis.from_url(redis_url)
+    )
+    with pytest.raises(ConfigurationError, match="in an AsyncStorage"):
+        Storage(Codec("json"), Redis(client))
+    with pytest.raises(ConfigurationError, match="in an AsyncStorage"):
+        StorageProvider().create(StorageProvider.STORAGE_REDIS, redis_client=client)
