@@ -635,3 +635,31 @@ def test_a_copy_stopped_by_an_error_counts_what_it_wrote_and_what_it_did_not(
     assert copied == len(contents(dst)) and skipped == 0
     assert failed == 100 - copied and failed >= 8
     assert err.splitlines()[-1] == "pystorage: error: the destination went away"
+
+
+def test_a_delete_stopped_by_an_error_says_what_may_still_be_in_src(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
+    fill(src, records(100))
+    batch = cli_module.delete_batch
+
+    def failing(*args: Any) -> cli_module.BatchResult:
+        if "key-40" in args[2]:
+            raise BackendError("SRC went away")
+        return batch(*args)
+
+    monkeypatch.setattr(cli_module, "delete_batch", failing)
+    assert cli_module.main(["copy", src, dst, "--delete", "--batch", "8", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert counts(err) == (100, 0, 0) and contents(dst) == records(100)
+    found = re.search(
+        r"deleted from SRC (\d+), kept in SRC 0, deleting stopped by the error below, "
+        r"(\d+) entries held by DST perhaps still in SRC",
+        err,
+    )
+    assert found, err
+    deleted, undeleted = map(int, found.groups())
+    assert deleted + undeleted == 100 and undeleted >= 8
+    assert len(contents(src)) == 100 - deleted
+    assert err.splitlines()[-1] == "pystorage: error: SRC went away"
