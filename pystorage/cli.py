@@ -514,10 +514,30 @@ class Tally:
     failed: list[tuple[str, str]] = attrs.Factory(list)
     held: list[str] = attrs.Factory(list)
     kept: list[tuple[str, str]] = attrs.Factory(list)
+    #: Set once the copy is written and the deletes from SRC begin (--delete).
+    deleting: bool = False
+    #: Keys an error stopped the copy before it wrote them (the keys of the batch that
+    #: raised, whose write may have been cut short, and of the batches never begun).
+    unwritten: int = 0
+    #: Keys an error stopped --delete before it removed them from SRC (for the batch that
+    #: raised, perhaps some were): each is held by DST, and perhaps still in SRC.
+    undeleted: int = 0
 
     @property
     def done(self) -> int:
-        return self.copied + self.skipped + self.gone + len(self.failed)
+        return self.copied + self.skipped + self.gone + self.failures
+
+    @property
+    def failures(self) -> int:
+        """The keys the copy did not write: refused one by one, or stopped by an error."""
+        return len(self.failed) + self.unwritten
+
+    def stop(self, keys: int) -> None:
+        """An error stopped the copy with ``keys`` not done by the current phase."""
+        if self.deleting:
+            self.undeleted += keys
+        else:
+            self.unwritten += keys
 
     def add(self, result: BatchResult) -> None:
         self.copied += result.copied
@@ -552,18 +572,22 @@ def run_copy(args: argparse.Namespace) -> int:
             try:
                 run_batches(copy_batch, src, dst, keys, args, plan, tally, progress)
             finally:
-                progress.finish(tally.done)
+                progress.finish(tally.done, tally.failures)
             if args.delete:
                 # Only now: a later batch may have evicted an earlier one from DST. The
                 # deletes go through SRC's keys-only stack: no layer of it decodes a value.
                 if not args.quiet:
                     print(f"{PROG}: deleting from SRC what DST holds", file=sys.stderr)
+                tally.deleting = True
                 silent = Progress(sys.stderr, len(tally.held), time.monotonic)
                 run_batches(delete_batch, src_keys, dst, tally.held, args, plan, tally, silent)
         finally:
+            # Also when an error stops the copy (main prints it last): the counts then
+            # say what was done before it, and what it left undone.
             tally.evicted = dst.stats().get("evictions", 0)
             print(summary(tally, args.delete, time.monotonic() - started), file=sys.stderr)
-    return _report(tally)
+            status = _report(tally)
+    return status
 
 
 def _refuse_one_storage(src_url: ParsedURL, dst_url: ParsedURL, delete: bool) -> None:
@@ -596,24 +620,48 @@ def run_batches(
     progress: Progress,
 ) -> None:
     """Run ``batch`` on ``keys`` split in batches of ``args.batch``, ``args.workers`` of
-    them at a time; the first one alone, and told that it is the first."""
+    them at a time; the first one alone, and told that it is the first.
+
+    If a batch raises, the batches not begun are cancelled, those running finish and are
+    counted, the keys of the one that raised and of the cancelled ones go to
+    ``tally.stop``, and the first error is raised again.
+    """
     batches = [keys[i : i + args.batch] for i in range(0, len(keys), args.batch)]
     if not batches:
         return
-    tally.add(batch(src, dst, batches[0], plan, True))
-    progress.update(tally.done, len(tally.failed))
-    executor = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="copy")
     try:
-        pending: set[Future[BatchResult]] = {
-            executor.submit(batch, src, dst, chunk, plan, False) for chunk in batches[1:]
+        tally.add(batch(src, dst, batches[0], plan, True))
+    except Exception:
+        tally.stop(len(keys))
+        raise
+    progress.update(tally.done, tally.failures)
+    executor = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="copy")
+    error: Exception | None = None
+    try:
+        sizes: dict[Future[BatchResult], int] = {
+            executor.submit(batch, src, dst, chunk, plan, False): len(chunk)
+            for chunk in batches[1:]
         }
+        pending = set(sizes)
         while pending:
             finished, pending = wait(pending, timeout=REDRAW_INTERVAL, return_when=FIRST_COMPLETED)
             for future in finished:
-                tally.add(future.result())
-            progress.update(tally.done, len(tally.failed))
+                if future.cancelled():
+                    tally.stop(sizes[future])
+                    continue
+                try:
+                    tally.add(future.result())
+                except Exception as exc:
+                    tally.stop(sizes[future])
+                    if error is None:
+                        error = exc
+                        for waiting in pending:
+                            waiting.cancel()  # those already running cannot be, and finish
+            progress.update(tally.done, tally.failures)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise error
 
 
 def copy_batch(
@@ -746,12 +794,19 @@ def summary(tally: Tally, delete: bool, elapsed: float) -> str:
     parts = [
         f"copied {tally.copied}",
         f"skipped {tally.skipped}",
-        f"failed {len(tally.failed)}",
+        f"failed {tally.failures}",
     ]
+    if tally.unwritten:
+        parts.append("stopped by the error below")
     if tally.gone:
         parts.append(f"gone from SRC {tally.gone}")
     if delete:
         parts += [f"deleted from SRC {tally.deleted}", f"kept in SRC {len(tally.kept)}"]
+    if tally.undeleted:
+        parts.append(
+            f"deleting stopped by the error below, {tally.undeleted} entries held by DST "
+            "perhaps still in SRC"
+        )
     if tally.evicted:
         parts.append(f"evicted by DST's limit {tally.evicted}")
     rate = tally.copied / elapsed if elapsed > 0 else 0.0
@@ -858,7 +913,7 @@ class Progress:
     def update(self, done: int, failed: int = 0) -> None:
         """Called often (about ten times a second and after each batch)."""
 
-    def finish(self, done: int) -> None:
+    def finish(self, done: int, failed: int = 0) -> None:
         """Called once at the end."""
 
     def describe(self, done: int, failed: int = 0) -> str:
@@ -885,8 +940,8 @@ class BarProgress(Progress):
             self.drawn_at = now
             self._draw(done, failed)
 
-    def finish(self, done: int) -> None:
-        self._draw(done, 0)
+    def finish(self, done: int, failed: int = 0) -> None:
+        self._draw(done, failed)
         self.stream.write("\n")
         self.stream.flush()
 
@@ -915,9 +970,9 @@ class LineProgress(Progress):
             self.tenth = tenth
             self._write(done, failed, now)
 
-    def finish(self, done: int) -> None:
+    def finish(self, done: int, failed: int = 0) -> None:
         if done != self.last_done and done:
-            self._write(done, 0, self.clock())
+            self._write(done, failed, self.clock())
 
     def _write(self, done: int, failed: int, now: float) -> None:
         self.written_at = now

@@ -32,6 +32,14 @@ class Storage(MutableMapping[str, Any]):
     __slots__ = ("_contains", "_delete", "_get", "_set", "get", "layers", "top")
 
     def __init__(self, *layers: Layer | Storage) -> None:
+        if layers and getattr(layers[-1], "client_is_async", False):
+            # Nothing here would await its commands: a write would return having written
+            # nothing.
+            raise ConfigurationError(
+                f"{layers[-1]!r} was given a redis.asyncio client, which a Storage cannot "
+                "await: use it in an AsyncStorage, or give a Storage a redis.Redis or "
+                "redis.cluster.RedisCluster client"
+            )
         self.top: Layer = assemble(layers)
         self.layers: tuple[Layer, ...] = tuple(stack_from(self.top))
         # Bound once: every mapping operation is one call into the top layer.

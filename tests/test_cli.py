@@ -23,7 +23,9 @@ import redis
 
 import pystorage
 from pystorage import cli as cli_module
+from pystorage.errors import BackendError
 from pystorage.layers import Files
+from pystorage.testing import free_port
 from tests.helpers import in_child, other_user, shared_folder, unique
 
 SCRIPT = Path(sys.executable).with_name("pystorage")
@@ -594,3 +596,70 @@ def test_delete_into_a_memory_of_the_command_is_refused(tmp_path: Path) -> None:
     fill(src, records(5))
     line = assert_one_error_line(cli("copy", src, "memory://?lru=10", "--delete"), 2)
     assert "memory" in line and contents(src) == records(5)
+
+
+def test_a_copy_to_an_unreachable_redis_counts_every_entry_as_failed(tmp_path: Path) -> None:
+    src = f"file://{tmp_path}/src?codec=json"
+    fill(src, records(50))
+    nowhere = f"redis://127.0.0.1:{free_port()}/0?codec=json"
+    result = cli("copy", src, nowhere, "--batch", "8", "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert counts(result.stderr) == (0, 0, 50)
+    assert "stopped by the error below" in result.stderr
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if "entries/s ETA" in line]
+    assert progress and all(line.endswith(" failed)") for line in progress), lines
+    assert lines[-1].startswith("pystorage: error: ") and "cannot write" in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert contents(src) == records(50)
+
+
+def test_a_copy_stopped_by_an_error_counts_what_it_wrote_and_what_it_did_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One batch meets an error: those already running finish and are counted, the ones
+    # not begun are not written, and every entry is either copied or failed.
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
+    fill(src, records(100))
+    batch = cli_module.copy_batch
+
+    def failing(*args: Any) -> cli_module.BatchResult:
+        if "key-40" in args[2]:
+            raise BackendError("the destination went away")
+        return batch(*args)
+
+    monkeypatch.setattr(cli_module, "copy_batch", failing)
+    assert cli_module.main(["copy", src, dst, "--batch", "8", "--workers", "3", "-q"]) == 1
+    err = capsys.readouterr().err
+    copied, skipped, failed = counts(err)
+    assert copied == len(contents(dst)) and skipped == 0
+    assert failed == 100 - copied and failed >= 8
+    assert err.splitlines()[-1] == "pystorage: error: the destination went away"
+
+
+def test_a_delete_stopped_by_an_error_says_what_may_still_be_in_src(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
+    fill(src, records(100))
+    batch = cli_module.delete_batch
+
+    def failing(*args: Any) -> cli_module.BatchResult:
+        if "key-40" in args[2]:
+            raise BackendError("SRC went away")
+        return batch(*args)
+
+    monkeypatch.setattr(cli_module, "delete_batch", failing)
+    assert cli_module.main(["copy", src, dst, "--delete", "--batch", "8", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert counts(err) == (100, 0, 0) and contents(dst) == records(100)
+    found = re.search(
+        r"deleted from SRC (\d+), kept in SRC 0, deleting stopped by the error below, "
+        r"(\d+) entries held by DST perhaps still in SRC",
+        err,
+    )
+    assert found, err
+    deleted, undeleted = map(int, found.groups())
+    assert deleted + undeleted == 100 and undeleted >= 8
+    assert len(contents(src)) == 100 - deleted
+    assert err.splitlines()[-1] == "pystorage: error: SRC went away"

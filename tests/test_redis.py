@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
 
 import pystorage
-from pystorage import Storage, StorageProvider
+from pystorage import AsyncStorage, Storage, StorageProvider
 from pystorage.errors import (
     BackendError,
     ConfigurationError,
@@ -20,7 +23,7 @@ from pystorage.errors import (
     StorageProviderError,
 )
 from pystorage.layers import Codec, Expiry, Redis
-from pystorage.testing import RedisServer
+from pystorage.testing import RedisServer, free_port
 from tests.helpers import unique
 
 
@@ -356,3 +359,73 @@ def test_a_whole_database_storage_lists_and_clears_only_strings(private_db: str)
     assert len(storage) == 0
     assert _foreign_names(raw, "") == foreign
     raw.close()
+
+
+# -- clients of redis.asyncio --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cluster", "server"])
+def test_an_async_client_works_in_an_async_storage(
+    redis_cluster_url: str, redis_url: str, prefix: str, kind: str
+) -> None:
+    # The client given is the one used (with every option it was built with), and left
+    # open for its owner: as the sync layer does with a client it is given.
+    entries = {f"k{i}": i for i in range(50)}  # over many slots: batches split by slot
+
+    async def main() -> None:
+        client: Any = (
+            redis.asyncio.cluster.RedisCluster.from_url(redis_cluster_url)
+            if kind == "cluster"
+            else redis.asyncio.Redis.from_url(redis_url)
+        )
+        try:
+            async with AsyncStorage(Codec("json"), Redis(client, prefix=prefix)) as storage:
+                backend = storage.layers[-1]
+                assert backend.client is client
+                async with backend.key_lock("k0"):
+                    pass
+                await storage.set_many(entries)
+                assert await storage.get_many(list(entries)) == entries
+                await storage.set("brief", "v", ttl=100)
+                value, left = await storage.get_with_ttl("brief")
+                assert value == "v" and left is not None and 50 < left <= 100
+                assert await storage.incr("k1", 5) == 6
+                assert sorted([key async for key in storage]) == sorted([*entries, "brief"])
+                await storage.delete_many(list(entries))
+                assert await storage.count() == 1
+                await storage.clear()
+            assert await client.dbsize() >= 0  # still open
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_unreachable_async_cluster_client_is_a_backend_error_naming_it() -> None:
+    port = free_port()
+
+    async def main() -> None:
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+        try:
+            async with AsyncStorage(Codec("json"), Redis(client)) as storage:
+                with pytest.raises(BackendError, match=f"127.0.0.1:{port}"):
+                    await storage.get("k")
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["cluster", "server"])
+def test_an_async_client_in_a_sync_storage_is_refused_at_build(redis_url: str, kind: str) -> None:
+    # Its commands are coroutines that nothing awaits: a write would return and write
+    # nothing, a read would fail on a coroutine.
+    client: Any = (
+        redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=free_port())
+        if kind == "cluster"
+        else redis.asyncio.Redis.from_url(redis_url)
+    )
+    with pytest.raises(ConfigurationError, match="in an AsyncStorage"):
+        Storage(Codec("json"), Redis(client))
+    with pytest.raises(ConfigurationError, match="in an AsyncStorage"):
+        StorageProvider().create(StorageProvider.STORAGE_REDIS, redis_client=client)

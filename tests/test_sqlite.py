@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pystorage import Storage
+import pystorage
+from pystorage import AsyncStorage, Storage, StorageProvider
 from pystorage.errors import BackendError, ConfigurationError
-from pystorage.layers import Codec, Expiry, SQLite
+from pystorage.layers import Codec, CountLimit, Expiry, SizeLimit, SQLite
+from pystorage.layers.limit import Limit
 from tests.helpers import FakeClock
 
 
@@ -265,3 +268,31 @@ def test_a_side_file_that_is_a_fifo_or_a_link_is_refused(tmp_path: Path) -> None
     os.symlink(tmp_path / "elsewhere", f"{path}-shm")
     with pytest.raises(ConfigurationError, match="-shm is not a regular file"):
         SQLite(path)
+
+
+def test_the_repr_shows_the_limits_handed_down_to_sql(tmp_path: Path) -> None:
+    # A CountLimit/SizeLimit above SQLite hands its bound to SQL and leaves the stack:
+    # the repr of the backend must say it is bounded, and how.
+    path = tmp_path / "c.db"
+    url = f"sqlite://{path}?codec=json&limit=10&max_bytes=1000&ttl=60&stats=1"
+    with pystorage.open(url) as storage:
+        assert not any(isinstance(layer, Limit) for layer in storage.layers)
+        assert repr(storage.layers[-1]).endswith(", limit=10, max_bytes=1000, eviction='used')")
+        assert "limit=10, max_bytes=1000, eviction='used')" in repr(storage)
+    preset = StorageProvider().create(StorageProvider.STORAGE_SQLITE, path, limit=5)
+    with preset:
+        assert repr(preset).endswith(", limit=5, eviction='used'))")
+    with Storage(CountLimit(7, eviction="stored"), Codec("raw"), SQLite(path)) as stored:
+        assert repr(stored).endswith(", limit=7, eviction='stored'))")
+    with Storage(Codec("raw"), SQLite(path)) as unbounded:
+        assert repr(unbounded).endswith("trust_others=False))")
+
+
+def test_the_repr_of_an_async_stack_shows_the_limits_handed_down_to_sql(tmp_path: Path) -> None:
+    async def main() -> str:
+        storage = AsyncStorage(Codec("raw"), SizeLimit(500), SQLite(tmp_path / "c.db"))
+        async with storage:
+            await storage.set("k", b"v")
+            return repr(storage)
+
+    assert asyncio.run(main()).endswith(", max_bytes=500, eviction='used')))")  # OffLoop(...)

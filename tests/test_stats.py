@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pystorage import Storage, StorageProvider
+from pystorage import AsyncStorage, Storage, StorageProvider
 from pystorage.errors import ConfigurationError
 from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Stats, Tier
 
@@ -76,3 +78,47 @@ def test_a_tier_over_an_lru_backend_or_with_a_bytes_front_is_refused(tmp_path: P
     fine = Storage(Codec("json"), Tier(Files(tmp_path)), Memory())
     fine["k"] = [1]
     assert fine["k"] == [1]
+
+
+KEYS = ["a", "a", "b", "nope", "nope", "a"]
+
+
+def test_a_batch_counts_each_requested_key_as_a_loop_of_get_would() -> None:
+    # A repeated key is a lookup the caller asked for, found or not, like each get.
+    def counts(read: Callable[[Storage], object]) -> dict[str, int]:
+        storage = Storage(Codec("raw"), Stats(), Memory())
+        storage.set_many({"a": b"xyz", "b": b"12"})
+        read(storage)
+        return storage.stats()
+
+    batch = counts(lambda storage: storage.get_many(KEYS))
+    assert batch == counts(lambda storage: [storage.get(key) for key in KEYS])
+    assert (batch["hits"], batch["misses"], batch["bytes_read"]) == (4, 2, 3 * 3 + 2)
+
+
+def test_an_async_batch_counts_each_requested_key_as_a_loop_of_get_would() -> None:
+    async def counts(batch: bool) -> dict[str, int]:
+        async with AsyncStorage(Codec("raw"), Stats(), Memory()) as storage:
+            await storage.set_many({"a": b"xyz", "b": b"12"})
+            if batch:
+                await storage.get_many(KEYS)
+            else:
+                for key in KEYS:
+                    await storage.get(key)
+            return storage.stats()
+
+    batch = asyncio.run(counts(batch=True))
+    assert batch == asyncio.run(counts(batch=False))
+    assert (batch["hits"], batch["misses"], batch["bytes_read"]) == (4, 2, 3 * 3 + 2)
+
+
+def test_a_batch_read_with_ttls_counts_as_the_loop_of_get_with_ttl() -> None:
+    def counts(read: Callable[[Storage], object]) -> dict[str, int]:
+        storage = Storage(Codec("raw"), Stats(), Memory())
+        storage.set_many({"a": b"xyz", "b": b"12"})
+        read(storage)
+        return storage.stats()
+
+    batch = counts(lambda storage: storage.get_many_with_ttl(KEYS))
+    assert batch == counts(lambda storage: storage.get_many(KEYS))
+    assert (batch["hits"], batch["misses"], batch["bytes_read"]) == (4, 2, 3 * 3 + 2)

@@ -29,7 +29,7 @@ from pystorage.layers.redis import (
     _wrong_type,
 )
 from pystorage.layers.size_limit import SizeLimit
-from pystorage.layers.stats import Stats, _size
+from pystorage.layers.stats import Stats, _size, _size_with_ttl
 from pystorage.layers.tier import _STRIPES, Tier
 
 
@@ -837,11 +837,13 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,unused-ignore]
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         keys = list(keys)
         found = await self._inner.get_many(keys)
-        self._add(
-            hits=len(found),
-            misses=len(keys) - len(found),
-            bytes_read=sum(_size(value) for value in found.values()),
-        )
+        self._count_reads(keys, found)
+        return found
+
+    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:  # type: ignore[override,unused-ignore]
+        keys = list(keys)
+        found = await self._inner.get_many_with_ttl(keys)
+        self._count_reads(keys, found, _size_with_ttl)
         return found
 
     async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]

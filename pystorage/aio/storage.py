@@ -265,12 +265,16 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
             f"the last layer must be a backend (Memory, Files, ...), not {backend!r}"
         )
     if isinstance(backend, Redis):
+        # A redis.asyncio client (a cluster's too) is used as given, with every option its
+        # owner built it with, and left open for them, as the sync layer does with a
+        # client. A sync one is copied into an async client of the same server or nodes.
+        given = backend.client_is_async
         return twins.AsyncRedis(
-            client=_async_client(backend.client),
+            client=backend.client if given else _async_client(backend.client),
             prefix=backend.prefix,
             lock_timeout=backend.lock_timeout,
             whole_database=backend.whole_database,
-            owned=True,
+            owned=backend.owned if given else True,
         )
     return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
 

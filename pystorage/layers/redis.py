@@ -102,8 +102,8 @@ class Redis(Backend):
             self.client = redis.Redis.from_url(self.url)
             self.owned = True
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster) or (
-            # The cluster client of redis.asyncio, for the async twin.
-            type(self.client).__module__ == "redis.asyncio.cluster"
+            # The cluster client of redis.asyncio (or a subclass), for the async twin.
+            _is_from(self.client, "redis.asyncio.cluster", "RedisCluster")
         )
         self._decodes = _decodes_responses(self.client)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
@@ -118,6 +118,13 @@ class Redis(Backend):
     def client_is_cluster(self) -> bool:
         """Whether the client is a Redis Cluster's."""
         return self._cluster
+
+    @property
+    def client_is_async(self) -> bool:
+        """Whether the client is one of ``redis.asyncio`` (for an ``AsyncStorage`` only)."""
+        return any(
+            kind.__module__.startswith("redis.asyncio.") for kind in type(self.client).__mro__
+        )
 
     def _name(self, key: str) -> bytes:
         if type(key) is not str:
@@ -447,6 +454,11 @@ def _milliseconds(ttl: float) -> int:
     return max(1, int(-(-ttl * 1000 // 1)))
 
 
+def _is_from(client: Any, module: str, name: str) -> bool:
+    """Whether ``client`` is a ``module.name`` (or of a subclass), without importing it."""
+    return any(kind.__module__ == module and kind.__name__ == name for kind in type(client).__mro__)
+
+
 def _describe(client: Any) -> str:
     """host:port of a client, for error messages (never its password)."""
     pool = getattr(client, "connection_pool", None)
@@ -455,5 +467,8 @@ def _describe(client: Any) -> str:
         if "path" in options:
             return f"unix:{options['path']}"
         return f"{options.get('host', '?')}:{options.get('port', '?')}/{options.get('db', 0)}"
-    nodes = getattr(client, "startup_nodes", None) or []
+    # The nodes it was given (those of a cluster's async client are only found at its
+    # first command), sync or async.
+    manager = getattr(client, "nodes_manager", None)
+    nodes = list(getattr(manager, "startup_nodes", {}).values())
     return "cluster " + ",".join(f"{node.host}:{node.port}" for node in nodes)

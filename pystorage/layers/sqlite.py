@@ -472,6 +472,21 @@ class SQLite(Backend):
 
     # -- bounds --------------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        """The fields, then the bounds that limits above handed down to SQL: those limits
+        left the stack, and this is the only place that still shows them."""
+        fields = [
+            f"{field.name}={getattr(self, field.name)!r}"
+            for field in attrs.fields(type(self))
+            if field.repr
+        ]
+        for measure, name in (("entries", "limit"), ("bytes", "max_bytes")):
+            if measure in self._bounds:
+                fields.append(f"{name}={self._bounds[measure]!r}")
+        if self._eviction is not None:
+            fields.append(f"eviction={self._eviction!r}")
+        return f"{type(self).__name__}({', '.join(fields)})"
+
     @property
     def removes_entries(self) -> bool:  # type: ignore[override]
         """Whether this database evicts: a ``Tier`` cannot sit above one that does."""

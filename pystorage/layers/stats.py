@@ -18,6 +18,11 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, (bytes, bytearray, memoryview)) else 0
 
 
+def _size_with_ttl(entry: tuple[Any, float | None]) -> int:
+    """``_size`` of a value read with the seconds it has left."""
+    return _size(entry[0])
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Stats(Wrapper):
     """Counts hits, misses, writes and deletes (and bytes read and written, where the
@@ -75,11 +80,13 @@ class Stats(Wrapper):
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
         found = self._inner.get_many(keys)
-        self._add(
-            hits=len(found),
-            misses=len(keys) - len(found),
-            bytes_read=sum(_size(value) for value in found.values()),
-        )
+        self._count_reads(keys, found)
+        return found
+
+    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
+        keys = list(keys)
+        found = self._inner.get_many_with_ttl(keys)
+        self._count_reads(keys, found, _size_with_ttl)
         return found
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
@@ -98,6 +105,22 @@ class Stats(Wrapper):
         for name in ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written"):
             below[name] = below.get(name, 0) + mine.get(name, 0)
         return below
+
+    def _count_reads(
+        self, keys: list[str], found: Mapping[str, Any], size: Callable[[Any], int] = _size
+    ) -> None:
+        """Count each of ``keys`` as what it found, a repeated key as often as it was
+        asked for: a batch counts as the loop of ``get`` it stands for, and hits + misses
+        is the number of lookups the caller made."""
+        if len(found) == len(keys):  # every key found, so none repeated
+            hits, read = len(keys), sum(map(size, found.values()))
+        else:
+            hits = read = 0
+            for key in keys:
+                if key in found:
+                    hits += 1
+                    read += size(found[key])
+        self._add(hits=hits, misses=len(keys) - hits, bytes_read=read)
 
     def _add(self, **amounts: int) -> None:
         with self._lock:
