@@ -266,7 +266,7 @@ def _add_copy(commands: Commands, debug: argparse.ArgumentParser) -> None:
         description="Copy every entry of SRC to DST. Values are decoded by SRC's codec and "
         "encoded by DST's, so one copy changes codec or backend. Entries DST cannot "
         "take (e.g. a set into JSON) are counted as failed and named, and make the exit "
-        "status 1; the others are copied. TTLs are not carried over.",
+        "status 1; the others are copied, each with the time it has left.",
         epilog="Progress goes to stderr: a redrawn bar on a terminal, plain lines "
         "otherwise; a summary line ends every copy.",
     )
