@@ -17,7 +17,7 @@ PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
 TESTS ?=
 
-.PHONY: test test-versions test-latest pytest servers demo lint docs bench mutation clean \
+.PHONY: test test-long test-versions test-latest pytest servers demo lint docs bench mutation clean \
 	generate lock
 
 $(UV):
@@ -80,10 +80,16 @@ servers: | $(UV)
 pytest: $(INSTALLED) servers
 	$(PY) -m pytest $(TESTS)
 
+# make test: everything but the tests marked long, on WORKERS processes (pytest-xdist; each
+# starts servers of its own). make test-long: the long fault and race runs; CI runs both.
+WORKERS ?= 4
 test: lint servers
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(WORKERS) -m "not long"
 	$(MAKE) docs
 	$(PY) -m benchmarks --quick
+
+test-long: $(INSTALLED) servers
+	$(PY) -m pytest -n 2 -m long
 
 test-versions:
 	@TESTS="$(TESTS)" .ci/test-versions $(PYTHONS)

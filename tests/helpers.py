@@ -16,12 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pystorage import Storage, StorageProvider
 
 
 def unique(prefix: str) -> str:
     """A name no other test (or example) uses."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def quick_and_long(quick: int, long: int) -> pytest.MarkDecorator:
+    """Parametrize ``scale``: ``quick`` for ``make test``, and ``long`` (marked ``long``)
+    for ``make test-long``, which CI runs too. The same test at two sizes: every push runs
+    it, and the long run is there to catch what is rare."""
+    return pytest.mark.parametrize(
+        "scale",
+        [pytest.param(quick, id="quick"), pytest.param(long, id="long", marks=pytest.mark.long)],
+    )
 
 
 class FakeClock:

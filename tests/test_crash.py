@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from pystorage import Storage, StorageProvider
-from tests.helpers import DiskStack
+from tests.helpers import DiskStack, quick_and_long
 
 MIN_SIZE = 200_000
 MAX_SIZE = 2_000_000
@@ -39,7 +39,7 @@ POOL = random.Random(POOL_SEED).randbytes(POOL_SIZE)
 GENERATION = 1_000_000
 #: The largest set_many a writer makes: a kill mid-eviction leaves at most this many extra.
 MAX_BATCH = 2
-KILLS_PER_STACK = 70  # 210 kills in all
+KILLS_PER_STACK = 70  # 210 kills in all (make test-long); make test kills 10 per stack
 DELAY = (0.002, 0.045)  # seconds from a writer's "ready" (storage open) to its SIGKILL
 READY_TIMEOUT = 30.0
 
@@ -255,8 +255,11 @@ def check_folder(
     storage.close()
 
 
+@quick_and_long(10, KILLS_PER_STACK)
 @pytest.mark.parametrize("name", list(STACKS))
-def test_writers_killed_at_random_never_tear_an_entry(name: str, tmp_path: Path) -> None:
+def test_writers_killed_at_random_never_tear_an_entry(
+    name: str, scale: int, tmp_path: Path
+) -> None:
     stack = STACKS[name]
     folder = tmp_path / name
     folder.mkdir()
@@ -267,7 +270,7 @@ def test_writers_killed_at_random_never_tear_an_entry(name: str, tmp_path: Path)
     began = time.monotonic()
     writers = Writers(stack, folder)
     try:
-        for _ in range(KILLS_PER_STACK):
+        for _ in range(scale):
             writer = writers.start_next()
             time.sleep(rng.uniform(*DELAY))  # a random moment, not a synchronisation
             kill(writer)
@@ -283,7 +286,7 @@ def test_writers_killed_at_random_never_tear_an_entry(name: str, tmp_path: Path)
         f"checked, {tally.over_limit_after_kill} kills left the count over the limit "
         f"(seed {seed})"
     )
-    assert tally.kills >= KILLS_PER_STACK
+    assert tally.kills >= scale
     assert tally.values_checked > 0
     final = stack.open(folder)
     assert keys_of(final) == sorted(entry_keys(folder, stack.suffix))

@@ -66,6 +66,9 @@ from pystorage.testing import (
     redis_server_binary,
 )
 
+# Minutes of servers crashed and rebuilt: make test-long runs them (CI does too).
+pytestmark = pytest.mark.long
+
 #: Calls before the kill (all must succeed), and failed calls the load must see while
 #: the server is down before it is brought back.
 CALLS_BEFORE = 200

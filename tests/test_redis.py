@@ -129,10 +129,13 @@ def test_expiry_is_native(client: redis.Redis, redis_url: str, prefix: str) -> N
         StorageProvider.STORAGE_REDIS_JSON, url=redis_url, prefix=prefix, expiration=60
     )
     storage["default"] = {"a": 1}
+    began = time.monotonic()
     storage.set("short", "s", ttl=0.5)
     storage.set_many({"batch": 1}, ttl=30)
     assert 59_000 < client.pttl(f"{prefix}default") <= 60_000
-    assert 0 < client.pttl(f"{prefix}short") <= 500
+    short = client.pttl(f"{prefix}short")
+    # Gone already (-2) only if half a second has passed, as on a loaded machine it can.
+    assert 0 < short <= 500 or (short == -2 and time.monotonic() - began >= 0.5), short
     assert 29_000 < client.pttl(f"{prefix}batch") <= 30_000
     assert client.get(f"{prefix}default") == b'{"a": 1}'  # no envelope: Redis keeps the books
     deadline = time.monotonic() + 10  # Redis expires it by its own clock: wait for that

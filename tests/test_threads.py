@@ -1,5 +1,5 @@
 """Every stack shared by 8 threads doing mixed operations: 10,000 each on local stacks,
-1,000 each over Redis, 300 each over S3."""
+1,000 each over Redis, 300 each over S3 (make test-long); make test does a fifth of it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from pystorage import Storage, StorageProvider
 from tests.conformance.stacks import REMOTE_STACKS, STACKS, Place, StackFactory
+from tests.helpers import quick_and_long
 
 THREADS, OPERATIONS, KEYS = 8, 10_000, 40
 # Stacks on servers: each operation is a round trip (several on S3), so fewer of them.
@@ -52,8 +53,11 @@ def hammer(
         errors.append(error)
 
 
+@quick_and_long(20, 100)  # percent of the operations below
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_threads_share_a_stack(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_threads_share_a_stack(
+    name: str, scale: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     factory, limit = CASES[name]
     storage = factory(Place(tmp_path / "store", request))
     errors: list[BaseException] = []
@@ -61,6 +65,7 @@ def test_threads_share_a_stack(name: str, tmp_path: Path, request: pytest.Fixtur
         operations = ON_S3 if name.startswith("s3") else ON_REDIS
     else:
         operations = OPERATIONS
+    operations = operations * scale // 100
     threads = [
         threading.Thread(target=hammer, args=(storage, seed, limit, operations, errors))
         for seed in range(THREADS)
