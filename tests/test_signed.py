@@ -16,7 +16,7 @@ import attrs
 import pytest
 
 import pystorage
-from pystorage import Storage, StorageProvider
+from pystorage import Storage, StorageProvider, cli
 from pystorage.aio.storage import AsyncStorage
 from pystorage.codecs import (
     BaseCodec,
@@ -456,3 +456,24 @@ def test_a_codec_layer_that_cannot_hand_keys_refuses_a_signing_chain() -> None:
         Plain(Pickle() | Signed(SECRET))
     assert type(Codec(Pickle() | Signed(SECRET))) is SignedCodec
     assert type(Codec(codec="pickle")) is Codec
+
+
+def test_the_command_line_refuses_a_value_copied_between_signed_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "exploited"
+    secret = quote(SECRET)
+    comments = f"file://{tmp_path}/comments?codec=text&secret={secret}"
+    cache = f"file://{tmp_path}/cache?codec=pickle&secret={secret}"
+    assert cli.main(["put", comments, "k", _exploit_text(marker)]) == 0
+    pystorage.open(cache).close()
+    (tmp_path / "cache" / "k").write_bytes((tmp_path / "comments" / "k").read_bytes())
+    assert cli.main(["get", cache, "k"]) == 1
+    assert cli.main(["copy", cache, f"file://{tmp_path}/dst?codec=json", "-q"]) != 0
+    assert "another key or codec" in capsys.readouterr().err
+    assert not marker.exists()
+    # Rotation through the command line: secret= repeated, newest first.
+    pystorage.open(cache)["j"] = "written with the old secret"
+    rotated = f"file://{tmp_path}/cache?codec=pickle&secret={quote(OLD_SECRET)}&secret={secret}"
+    assert cli.main(["get", rotated, "j"]) == 0
+    assert "written with the old secret" in capsys.readouterr().out
