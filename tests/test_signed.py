@@ -363,6 +363,10 @@ def test_rotation_reads_with_any_secret_and_writes_with_the_newest(tmp_path: Pat
     for bad in ([], [SECRET, "short"], [SECRET, 5]):
         with pytest.raises(ConfigurationError):
             Signed(bad)
+    with pytest.raises(ConfigurationError) as caught:  # every secret= stays out of messages
+        pystorage.open(f"{newer}&secret=short")
+    assert quote(SECRET) not in str(caught.value) and "short" not in str(caught.value)
+    assert str(caught.value).count("secret=***") == 3
 
 
 def _format_0(secret: str, payload: bytes) -> bytes:
