@@ -10,7 +10,7 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 Factory = Callable[..., Any]
 
 
-Secret = str | bytes | None
+#: A signing secret, or a list of them newest first (see ``Signed``).
+Secret = str | bytes | Sequence[str | bytes] | None
 
 
 def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> Path:

@@ -9,8 +9,9 @@
     s3://bucket/folder?endpoint_url=http://127.0.0.1:8333
 
 Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for memory),
-``secret`` (sign values), ``ttl`` (an Expiry layer, seconds), ``lru`` (a memory tier of
-that many entries; on ``memory://``, the memory itself holds at most that many),
+``secret`` (sign values; repeat it to rotate secrets, newest first), ``ttl`` (an Expiry
+layer, seconds), ``lru`` (a memory tier of that many entries; on ``memory://``, the
+memory itself holds at most that many),
 ``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
 ``eviction`` (``used``, the default, or ``stored``: which entries the limits remove
 first), ``stats`` (a Stats layer on top). Files also take ``suffix``;
@@ -160,7 +161,14 @@ def _parse(url: str, shown: str) -> ParsedURL:
     if eviction not in ("used", "stored"):
         raise ConfigurationError(f"eviction= must be used or stored, not {eviction!r}")
     lru = _count(options.pop("lru"), "lru") if "lru" in options else None
-    name, secret = options.pop("codec", None), options.pop("secret", None)
+    name = options.pop("codec", None)
+    # secret= may be repeated, newest first: values are written with the first and read
+    # with any (rotation, see Signed).
+    secrets = [
+        value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "secret"
+    ]
+    options.pop("secret", None)
+    secret = None if not secrets else secrets[0] if len(secrets) == 1 else secrets
     codec = name if name is not None else default_codec
     if codec is None and secret is not None:
         raise ConfigurationError("secret= needs a codec= to sign")
@@ -185,10 +193,11 @@ def _parse(url: str, shown: str) -> ParsedURL:
 
 
 def _options(query: str) -> dict[str, str]:
-    """The options of a query; one given twice is an error (which one would win?)."""
+    """The options of a query; one given twice is an error (which one would win?), except
+    ``secret``, a list of secrets newest first."""
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if name in options:
+        if name in options and name != "secret":
             raise ConfigurationError(f"{name}= is given twice")
         options[name] = value
     return options

@@ -6,7 +6,9 @@ import os
 import pickle
 import stat
 import tempfile
+import threading
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from pystorage.errors import (
     InvalidKeyError,
     StorageProviderError,
 )
-from pystorage.layers import Codec, Files
+from pystorage.layers import Codec, CountLimit, Files
 from pystorage.layers.names import escape, unescape
 from pystorage.storage_provider import json_files
 
@@ -545,6 +547,88 @@ def test_fifo_at_a_key_name_does_not_block(folder: Path) -> None:
         storage["f"]
     assert "f" not in storage
     assert list(storage) == []
+
+
+# -- the marker and the lock file: never waited on, never followed (issue 22, item 4) ------
+
+#: The files Files opens besides entries: the format marker (the gate of writes) and the
+#: lock file of exclusive sections (limits).
+LOCK_FILES = [".pystorage", f".lock.{SUFFIX}"]
+PLANTS = ["fifo", "symlink", "folder"]
+KINDS = {"fifo": "a FIFO", "symlink": "a symbolic link", "folder": "a folder"}
+
+
+def _plant(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        target = path.parent.parent / "elsewhere"
+        target.write_bytes(b"")
+        os.symlink(target, path)
+    else:
+        path.mkdir()
+
+
+def _refused_in_time(path: Path, work: Callable[[], object], seconds: float = 10) -> str:
+    """The message of the BackendError ``work`` raises, run in a thread so that a hang
+    fails this test instead of the suite; a FIFO still waited on is then opened for writing
+    to free the thread."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        thread.join(5)
+        pytest.fail(f"still waiting on {path} after {seconds} s")
+    (error,) = outcome
+    assert isinstance(error, BackendError), repr(error)
+    return str(error)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("kind", PLANTS)
+@pytest.mark.parametrize("name", LOCK_FILES)
+def test_a_planted_marker_or_lock_file_is_refused_at_open(
+    folder: Path, name: str, kind: str
+) -> None:
+    _plant(folder / name, kind)
+    message = _refused_in_time(folder / name, lambda: Files(folder, SUFFIX))
+    assert f"{folder / name} is {KINDS[kind]}" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("kind", PLANTS)
+@pytest.mark.parametrize("name", LOCK_FILES)
+def test_a_marker_or_lock_file_planted_later_is_refused_quickly(
+    folder: Path, name: str, kind: str
+) -> None:
+    files = Files(folder, SUFFIX)
+    storage = Storage(CountLimit(10), Codec("json"), files)
+    storage["before"] = 1
+    files.close()  # the lock file's descriptor: the next exclusive section opens it again
+    (folder / name).unlink()
+    _plant(folder / name, kind)
+    writes: list[Callable[[], object]] = [
+        lambda: storage.__setitem__("k", 1),
+        lambda: storage.set_many({"k": 1}),
+        lambda: storage.incr("n"),
+    ]
+    for write in writes:
+        message = _refused_in_time(folder / name, write)
+        assert f"{folder / name} is {KINDS[kind]}" in message
+    assert "k" not in storage
 
 
 # -- temporary files of dead writers -------------------------------------------------------

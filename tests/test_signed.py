@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import hmac
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -13,10 +16,23 @@ import attrs
 import pytest
 
 import pystorage
-from pystorage import Storage, StorageProvider
-from pystorage.codecs import BaseCodec, Chain, Gzip, Pickle, Signed, Zstd, base, register, resolve
+from pystorage import Storage, StorageProvider, cli
+from pystorage.aio.storage import AsyncStorage
+from pystorage.codecs import (
+    BaseCodec,
+    Chain,
+    Gzip,
+    Pickle,
+    Signed,
+    Text,
+    Zstd,
+    base,
+    register,
+    resolve,
+)
 from pystorage.errors import CodecError, ConfigurationError
 from pystorage.layers import Codec, Memory
+from pystorage.layers.codec import SignedCodec
 
 SECRET = "a secret of at least sixteen bytes"
 
@@ -207,5 +223,261 @@ def test_a_refused_signature_says_why() -> None:
         storage["k"]
     assert str(caught.value) == (
         "the stored value of key 'k' cannot be decoded as signed-pickle: "
-        "ValueError: the signature is missing or wrong: refusing to decode"
+        "ValueError: the signature is missing or wrong, or was made for another key or "
+        "codec: refusing to decode"
     )
+
+
+# -- format 1: bound to the key, the codec chain and the format version (issue 22, item 3) --
+
+OLD_SECRET = "the secret of last year, 16+ bytes"
+
+
+def _exploit_text(marker: Path) -> str:
+    """A pickle, as text a user could type into a form: protocol 0 is ASCII."""
+    return pickle.dumps(Exploit(str(marker)), protocol=0).decode("ascii")
+
+
+def test_a_text_value_copied_into_a_signed_pickle_store_is_never_unpickled(
+    tmp_path: Path,
+) -> None:
+    # One secret for the app; a user's comment is stored as text, and someone who can write
+    # the folders copies its file into the pickle store (same key, then another key).
+    marker = tmp_path / "exploited"
+    secret = quote(SECRET)
+    comments = pystorage.open(f"file://{tmp_path}/comments?codec=text&secret={secret}")
+    cache = pystorage.open(f"file://{tmp_path}/cache?codec=pickle&secret={secret}")
+    comments["k"] = comments["c1"] = _exploit_text(marker)
+    assert comments["k"] == _exploit_text(marker)
+    for source in ("k", "c1"):
+        cache.layers[-1].set("k", comments.layers[-1].get(source))
+        with pytest.raises(CodecError, match=r"'k'.*another key or codec"):
+            cache["k"]
+        assert not marker.exists()
+
+
+def test_a_signed_value_copied_to_another_key_is_refused_on_every_read_path() -> None:
+    backend = Memory()
+    storage = Storage(Codec(Pickle() | Signed(SECRET)), backend)
+    storage["admin"] = True
+    storage["guest"] = False
+    backend.set("guest", backend.get("admin"))
+    reads: list[Callable[[], Any]] = [
+        lambda: storage["guest"],
+        lambda: storage.get("guest"),
+        lambda: storage.get_with_ttl("guest"),
+        lambda: storage.get_many(["guest"]),
+        lambda: storage.get_many_with_ttl(["guest"]),
+        lambda: storage.top.peek_many(["guest"]),
+        lambda: storage.incr("guest"),
+    ]
+    for read in reads:
+        with pytest.raises(CodecError, match=r"'guest'.*another key or codec"):
+            read()
+    assert storage["admin"] is True
+
+
+@pytest.mark.parametrize("write", ["set", "set_many", "add", "incr", "setdefault"])
+def test_every_write_path_binds_the_value_to_its_key(write: str) -> None:
+    backend = Memory()
+    storage = Storage(Codec(Pickle() | Signed(SECRET)), backend)
+    if write == "set":
+        storage.set("k", 7)
+    elif write == "set_many":
+        storage.set_many({"k": 7, "other": 8})
+    elif write == "add":
+        assert storage.add("k", 7)
+    elif write == "incr":
+        assert storage.incr("k", 7) == 7
+    else:
+        assert storage.setdefault("k", 7) == 7
+    assert storage["k"] == 7
+    backend.set("copy", backend.get("k"))
+    with pytest.raises(CodecError, match="another key or codec"):
+        storage["copy"]
+
+
+def test_the_signature_binds_the_codec_chain_not_only_the_serializer() -> None:
+    backend = Memory()
+    Storage(Codec(Pickle() | Gzip() | Signed(SECRET)), backend)["k"] = [1, 2]
+    # Same secret and key, a chain of other stages: refused before anything is inflated.
+    for other in (Pickle() | Zstd(), Pickle(), Gzip()):
+        reader = Storage(Codec(other | Signed(SECRET)), Storage(backend))
+        with pytest.raises(CodecError, match="another key or codec"):
+            reader["k"]
+    assert Storage(Codec(Pickle() | Gzip() | Signed(SECRET)), Storage(backend))["k"] == [1, 2]
+
+
+def test_the_stored_bytes_are_format_1_as_documented() -> None:
+    backend = Memory()
+    storage = Storage(Codec(Pickle() | Gzip() | Signed(SECRET)), backend)
+    storage["clé"] = "v"
+    stored = backend.get("clé")
+    payload = (Pickle() | Gzip()).encode("v")
+    subkey = hmac.digest(b"pystorage.signed.v1", SECRET.encode(), "sha256")
+    message = (
+        b"\x01"
+        + len(b"gzip-pickle").to_bytes(4, "big")
+        + b"gzip-pickle"
+        + len("clé".encode()).to_bytes(4, "big")
+        + "clé".encode()
+    )
+    tag = hmac.digest(subkey, message + payload, "sha256")
+    assert stored[:1] == b"\x01"
+    assert stored[1:33] == tag
+    assert stored[33:] == payload
+    # Another version byte with the same tag is refused: the version is signed too.
+    backend.set("clé", b"\x02" + stored[1:])
+    with pytest.raises(CodecError, match="signature"):
+        storage["clé"]
+    # encode/decode without a key sign for no key, which no stored key matches.
+    keyless = (Pickle() | Signed(SECRET)).encode("v")
+    assert (Pickle() | Signed(SECRET)).decode(keyless) == "v"
+    backend.set("k", keyless)
+    with pytest.raises(CodecError, match="another key or codec"):
+        Storage(Codec(Pickle() | Signed(SECRET)), Storage(backend))["k"]
+
+
+def test_rotation_reads_with_any_secret_and_writes_with_the_newest(tmp_path: Path) -> None:
+    backend = Memory()
+    Storage(Codec(Pickle() | Signed(OLD_SECRET)), backend)["k"] = "old"
+    rotated = Storage(Codec(Pickle() | Signed([SECRET, OLD_SECRET])), Storage(backend))
+    assert rotated["k"] == "old"
+    rotated["k"] = "new"
+    assert Storage(Codec(Pickle() | Signed(SECRET)), Storage(backend))["k"] == "new"
+    with pytest.raises(CodecError):
+        Storage(Codec(Pickle() | Signed(OLD_SECRET)), Storage(backend))["k"]
+    # The same through a URL (secret= repeated, newest first) and a preset.
+    url = f"file://{tmp_path}?codec=json&secret={quote(OLD_SECRET)}"
+    pystorage.open(url)["u"] = 1
+    newer = f"file://{tmp_path}?codec=json&secret={quote(SECRET)}&secret={quote(OLD_SECRET)}"
+    assert pystorage.open(newer)["u"] == 1
+    newest = pystorage.open(newer)
+    newest["u"] = 2
+    with pytest.raises(CodecError):
+        pystorage.open(url)["u"]
+    create = StorageProvider().create
+    create(StorageProvider.STORAGE_JSON, path=tmp_path / "p", secret=OLD_SECRET)["u"] = 1
+    preset = create(StorageProvider.STORAGE_JSON, path=tmp_path / "p", secret=[SECRET, OLD_SECRET])
+    assert preset["u"] == 1
+    for bad in ([], [SECRET, "short"], [SECRET, 5]):
+        with pytest.raises(ConfigurationError):
+            Signed(bad)
+    with pytest.raises(ConfigurationError) as caught:  # every secret= stays out of messages
+        pystorage.open(f"{newer}&secret=short")
+    assert quote(SECRET) not in str(caught.value) and "short" not in str(caught.value)
+    assert str(caught.value).count("secret=***") == 3
+
+
+def _format_0(secret: str, payload: bytes) -> bytes:
+    """What Signed stored before format 1: a tag over the value alone."""
+    return hmac.digest(secret.encode(), payload, "sha256") + payload
+
+
+def test_a_value_signed_in_format_0_is_refused_with_how_to_migrate(tmp_path: Path) -> None:
+    backend = Memory()
+    backend.set("k", _format_0(SECRET, pickle.dumps({"rows": 3})))
+    storage = Storage(Codec(Pickle() | Signed(SECRET)), Storage(backend))
+    with pytest.raises(CodecError, match=r"format 0.*legacy=True.*write it back"):
+        storage["k"]
+    # Migration: read with legacy=True, write back (format 1), then read without it.
+    migrating = Storage(Codec(Pickle() | Signed(SECRET, legacy=True)), Storage(backend))
+    for key in list(migrating):
+        migrating[key] = migrating[key]
+    assert backend.get("k")[:1] == b"\x01"
+    assert storage["k"] == {"rows": 3}
+    # An old tag over another secret is still wrong, legacy or not.
+    backend.set("x", _format_0(OLD_SECRET, pickle.dumps(1)))
+    with pytest.raises(CodecError, match="missing or wrong"):
+        migrating["x"]
+
+
+def test_tags_of_format_0_cannot_forge_format_1(tmp_path: Path) -> None:
+    # An old text store signed user-chosen text with the secret itself. The user chose text
+    # that is exactly a format-1 message for key k of a pickle store: its old tag must not
+    # be a valid format-1 tag (format 1 signs with a subkey, not the secret).
+    marker = tmp_path / "exploited"
+    exploit = pickle.dumps(Exploit(str(marker)), protocol=0)
+    message = b"\x01" + (6).to_bytes(4, "big") + b"pickle" + (1).to_bytes(4, "big") + b"k"
+    old_tag = _format_0(SECRET, message + exploit)[:32]
+    for legacy in (False, True):
+        backend = Memory()
+        backend.set("k", b"\x01" + old_tag + exploit)
+        storage = Storage(Codec(Pickle() | Signed(SECRET, legacy=legacy)), backend)
+        with pytest.raises(CodecError, match="signature"):
+            storage["k"]
+    assert not marker.exists()
+
+
+def test_async_stacks_bind_keys_and_codecs_too(tmp_path: Path) -> None:
+    marker = tmp_path / "exploited"
+
+    async def scenario() -> None:
+        backend = Memory()
+        storage = AsyncStorage(Codec(Pickle() | Signed([SECRET, OLD_SECRET])), backend)
+        assert type(storage.layers[0]).__name__ == "AsyncSignedCodec"
+        await storage.set("admin", True)
+        await storage.set_many({"a": 1, "b": 2})
+        assert await storage.add("c", 3)
+        assert await storage.incr("n", 5) == 5
+        assert await storage.get_many(["a", "b", "c", "n"]) == {"a": 1, "b": 2, "c": 3, "n": 5}
+        backend.set("guest", backend.get("admin"))
+        reads = [
+            storage.get("guest"),
+            storage.get_with_ttl("guest"),
+            storage.get_many(["guest"]),
+            storage.get_many_with_ttl(["guest"]),
+            storage.incr("guest"),
+        ]
+        for read in reads:
+            with pytest.raises(CodecError, match="another key or codec"):
+                await read
+        text = AsyncStorage(Codec(Text() | Signed(SECRET)), Memory())
+        await text.set("k", _exploit_text(marker))
+        backend.set("k", text.layers[-1].backend.get("k"))  # type: ignore[attr-defined]
+        with pytest.raises(CodecError, match="another key or codec"):
+            await storage.get("k")
+        # Rotation: a value of the older secret reads.
+        backend.set("old", _signed_for("old", OLD_SECRET))
+        assert await storage.get("old") == "old value"
+
+    asyncio.run(scenario())
+    assert not marker.exists()
+
+
+def _signed_for(key: str, secret: str) -> bytes:
+    backend = Memory()
+    Storage(Codec(Pickle() | Signed(secret)), backend)[key] = "old value"
+    data: bytes = backend.get(key)
+    return data
+
+
+def test_a_codec_layer_that_cannot_hand_keys_refuses_a_signing_chain() -> None:
+    class Plain(Codec):
+        pass
+
+    with pytest.raises(ConfigurationError, match="cannot sign"):
+        Plain(Pickle() | Signed(SECRET))
+    assert type(Codec(Pickle() | Signed(SECRET))) is SignedCodec
+    assert type(Codec(codec="pickle")) is Codec
+
+
+def test_the_command_line_refuses_a_value_copied_between_signed_stores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "exploited"
+    secret = quote(SECRET)
+    comments = f"file://{tmp_path}/comments?codec=text&secret={secret}"
+    cache = f"file://{tmp_path}/cache?codec=pickle&secret={secret}"
+    assert cli.main(["put", comments, "k", _exploit_text(marker)]) == 0
+    pystorage.open(cache).close()
+    (tmp_path / "cache" / "k").write_bytes((tmp_path / "comments" / "k").read_bytes())
+    assert cli.main(["get", cache, "k"]) == 1
+    assert cli.main(["copy", cache, f"file://{tmp_path}/dst?codec=json", "-q"]) != 0
+    assert "another key or codec" in capsys.readouterr().err
+    assert not marker.exists()
+    # Rotation through the command line: secret= repeated, newest first.
+    pystorage.open(cache)["j"] = "written with the old secret"
+    rotated = f"file://{tmp_path}/cache?codec=pickle&secret={quote(OLD_SECRET)}&secret={secret}"
+    assert cli.main(["get", rotated, "j"]) == 0
+    assert "written with the old secret" in capsys.readouterr().out

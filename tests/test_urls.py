@@ -11,7 +11,8 @@ import redis
 
 import pystorage
 from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
-from pystorage.layers import LRU, Codec, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
+from pystorage.layers import LRU, CountLimit, Expiry, Files, Memory, Redis, Stats, Tier
+from pystorage.layers.codec import SignedCodec
 from tests.helpers import in_child, other_user, shared_folder, unique
 
 
@@ -39,7 +40,7 @@ def test_every_layer_option_in_its_place(tmp_path: Path) -> None:
         "&secret=a-secret-of-sixteen-bytes"
     )
     assert [type(layer) for layer in storage.layers] == [
-        Stats, Expiry, CountLimit, Tier, Codec, Files
+        Stats, Expiry, CountLimit, Tier, SignedCodec, Files
     ]  # fmt: skip
     assert isinstance(storage.layers[3].front, LRU)  # type: ignore[attr-defined]
     assert storage.layers[4].codec.label == "signed-zstd-msgpack"  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ SOURCES: list[tuple[str, str]] = [
     ("pystorage.layers.base", "Wrapper"),
     ("pystorage.layers.base", "Backend"),
     ("pystorage.layers.codec", "Codec"),
+    ("pystorage.layers.codec", "SignedCodec"),
     ("pystorage.layers.expiry", "Expiry"),
     ("pystorage.layers.limit", "Limit"),
     ("pystorage.layers.count_limit", "CountLimit"),

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal
 
 from pystorage.layers.base import _SECTIONS, ABSENT, Backend, ValueKind, Wrapper
-from pystorage.layers.codec import Codec
+from pystorage.layers.codec import Codec, SignedCodec
 from pystorage.layers.count_limit import CountLimit
 from pystorage.layers.expiry import Expiry
 from pystorage.layers.limit import Limit
@@ -446,6 +446,71 @@ class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         for key, value in items.items():
             try:
                 encoded[key] = self.codec.encode(value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+        await self._inner.set_many(encoded, ttl)
+
+
+class AsyncSignedCodec(SignedCodec, AsyncCodec):  # type: ignore[misc,unused-ignore]
+    """The async twin of ``SignedCodec``."""
+
+    __slots__ = ()
+
+    async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
+        data = await self._inner.get(key)
+        try:
+            return self._decode(key, data)
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+        data, ttl = await self._inner.get_with_ttl(key)
+        try:
+            return (self._decode(key, data), ttl)
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        try:
+            data = self._encode(key, value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        await self._inner.set(key, data, ttl)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        try:
+            data = self._encode(key, value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        return await self._inner.add(key, data, ttl)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        changed: list[Any] = []
+
+        def change_bytes(data: Any) -> bytes:
+            if data is ABSENT:
+                value = change(ABSENT)
+            else:
+                try:
+                    current = self._decode(key, data)
+                except Exception as exc:
+                    raise self._decode_error(key, exc) from exc
+                value = change(current)
+            try:
+                encoded = self._encode(key, value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+            changed.append(value)
+            return encoded
+
+        await self._inner.modify(key, change_bytes, ttl)
+        return changed[-1]
+
+    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        encoded = {}
+        for key, value in items.items():
+            try:
+                encoded[key] = self._encode(key, value)
             except Exception as exc:
                 raise self._encode_error(key, value, exc) from exc
         await self._inner.set_many(encoded, ttl)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -33,6 +33,27 @@ class BaseCodec:
     def decode(self, data: bytes) -> Any:
         """The value that ``encode`` turned into ``data``."""
         raise NotImplementedError
+
+    def encode_for(self, key: str, value: Any) -> bytes:
+        """``encode``, for the value stored under ``key``: a codec that authenticates
+        binds the bytes to the key (``Signed``); any other ignores it.
+
+        A ``Codec`` layer calls this (and ``decode_for``) only for a chain whose last stage
+        authenticates; other chains cost nothing more.
+        """
+        return self.encode(value)
+
+    def decode_for(self, key: str, data: bytes) -> Any:
+        """``decode``, for the bytes stored under ``key`` (see ``encode_for``)."""
+        return self.decode(data)
+
+    def bound_to(self, codec: str) -> BaseCodec:
+        """This stage as the last of a chain whose other stages are labelled ``codec``.
+
+        An authenticating stage returns a copy that signs for that chain, so that bytes
+        made by one chain are refused by another; any other stage returns itself.
+        """
+        return self
 
     @property
     def stages(self) -> tuple[BaseCodec, ...]:
@@ -79,11 +100,16 @@ class Chain(BaseCodec):
     # The stages' bound methods, in the order each direction runs them: no per-call setup.
     _encoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
     _decoders: tuple[Callable[[Any], Any], ...] = attrs.field(init=False, eq=False, repr=False)
+    # The last stage, bound to the label of the others (see ``BaseCodec.bound_to``).
+    _last: BaseCodec = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_encoders", tuple(stage.encode for stage in self._stages))
-        decoders = tuple(stage.decode for stage in reversed(self._stages))
-        object.__setattr__(self, "_decoders", decoders)
+        *first, last = self._stages
+        bound = last.bound_to(_label(first))
+        stages = (*first, bound)
+        object.__setattr__(self, "_last", bound)
+        object.__setattr__(self, "_encoders", tuple(stage.encode for stage in stages))
+        object.__setattr__(self, "_decoders", tuple(stage.decode for stage in reversed(stages)))
 
     @property
     def stages(self) -> tuple[BaseCodec, ...]:
@@ -91,7 +117,7 @@ class Chain(BaseCodec):
 
     @property
     def label(self) -> str:
-        return "-".join(stage.name for stage in reversed(self._stages))
+        return _label(self._stages)
 
     @property
     def kind(self) -> Literal["serializer", "transform"]:  # type: ignore[override]
@@ -108,6 +134,22 @@ class Chain(BaseCodec):
         for decode in self._decoders:
             value = decode(value)
         return value
+
+    def encode_for(self, key: str, value: Any) -> bytes:
+        for encode in self._encoders[:-1]:
+            value = encode(value)
+        return self._last.encode_for(key, value)
+
+    def decode_for(self, key: str, data: bytes) -> Any:
+        value = self._last.decode_for(key, data)
+        for decode in self._decoders[1:]:
+            value = decode(value)
+        return value
+
+
+def _label(stages: Iterable[BaseCodec]) -> str:
+    """The name of a chain of ``stages``: their names, last first, joined by ``-``."""
+    return "-".join(stage.name for stage in reversed(tuple(stages)))
 
 
 _REGISTRY: dict[str, Callable[[], BaseCodec]] = {}

@@ -18,14 +18,31 @@ class Codec(Wrapper):
 
     ``codec`` is a codec instance (``Pickle() | Zstd()``) or its name (``"zstd-pickle"``).
     Failures become ``CodecError`` naming the key, and nothing is written.
+
+    For a chain whose last stage authenticates (``Signed``), ``Codec(...)`` makes a
+    ``SignedCodec``, which hands every key to the codec so that the signature binds the
+    value to it; the Codec layer of any other chain never touches the key.
     """
 
     codec: BaseCodec = attrs.field(converter=resolve)
     # Bound once: each get and set saves an attribute lookup and a method binding.
-    _encode: Callable[[Any], bytes] = attrs.field(init=False, repr=False)
-    _decode: Callable[[bytes], Any] = attrs.field(init=False, repr=False)
+    _encode: Callable[..., bytes] = attrs.field(init=False, repr=False)
+    _decode: Callable[..., Any] = attrs.field(init=False, repr=False)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Codec:
+        # The choice is made here, once, so that neither class tests for it on every call.
+        if cls is Codec:
+            given = args[0] if args else kwargs.get("codec")
+            if given is not None and resolve(given).stages[-1].authenticates:
+                cls = SignedCodec
+        return super().__new__(cls)
 
     def __attrs_post_init__(self) -> None:
+        if self.codec.stages[-1].authenticates:
+            raise ConfigurationError(
+                f"{type(self).__name__} does not hand keys to its codec, so it cannot sign: "
+                f"build the layer with Codec({self.codec.label!r} ...) instead"
+            )
         self._encode = self.codec.encode
         self._decode = self.codec.decode
 
@@ -139,3 +156,87 @@ class Codec(Wrapper):
             f"the value for key {key!r} ({type(value).__name__}) cannot be encoded as "
             f"{self.codec.label}: {type(exc).__name__}: {exc}"
         )
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class SignedCodec(Codec):
+    """The Codec layer of a chain whose last stage authenticates: ``Codec(Pickle() |
+    Signed(secret))`` is one.
+
+    Every operation hands its key to the codec (``encode_for``/``decode_for``), so that a
+    value signed for one key is refused under any other. The same operations as
+    ``Codec``'s, with the key passed on: kept apart so that unsigned stacks pay nothing.
+    """
+
+    def __attrs_post_init__(self) -> None:
+        self._encode = self.codec.encode_for
+        self._decode = self.codec.decode_for
+
+    def get(self, key: str) -> Any:
+        data = self._inner.get(key)
+        try:
+            return self._decode(key, data)
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        data, ttl = self._inner.get_with_ttl(key)
+        try:
+            return self._decode(key, data), ttl
+        except Exception as exc:
+            raise self._decode_error(key, exc) from exc
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        try:
+            data = self._encode(key, value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        self._inner.set(key, data, ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        try:
+            data = self._encode(key, value)
+        except Exception as exc:
+            raise self._encode_error(key, value, exc) from exc
+        return self._inner.add(key, data, ttl)
+
+    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
+        changed: list[Any] = []
+
+        def change_bytes(data: Any) -> bytes:
+            if data is ABSENT:
+                value = change(ABSENT)
+            else:
+                try:
+                    current = self._decode(key, data)
+                except Exception as exc:
+                    raise self._decode_error(key, exc) from exc
+                value = change(current)
+            try:
+                encoded = self._encode(key, value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+            changed.append(value)
+            return encoded
+
+        self._inner.modify(key, change_bytes, ttl)
+        return changed[-1]
+
+    def _decode_all(self, found: dict[str, Any]) -> dict[str, Any]:
+        decode = self._decode
+        values = {}
+        for key, data in found.items():
+            try:
+                values[key] = decode(key, data)
+            except Exception as exc:
+                raise self._decode_error(key, exc) from exc
+        return values
+
+    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
+        encoded = {}
+        for key, value in items.items():
+            try:
+                encoded[key] = self._encode(key, value)
+            except Exception as exc:
+                raise self._encode_error(key, value, exc) from exc
+        self._inner.set_many(encoded, ttl)

@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +41,9 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _BINARY | getattr(os, "O_NONBLOCK", 0)
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _BINARY
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# The marker and the lock file: never a link followed, never a FIFO waited on (opening one
+# for reading blocks until a writer comes), never inherited by a child program.
+_LOCK_FLAGS = _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 #: Why opening a file of the folder may fail when it is no entry to judge: gone, a link
 #: or folder put in its place, or another user's that this one cannot read.
 _NOT_OURS = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EPERM})
@@ -559,12 +562,11 @@ class Files(Backend):
 
     def _open_lock_file(self) -> int:
         if self._lock_fd is None:
-            name = os.path.join(self._root, f".lock{self._ending}")
-            try:
-                self._lock_fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
-            except OSError as exc:
-                raise BackendError(f"cannot open the lock file {name}: {exc}") from exc
+            self._lock_fd = _open_lock(self._lock_file(), os.O_RDWR, 0o600)
         return self._lock_fd
+
+    def _lock_file(self) -> str:
+        return os.path.join(self._root, f".lock{self._ending}")
 
     def _file(self, key: str) -> str:
         return self._slash_root + self._name(key)
@@ -573,8 +575,15 @@ class Files(Backend):
         return BackendError(f"cannot {action} key {key!r} in {self._root}: {exc}")
 
     def _check_format(self) -> None:
-        """Refuse a folder of pystorage 0.1, whose deadlines lived inside the values."""
+        """Refuse a folder of pystorage 0.1, whose deadlines lived inside the values, and
+        a marker or lock file that is no regular file (a FIFO would hang every write)."""
         marker = os.path.join(self._root, _FORMAT_FILE)
+        for file in (self._lock_file(), marker):
+            try:
+                info = os.lstat(file)
+            except FileNotFoundError:
+                continue
+            _refuse_unless_regular(file, info)
         if os.path.lexists(marker):
             return
         with os.scandir(self._root) as entries:
@@ -621,13 +630,10 @@ class _Gate:
 
     @contextmanager
     def _held(self, operation: int) -> Iterator[None]:
-        try:
-            # O_CREAT: a cleaner of old temp files removes the marker, never written
-            # after it is made; the next write puts it back, so that the folder is not
-            # taken for format 0 at the next open, and all holders lock one file again.
-            fd = os.open(self._file, os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
-        except OSError as exc:
-            raise BackendError(f"cannot open the lock file {self._file}: {exc}") from exc
+        # O_CREAT: a cleaner of old temp files removes the marker, never written
+        # after it is made; the next write puts it back, so that the folder is not
+        # taken for format 0 at the next open, and all holders lock one file again.
+        fd = _open_lock(self._file, os.O_RDONLY, 0o644)
         try:
             fcntl.flock(fd, operation)
             try:
@@ -653,6 +659,41 @@ class _Gate:
             raise UnsupportedError("expiring files needs flock, which this system lacks")
         with self._held(fcntl.LOCK_EX):
             yield
+
+
+def _open_lock(file: str, access: int, mode: int) -> int:
+    """The marker or lock file ``file``, created if missing; ``BackendError`` naming it if
+    it is a link, a FIFO, a folder or anything but a regular file (never waited on)."""
+    try:
+        fd = os.open(file, access | os.O_CREAT | _LOCK_FLAGS, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR):  # a link O_NOFOLLOW met, a folder
+            with suppress(OSError):  # gone meanwhile: the error below
+                _refuse_unless_regular(file, os.lstat(file))
+        raise BackendError(f"cannot open the lock file {file}: {exc}") from exc
+    try:
+        _refuse_unless_regular(file, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_unless_regular(file: str, info: os.stat_result) -> None:
+    if stat.S_ISREG(info.st_mode):
+        return
+    kind = (
+        "a symbolic link" if stat.S_ISLNK(info.st_mode)
+        else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+        else "a folder" if stat.S_ISDIR(info.st_mode)
+        else "a socket" if stat.S_ISSOCK(info.st_mode)
+        else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+        else "no regular file"
+    )  # fmt: skip
+    raise BackendError(
+        f"the lock file {file} is {kind}, not a regular file: PyStorage refuses to use it "
+        "(someone who can write the folder may have planted it); remove it"
+    )
 
 
 def _fsync_folder(folder: str) -> None:
