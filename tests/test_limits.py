@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import pystorage
@@ -32,7 +33,8 @@ from pystorage.layers import (
     Stats,
     Tier,
 )
-from tests.helpers import unique
+from pystorage.layers.base import Wrapper
+from tests.helpers import quick_and_long, unique
 
 BACKENDS = ["memory", "files", "sqlite", "redis", "s3"]
 
@@ -355,3 +357,78 @@ def test_reopening_a_limited_database_reads_no_entry(
     assert again.get("k7") == b"v"
     # The books exist: opening neither makes nor fills them (a pass over every entry).
     assert statements and not [s for s in statements if "FROM entries" in s and "key =" not in s]
+
+
+# -- reads that race a writer ------------------------------------------------------------
+
+RACE_BOUND = 50_000
+
+
+@pytest.mark.parametrize("name", ["memory", "files"])
+@quick_and_long(1_000, 6_000)
+def test_reads_racing_a_writer_never_take_a_size_limit_over_its_bound(
+    name: str, scale: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Issue 17, item 3: a read recorded the weight of the value it had read after a
+    # writer entered the new one, so the index under-counted and the bytes went over.
+    storage = Storage(Codec("raw"), SizeLimit(RACE_BOUND), backend(name, request, tmp_path))
+    keys = [f"k{number}" for number in range(20)]
+    done = threading.Event()
+    failures: list[str] = []
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                for key in keys:
+                    storage.get(key)
+        except BaseException:
+            failures.append(traceback.format_exc())
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    peak = 0
+    try:
+        for number in range(scale):
+            storage[keys[number % 20]] = b"s" * 10 if number % 3 else b"L" * 9_000
+            # The only writer: once its write returned, nothing may be over the bound.
+            peak = max(peak, stored_bytes(storage))
+            assert peak <= RACE_BOUND, f"{peak} bytes stored after write {number}"
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join(DEADLOCK)
+    assert not any(reader.is_alive() for reader in readers), "a reader did not stop"
+    assert failures == []
+    assert stored_bytes(storage) <= RACE_BOUND
+
+
+@pytest.mark.parametrize("name", ["memory", "files"])
+def test_a_read_that_a_write_overtook_does_not_give_back_the_old_weight(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # The interleaving of the test above, made certain: between the moment a read has
+    # its value from below and the moment it records the read, a write replaces the
+    # 10-byte value with a 9,000-byte one.
+    below = backend(name, request, tmp_path)
+    storage = Storage(Codec("raw"), SizeLimit(RACE_BOUND), Overtaken(), below)
+    storage["k"] = b"s" * 10
+    overtaking = [lambda: storage.set("k", b"L" * 9_000)]
+    storage.layers[-2].after_get = lambda: overtaking and overtaking.pop()()
+    assert storage["k"] == b"s" * 10  # the old value: the read began first
+    for number in range(5):  # 9,000 + 5 x 9,000 = 54,000 if k still counted 10 bytes
+        storage[f"o{number}"] = b"o" * 9_000
+        assert stored_bytes(storage) <= RACE_BOUND
+    assert storage["o4"] == b"o" * 9_000
+
+
+@attrs.define(eq=False)
+class Overtaken(Wrapper):
+    """Passes everything down; after each ``get`` from below, runs ``after_get``."""
+
+    after_get: Callable[[], Any] = attrs.field(default=lambda: None, init=False)
+
+    def get(self, key: str) -> Any:
+        value = self._inner.get(key)
+        self.after_get()
+        return value

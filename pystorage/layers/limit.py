@@ -116,7 +116,7 @@ class Limit(Wrapper):
         except KeyError:
             self._missed(key, stamp)
             raise
-        self._used(((key, self.weigh(value)),))
+        self._used(((key, value),), stamp)
         return value
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
@@ -126,12 +126,13 @@ class Limit(Wrapper):
         except KeyError:
             self._missed(key, stamp)
             raise
-        self._used(((key, self.weigh(found[0])),))
+        self._used(((key, found[0]),), stamp)
         return found
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        stamp = self._stamp
         found = self._inner.get_many(keys)
-        self._used((key, self.weigh(value)) for key, value in found.items())
+        self._used(found.items(), stamp)
         return found
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
@@ -261,16 +262,34 @@ class Limit(Wrapper):
         self._total += weight - self._weights.get(key, 0)
         self._weights[key] = weight
 
-    def _used(self, entries: Iterable[tuple[str, int]]) -> None:
-        """Record reads: with ``eviction="used"`` each key becomes the most recent (and
-        its use is recorded below); otherwise only keys the index did not know enter it."""
+    def _used(self, entries: Iterable[tuple[str, Any]], stamp: int) -> None:
+        """Record reads that began at ``stamp``, each with the value it read: with
+        ``eviction="used"`` each key becomes the most recent (and its use is recorded
+        below); otherwise only keys the index did not know enter it.
+
+        The weight of a value read is learnt only if the index has made no entry for its
+        key since the read began (it may have been written by another program). Once a
+        writer has entered a newer value, the one read may be the old one: taking its
+        weight back would under-count, and the bytes below go over the bound (issue 17,
+        item 3). Then the read is only a use.
+        """
         by_use = self.eviction == "used"
         read = []
         with self._lock:
-            for key, weight in entries:
-                if by_use or key not in self._order:
-                    self._enter(key, weight)
-                    read.append(key)
+            order = self._order
+            for key, value in entries:
+                entered = order.get(key)
+                if entered is None:
+                    self._enter(key, self.weigh(value))
+                elif not by_use:
+                    continue
+                elif entered <= stamp:
+                    self._enter(key, self.weigh(value))
+                else:  # a newer entry than this read: a use, with the weight known
+                    self._stamp += 1
+                    order[key] = self._stamp
+                    order.move_to_end(key)
+                read.append(key)
         if by_use:
             for key in read:
                 self._inner.touch(key)
