@@ -555,7 +555,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         except KeyError:
             self._missed(key, stamp)
             raise
-        await self._used(((key, self.weigh(value)),))
+        await self._used(((key, value),), stamp)
         return value
 
     async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
@@ -565,12 +565,13 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         except KeyError:
             self._missed(key, stamp)
             raise
-        await self._used(((key, self.weigh(found[0])),))
+        await self._used(((key, found[0]),), stamp)
         return found
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        stamp = self._stamp
         found = await self._inner.get_many(keys)
-        await self._used(((key, self.weigh(value)) for key, value in found.items()))
+        await self._used(found.items(), stamp)
         return found
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
@@ -672,16 +673,34 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
                 self._weights.clear()
                 self._total = 0
 
-    async def _used(self, entries: Iterable[tuple[str, int]]) -> None:  # type: ignore[override,unused-ignore]
-        """Record reads: with ``eviction="used"`` each key becomes the most recent (and
-        its use is recorded below); otherwise only keys the index did not know enter it."""
+    async def _used(self, entries: Iterable[tuple[str, Any]], stamp: int) -> None:  # type: ignore[override,unused-ignore]
+        """Record reads that began at ``stamp``, each with the value it read: with
+        ``eviction="used"`` each key becomes the most recent (and its use is recorded
+        below); otherwise only keys the index did not know enter it.
+
+        The weight of a value read is learnt only if the index has made no entry for its
+        key since the read began (it may have been written by another program). Once a
+        writer has entered a newer value, the one read may be the old one: taking its
+        weight back would under-count, and the bytes below go over the bound (issue 17,
+        item 3). Then the read is only a use.
+        """
         by_use = self.eviction == "used"
         read = []
         with self._lock:
-            for key, weight in entries:
-                if by_use or key not in self._order:
-                    self._enter(key, weight)
-                    read.append(key)
+            order = self._order
+            for key, value in entries:
+                entered = order.get(key)
+                if entered is None:
+                    self._enter(key, self.weigh(value))
+                elif not by_use:
+                    continue
+                elif entered <= stamp:
+                    self._enter(key, self.weigh(value))
+                else:
+                    self._stamp += 1
+                    order[key] = self._stamp
+                    order.move_to_end(key)
+                read.append(key)
         if by_use:
             for key in read:
                 await self._inner.touch(key)
