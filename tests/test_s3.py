@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,6 @@ from pystorage.errors import (
     BackendError,
     ConfigurationError,
     InvalidKeyError,
-    UnsupportedError,
 )
 from pystorage.layers import Codec, Expiry
 from pystorage.layers.s3 import MAX_ESCAPED_KEY_BYTES, S3
@@ -456,8 +456,7 @@ def test_a_ttl_lives_in_the_object_metadata(
     deadline = float(head["Metadata"]["pystorage-deadline"])
     assert 50 < deadline - time.time() <= 100
     assert boto.get_object(Bucket=s3_bucket, Key=backend.folder + "k")["Body"].read() == b"v"
-    with pytest.raises(UnsupportedError, match="lifecycle"):
-        storage.expire()
+    assert storage.expire() == 0  # not expired yet
 
 
 def test_expiry_over_s3(s3_bucket: str, s3_args: dict[str, Any], boto: Any) -> None:
@@ -475,8 +474,44 @@ def test_expiry_over_s3(s3_bucket: str, s3_args: dict[str, Any], boto: Any) -> N
         assert "short" not in storage
         assert storage.get_many(["short", "forever"]) == {"forever": {"v": 2}}
         assert storage["forever"] == {"v": 2}
-        # Listings carry no metadata: the expired object stays until a lifecycle rule.
+        # The reads above noted short's deadline: listings leave it out...
+        assert sorted(storage) == ["forever"]
+        assert len(storage) == 1
+        # ...though it is still there until expire() removes it.
         assert bucket_objects(boto, s3_bucket, folder) == [folder + "forever", folder + "short"]
+        assert storage.expire() == 1
+        assert bucket_objects(boto, s3_bucket, folder) == [folder + "forever"]
+
+
+def test_expire_sweeps_in_batches_and_spares_what_was_rewritten(
+    s3_bucket: str, s3_args: dict[str, Any], boto: Any
+) -> None:
+    # Issue 17, item 8: len() and iteration counted expired objects, and expire() raised.
+    now = [1_000_000.0]
+    folder = unique("t-") + "/"
+    backend = S3(s3_bucket, folder, **s3_args)
+    backend.clock = lambda: now[0]
+    with Storage(Codec("raw"), backend) as storage:
+        storage.set_many({f"e{number:04}": b"x" for number in range(1_005)}, ttl=10)
+        storage.set_many({"live": b"l", "later": b"l"})
+        storage.set("later", b"v", ttl=100)
+        deletes = count_requests(storage, "DeleteObjects")
+        now[0] += 11
+        assert len(storage) == 1_007  # never read here: the listing cannot tell
+        # A writer replaces e0000 after expire() saw it expired, before it deletes.
+        rewritten = threading.Event()
+
+        def rewrite(**_: Any) -> None:
+            if not rewritten.is_set():  # the first page's DeleteObjects, e0000 in it
+                rewritten.set()
+                boto.put_object(Bucket=s3_bucket, Key=folder + "e0000", Body=b"new")
+
+        storage.layers[-1].client.meta.events.register("before-call.s3.DeleteObjects", rewrite)
+        assert storage.expire() == 1_004
+        assert len(deletes) == 2  # 1,000 keys per request at most
+        assert sorted(storage) == ["e0000", "later", "live"]
+        assert storage["e0000"] == b"new"
+        assert storage.stats() == {"expirations": 1_004}
 
 
 # -- configuration -----------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import itertools
 import os
 import threading
 import time
@@ -58,6 +60,8 @@ _NO_CONDITIONS_CODES = frozenset({"NotImplemented", "501"})
 #: Conditional writes lost in a row before giving up: each loss means another writer
 #: won, so only a server that refuses every condition gets this far.
 _MAX_RACES = 1000
+#: How many objects' deadlines a storage notes for its listings (about 200 bytes each).
+_SEEN_MAX = 100_000
 
 
 def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -113,9 +117,17 @@ class S3(Backend):
 
     A ``ttl`` puts the deadline in the object's metadata (``x-amz-meta-pystorage-deadline``),
     outside the value: ``get``, ``in`` and ``get_many`` never return an expired object.
-    Listings cannot see metadata, so ``len`` and iteration still count expired objects,
-    and nothing here removes them: ``expire()`` raises ``UnsupportedError``; a bucket
-    lifecycle rule on the folder removes them (S3 counts in days).
+    Listings carry no metadata, so what a listing can skip is what this process has
+    seen of each object: every GET, HEAD and ``expire()`` notes the deadline of the
+    object it saw, by its ETag and time of writing, and ``len``, iteration and the
+    limits' listings leave out an object noted as expired that has not been rewritten
+    since. They cost one LIST request per 1,000 objects and no HEAD, so they still count
+    an expired object this process never read. ``expire()`` removes them all: one LIST
+    per 1,000 objects, one HEAD per object (on the thread pool: listings carry no
+    deadline), and one DeleteObjects per 1,000 expired ones, each deletion conditional
+    on the ETag the HEAD saw, so an object rewritten meanwhile stays (a rewrite with the
+    very same bytes has the same ETag: see below). Run it from a job, or let a bucket
+    lifecycle rule on the folder do it (S3 counts in days).
 
     Encryption at rest passes through: ``put_options`` go with every upload (e.g.
     ``{"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": ...}``) and ``read_options``
@@ -155,6 +167,10 @@ class S3(Backend):
     _prefix_bytes: int = attrs.field(init=False, repr=False)
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None, repr=False)
     _pool_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    #: Object name: (ETag, second of writing, deadline) of what a GET or HEAD saw.
+    _seen: dict[str, tuple[str, int, float]] = attrs.field(factory=dict, init=False, repr=False)
+    _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _expirations: int = attrs.field(default=0, init=False, repr=False)
     #: The process that owns the pool and the client's connections (see ``_forked``).
     _pid: int = attrs.field(factory=os.getpid, init=False, repr=False)
     #: Seconds since the epoch, to judge deadlines (an ``Expiry(clock=...)`` replaces it).
@@ -259,6 +275,7 @@ class S3(Backend):
         """
         self._pid = os.getpid()
         self._pool_lock = threading.Lock()  # a parent's thread may have held it at the fork
+        self._count_lock = threading.Lock()
         self._pool = None
         self._client.close()
 
@@ -298,20 +315,52 @@ class S3(Backend):
         # The first line of a foreign "~" object is not a key unless it hashes here.
         return key if key is not None and self._name(key) == name else None
 
-    def _objects(self) -> Iterator[tuple[str, ObjectTypeDef]]:
-        """(key, listing entry) of every object of ours, one page of 1,000 at a time."""
+    def _objects(self, live: bool = True) -> Iterator[tuple[str, ObjectTypeDef]]:
+        """(key, listing entry) of every object of ours, one page of 1,000 at a time;
+        ``live``: without those noted as expired (see ``_note``)."""
+        for page in self._pages():
+            for key, entry in page:
+                if not (live and self._known_expired(entry)):
+                    yield key, entry
+
+    def _pages(self) -> Iterator[list[tuple[str, ObjectTypeDef]]]:
+        """The listing of our objects, a page (up to 1,000) at a time."""
         # The delimiter keeps objects of sub-folders out of the listing: none of them is ours.
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.folder, Delimiter="/"
         )
         try:
             for page in pages:
+                ours = []
                 for entry in page.get("Contents", ()):
                     key = self._key_of(entry["Key"])
                     if key is not None:
-                        yield key, entry
+                        ours.append((key, entry))
+                yield ours
         except self._failures as exc:
             raise self._error("list", None, exc) from exc
+
+    def _note(self, name: str, reply: Mapping[str, Any], deadline: float | None) -> None:
+        """Note what a GET or HEAD saw of an object with a deadline, so that listings can
+        leave it out once it has expired, for as long as it is not rewritten."""
+        if deadline is None:
+            return
+        seen = self._seen
+        with self._count_lock:
+            if len(seen) >= _SEEN_MAX:  # a bound on memory: the oldest notes go first
+                for old in list(itertools.islice(seen, _SEEN_MAX // 8)):
+                    del seen[old]
+            seen[name] = (reply["ETag"], _second(reply["LastModified"]), deadline)
+
+    def _known_expired(self, entry: ObjectTypeDef) -> bool:
+        """Whether a listing entry is an object noted as expired, unchanged since."""
+        noted = self._seen.get(entry["Key"])
+        return (
+            noted is not None
+            and noted[2] <= self.clock()
+            and noted[0] == entry["ETag"]
+            and noted[1] == _second(entry["LastModified"])
+        )
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -399,6 +448,7 @@ class S3(Backend):
                 return False
             raise self._error("check", key, exc) from exc
         deadline = _deadline_in(head.get("Metadata"))
+        self._note(name, head, deadline)
         return deadline is None or deadline > self.clock()
 
     def keys(self) -> Iterator[str]:
@@ -418,7 +468,7 @@ class S3(Backend):
         # Page by page: a continuation token resumes after the last key listed, so
         # deleting what was listed does not disturb the listing.
         batch: list[str] = []
-        for _, entry in self._objects():
+        for _, entry in self._objects(live=False):
             batch.append(entry["Key"])
             if len(batch) == DELETE_BATCH:
                 self._delete_objects(batch)
@@ -456,10 +506,36 @@ class S3(Backend):
             self._delete_objects(names[start : start + DELETE_BATCH])
 
     def expire(self) -> int:
-        raise UnsupportedError(
-            "S3 never returns an expired object, but removing them needs a listing of "
-            "metadata that S3 does not give: set a lifecycle rule on the bucket instead"
-        )
+        """Remove every expired object of this folder now; returns how many went.
+
+        A page of the listing at a time (up to 1,000 objects): a HEAD of each (the
+        listing has no metadata), then one DeleteObjects for the expired ones, each
+        conditional on the ETag its HEAD saw. An object another writer replaced since
+        then fails its condition and stays; it is not counted.
+        """
+        removed = 0
+        for page in self._pages():
+            heads = self._concurrently(
+                self._head, {key: (key, entry["Key"]) for key, entry in page}
+            )
+            now = self.clock()
+            expired = [
+                (entry["Key"], etag)
+                for key, entry in page
+                for found in [heads.get(key)]
+                if found is not None
+                for deadline, etag in [found]
+                if deadline is not None and deadline <= now
+            ]
+            if expired:
+                removed += self._delete_unchanged(expired)
+        with self._count_lock:
+            self._expirations += removed
+        return removed
+
+    def counters(self) -> dict[str, int]:
+        # Named once there is something to count: an ``Expiry`` above names it always.
+        return {"expirations": self._expirations} if self._expirations else {}
 
     def close(self) -> None:
         """Stop the thread pool; a client built here is closed too. Later calls still work."""
@@ -492,12 +568,54 @@ class S3(Backend):
                 return None
             raise self._error("read", key, exc) from exc
         deadline = _deadline_in(reply.get("Metadata"))
+        self._note(name, reply, deadline)
         if self._hashed(name):
             value = names.without_key(key, data)
             if value is None:
                 return ABSENT, float("-inf"), reply["ETag"]
             data = value
         return data, deadline, reply["ETag"]
+
+    def _head(self, key: str, name: str) -> tuple[float | None, str] | None:
+        """The deadline and ETag of an object, or None if it is gone."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
+        except self._failures as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error("check", key, exc) from exc
+        deadline = _deadline_in(head.get("Metadata"))
+        self._note(name, head, deadline)
+        return deadline, head["ETag"]
+
+    def _delete_unchanged(self, objects: list[tuple[str, str]]) -> int:
+        """Delete each (name, ETag) if the object still has that ETag, in one request
+        (up to 1,000); returns how many went. Those that changed or went are left."""
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={
+                    "Objects": [{"Key": name, "ETag": etag} for name, etag in objects],
+                    "Quiet": True,
+                },
+            )
+        except self._failures as exc:
+            raise self._error("delete", None, exc) from exc
+        errors = [
+            error
+            for error in response.get("Errors", ())
+            if error.get("Code") not in _LOST_RACE_CODES | _MISSING_CODES
+        ]
+        if errors:
+            shown = ", ".join(
+                f"{error.get('Key')!r}: {error.get('Code')} {error.get('Message', '')}".rstrip()
+                for error in errors[:5]
+            )
+            raise BackendError(
+                f"S3 could not remove {len(errors)} of {len(objects)} expired objects in "
+                f"bucket {self.bucket!r} at {self.client.meta.endpoint_url}: {shown}"
+            )
+        return len(objects) - len(response.get("Errors", ()))
 
     def _deadline(self, ttl: float | None) -> float | None:
         return None if ttl is None else self.clock() + ttl
@@ -595,6 +713,11 @@ class S3(Backend):
             f"S3 cannot {action}{subject} in bucket {self.bucket!r} at "
             f"{self.client.meta.endpoint_url}: {exc}"
         )
+
+
+def _second(moment: datetime.datetime) -> int:
+    """A time of writing to the second: HEAD and GET give no finer, listings may."""
+    return int(moment.timestamp())
 
 
 def _deadline_in(metadata: Mapping[str, str] | None) -> float | None:
