@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 
 from pystorage import Storage
 from pystorage.errors import BackendError, ConfigurationError
-from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Tier
-from tests.helpers import FakeClock
+from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Redis, SQLite, Tier
+from pystorage.layers.tier import MAX_AGE
+from tests.helpers import FakeClock, unique
 
 
 class _Below(Memory):
@@ -205,3 +207,104 @@ def test_a_misplaced_tier_says_where_it_belongs(tmp_path: Path) -> None:
     assert str(caught.value) == (
         "the front of this Tier, Files, stores bytes: put the Tier below a Codec layer"
     )
+
+
+# -- other processes writing below the front (issue 17, item 7) ---------------------------
+
+PROCESS_TIMEOUT = 60.0
+
+
+def _plain(kind: str, place: str) -> Storage:
+    """A storage of ``kind`` at ``place``, as another process opens it."""
+    if kind == "files":
+        return Storage(Codec("pickle"), Files(place))
+    if kind == "sqlite":
+        return Storage(Codec("pickle"), SQLite(place))
+    import redis
+
+    url, prefix = place.split(" ")
+    return Storage(Codec("pickle"), Redis(redis.Redis.from_url(url), prefix=prefix))
+
+
+def _write_elsewhere(kind: str, place: str, key: str, value: Any) -> None:
+    """In a process of its own: write ``key`` and leave."""
+    with _plain(kind, place) as storage:
+        storage[key] = value
+
+
+def _in_another_process(kind: str, place: str, key: str, value: Any) -> None:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_write_elsewhere, args=(kind, place, key, value)
+    )
+    process.start()
+    process.join(PROCESS_TIMEOUT)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        pytest.fail("the writing process did not finish in time")
+    assert process.exitcode == 0
+
+
+def _place(kind: str, tmp_path: Path) -> str:
+    return str(tmp_path / "files") if kind == "files" else str(tmp_path / "cache.db")
+
+
+def _tiered(kind: str, place: str, **options: Any) -> Storage:
+    below = Files(place) if kind == "files" else SQLite(place)
+    return Storage(Codec("pickle"), Tier(LRU(100), **options), below)
+
+
+@pytest.mark.parametrize("kind", ["files", "sqlite"])
+def test_a_front_serves_another_processs_write_at_the_next_read(kind: str, tmp_path: Path) -> None:
+    place = _place(kind, tmp_path)
+    mine = _tiered(kind, place)
+    mine["k"] = "old"
+    mine["other"] = 1
+    assert mine["k"] == "old"  # served by the front from here on
+    _in_another_process(kind, place, "k", "new")
+    assert mine["k"] == "new"
+    assert mine["other"] == 1
+    mine["k"] = "mine"  # and this process's own writes still reach its front
+    assert mine["k"] == "mine"
+    _in_another_process(kind, place, "other", 2)
+    assert mine.get_many(["k", "other"]) == {"k": "mine", "other": 2}
+    mine.close()
+
+
+def test_a_front_that_does_not_watch_keeps_entries_at_most_max_age(tmp_path: Path) -> None:
+    clock = FakeClock()
+    place = _place("files", tmp_path)
+    front = LRU(100, clock=clock)
+    mine = Storage(Codec("pickle"), Tier(front, watch=False, max_age=30), Files(place))
+    mine["k"] = "old"
+    _in_another_process("files", place, "k", "new")
+    assert mine["k"] == "old"  # not watching: the front's copy, younger than max_age
+    clock.now += 30
+    assert mine["k"] == "new"
+    mine.close()
+
+
+def test_a_front_over_redis_keeps_entries_at_most_a_minute_by_default(
+    redis_url: str,
+) -> None:
+    import redis
+
+    clock = FakeClock()
+    prefix = unique("tier:") + ":"
+    front = LRU(100, clock=clock)
+    below = Redis(redis.Redis.from_url(redis_url), prefix=prefix)
+    mine = Storage(Codec("pickle"), Tier(front), below)
+    mine["k"] = "old"
+    mine["forever"] = 1
+    _in_another_process("redis", f"{redis_url} {prefix}", "k", "new")
+    clock.now += MAX_AGE - 1
+    assert mine["k"] == "old"  # Redis cannot tell this Tier (yet): the front's copy
+    clock.now += 1
+    assert mine["k"] == "new"
+    assert mine.get_with_ttl("forever") == (1, None)  # the entry's time, not the front's
+    mine.close()
+
+
+def test_max_age_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="max_age must be a positive number"):
+        Storage(Tier(LRU(10), max_age=0), Memory())

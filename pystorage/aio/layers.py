@@ -767,6 +767,8 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
     __slots__ = ()
 
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
+        if self._version is not None:
+            self._fresh()
         try:
             return self.front.get(key)
         except KeyError:
@@ -774,10 +776,13 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         return (await self._read_through(key))[0]
 
     async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
-        try:
-            return self.front.get_with_ttl(key)
-        except KeyError:
-            pass
+        if self._version is not None:
+            self._fresh()
+        if self._cap is None:
+            try:
+                return self.front.get_with_ttl(key)
+            except KeyError:
+                pass
         return await self._read_through(key)
 
     async def _read_through(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
@@ -786,7 +791,7 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         value, ttl = await self._inner.get_with_ttl(key)
         with self._lock:
             if self._writes[stripe] == writes:
-                self.front.set(key, value, ttl)
+                self.front.set(key, value, self._capped(ttl))
         return (value, ttl)
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
@@ -798,7 +803,7 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
             raise
         with self._lock:
             self._bump([key])
-            self.front.set(key, value, ttl)
+            self.front.set(key, value, self._capped(ttl))
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         self._writing([key])
@@ -819,7 +824,7 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         with self._lock:
             self._bump([key])
             if stored:
-                self.front.set(key, value, ttl)
+                self.front.set(key, value, self._capped(ttl))
             else:
                 self.front.delete_many([key])
         return stored
@@ -844,6 +849,8 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         keys = list(keys)
+        if self._version is not None:
+            self._fresh()
         found = self.front.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing:
@@ -859,7 +866,7 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
             raise
         with self._lock:
             self._bump(items)
-            self.front.set_many(items, ttl)
+            self.front.set_many(items, self._capped(ttl))
 
     async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
         keys = list(keys)

@@ -144,6 +144,8 @@ class SQLite(Backend):
     trust_others: bool = attrs.field(default=False, kw_only=True)
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _local: threading.local = attrs.field(factory=threading.local, init=False, repr=False)
+    #: Changes that other connections committed, as this process's connections saw them.
+    _changes: int = attrs.field(default=0, init=False, repr=False)
     _mine: list[sqlite3.Connection] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _writes: int = attrs.field(default=0, init=False, repr=False)
@@ -250,6 +252,22 @@ class SQLite(Backend):
         with self._lock:
             self._mine.append(db)
         return db
+
+    def version(self) -> int:
+        """A number that grows when another connection (of any process) committed since
+        this thread's connection last asked: ``PRAGMA data_version``, which takes no lock
+        (a memory ``Tier`` asks it before each read)."""
+        db = self._db()
+        try:
+            (now,) = db.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error("check for changes", exc) from exc
+        local = self._local
+        if getattr(local, "data_version", None) != now:  # a new connection may be late too
+            local.data_version = now
+            with self._lock:
+                self._changes += 1
+        return self._changes
 
     def _renew_in_child(self) -> None:
         """First thing in a forked child: leave the parent's connections alone (new ones

@@ -11,6 +11,13 @@ import attrs
 from pystorage import _fork
 from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
+from pystorage.layers.memory import Memory
+
+#: Seconds a front keeps an entry at most, by default, over a store that cannot say when
+#: another process changed it (S3, Redis): long enough for a hot key to be served from
+#: memory thousands of times, short enough that another process's write shows within a
+#: minute, as with HTTP caches' usual ``max-age=60``.
+MAX_AGE = 60.0
 
 #: Writes are counted in this many stripes, by key: a read-through is only dropped for a
 #: write to its own stripe, not for a write to any key.
@@ -29,12 +36,28 @@ class Tier(Wrapper):
     front; one that found the key drops the front's copy. A read-through that
     overlapped a write of the same key keeps nothing in front, so it can never put back
     an older value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
-    batch reads do not fill the front. Another process writing the same storage below is
-    not seen until the key leaves ``front``. Put it below ``CountLimit`` and ``Expiry``,
-    never above: what they remove would still be served from the front.
+    batch reads do not fill the front. Put it below ``CountLimit`` and ``Expiry``, never
+    above: what they remove would still be served from the front.
+
+    Other processes writing the store below: where the store can tell that it changed
+    (``Files``: a token its writes replace in the lock file; ``SQLite``: ``PRAGMA
+    data_version``), every read first asks it, and the whole front is dropped when the
+    store changed, so a read after another process's write returned returns the new
+    value. Over ``Memory`` nothing else writes. Elsewhere (S3, Redis), or with
+    ``watch=False``, a front entry lives at most ``max_age`` seconds (``MAX_AGE`` by
+    default; ``None``: until it leaves the front, stale for ever if another process
+    rewrote it); ``get_with_ttl`` then reads below, as the front knows the time left of
+    its copy, not of the entry.
     """
 
     front: Layer
+    max_age: float | None = attrs.field(default=MAX_AGE, kw_only=True)
+    watch: bool = attrs.field(default=True, kw_only=True)
+    #: The store's change token (``version()``), when it has one and ``watch`` is on.
+    _version: Callable[[], object] | None = attrs.field(default=None, init=False, repr=False)
+    _seen: object = attrs.field(default=None, init=False, repr=False)
+    #: The age cap put on front entries: ``max_age`` when nothing can tell of changes.
+    _cap: float | None = attrs.field(default=None, init=False, repr=False)
     _writes: list[int] = attrs.field(factory=lambda: [0] * _STRIPES, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
@@ -58,7 +81,38 @@ class Tier(Wrapper):
                 f"the front of this Tier, {type(self.front).__name__}, cannot keep "
                 "deadlines, so it could outlive the entries below it"
             )
+        if self.max_age is not None and not self.max_age > 0:
+            raise ConfigurationError(f"max_age must be a positive number, not {self.max_age!r}")
         super().link(inner)
+        *_, store = stack_from(inner)
+        version = getattr(getattr(store, "backend", store), "version", None)
+        if self.watch and version is not None:
+            self._version, self._seen = version, version()
+        elif self.max_age is not None and not isinstance(store, Memory):  # Memory: ours alone
+            if not self.front.has_ttl():
+                raise ConfigurationError(
+                    f"the front of this Tier, {type(self.front).__name__}, cannot keep "
+                    "deadlines, so it cannot keep max_age: give max_age=None"
+                )
+            self._cap = self.max_age
+
+    def _fresh(self) -> None:
+        """Drop the whole front if another process changed the store since last seen."""
+        version = self._version
+        if version is not None:
+            now = version()
+            if now != self._seen:
+                with self._lock:
+                    self._writes[:] = [count + 1 for count in self._writes]
+                    self.front.clear()
+                    self._seen = now
+
+    def _capped(self, ttl: float | None) -> float | None:
+        """The TTL to give a front entry: never beyond ``max_age`` where it applies."""
+        cap = self._cap
+        if cap is None or (ttl is not None and ttl < cap):
+            return ttl
+        return cap
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         return False  # entries evicted below would still be served from the front
@@ -72,6 +126,8 @@ class Tier(Wrapper):
         return above
 
     def get(self, key: str) -> Any:
+        if self._version is not None:
+            self._fresh()
         try:
             return self.front.get(key)
         except KeyError:
@@ -79,10 +135,13 @@ class Tier(Wrapper):
         return self._read_through(key)[0]
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
-        try:
-            return self.front.get_with_ttl(key)
-        except KeyError:
-            pass
+        if self._version is not None:
+            self._fresh()
+        if self._cap is None:  # else the front's time left is max_age's, not the entry's
+            try:
+                return self.front.get_with_ttl(key)
+            except KeyError:
+                pass
         return self._read_through(key)
 
     def _read_through(self, key: str) -> tuple[Any, float | None]:
@@ -92,7 +151,7 @@ class Tier(Wrapper):
         with self._lock:
             # A write of this stripe since we looked may be newer than what we read.
             if self._writes[stripe] == writes:
-                self.front.set(key, value, ttl)
+                self.front.set(key, value, self._capped(ttl))
         return value, ttl
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
@@ -104,7 +163,7 @@ class Tier(Wrapper):
             raise
         with self._lock:
             self._bump([key])
-            self.front.set(key, value, ttl)
+            self.front.set(key, value, self._capped(ttl))
 
     def delete(self, key: str) -> None:
         self._writing([key])
@@ -125,7 +184,7 @@ class Tier(Wrapper):
         with self._lock:
             self._bump([key])
             if stored:
-                self.front.set(key, value, ttl)
+                self.front.set(key, value, self._capped(ttl))
             else:  # the key is below, maybe written by another process: not the front's copy
                 self.front.delete_many([key])
         return stored
@@ -152,6 +211,8 @@ class Tier(Wrapper):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
+        if self._version is not None:
+            self._fresh()
         found = self.front.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing:
@@ -167,7 +228,7 @@ class Tier(Wrapper):
             raise
         with self._lock:
             self._bump(items)
-            self.front.set_many(items, ttl)
+            self.front.set_many(items, self._capped(ttl))
 
     def delete_many(self, keys: Iterable[str]) -> None:
         keys = list(keys)
