@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+import mmap
 import os
 import stat
 import struct
@@ -114,6 +115,8 @@ class Files(Backend):
     _trusting: bool = attrs.field(init=False, repr=False)  # read files of any owner
     _max_file: int = attrs.field(init=False, repr=False)  # a value and its header
     _lock_fd: int | None = attrs.field(init=False, default=None, repr=False)
+    #: The lock file mapped in memory, to read the version token without a system call.
+    _version_map: mmap.mmap | None = attrs.field(init=False, default=None, repr=False)
     _thread_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     # Not _thread_lock: a removal may happen inside exclusive(), which holds that one.
     _count_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
@@ -547,6 +550,9 @@ class Files(Backend):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+            view, self._version_map = self._version_map, None
+            if view is not None:
+                view.close()
 
     def _after_fork(self) -> None:
         """In a child process, drop what it shares with its parent: the lock file's
@@ -577,12 +583,27 @@ class Files(Backend):
     def version(self) -> bytes:
         """A token that every write or delete of this folder, by any process, replaces
         after it lands: a ``Tier`` whose front has seen one token drops its front when it
-        reads another. One ``pread`` of the lock file, about a microsecond."""
+        reads another. The lock file is mapped in memory (shared with every writer's
+        ``pwrite`` through the page cache): a read costs no system call."""
+        view = self._version_map
+        try:
+            if view is not None:
+                return view[_VERSION_AT : _VERSION_AT + 8]
+        except ValueError:  # closed by close() in another thread: map it again
+            pass
+        return self._map_version()[_VERSION_AT : _VERSION_AT + 8]
+
+    def _map_version(self) -> mmap.mmap:
         self._after_fork()
         try:
-            return os.pread(self._open_lock_file(), 8, _VERSION_AT)
-        except OSError as exc:
+            fd = self._open_lock_file()
+            if os.fstat(fd).st_size < _VERSION_AT + 8:  # extends only: keeps what is there
+                os.ftruncate(fd, _VERSION_AT + 8)
+            view = mmap.mmap(fd, _VERSION_AT + 8, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
             raise BackendError(f"cannot read the version of {self._root}: {exc}") from exc
+        self._version_map = view
+        return view
 
     def _open_lock_file(self) -> int:
         if self._lock_fd is None:
