@@ -51,8 +51,8 @@ class Tier(Wrapper):
     """
 
     front: Layer
-    max_age: float | None = attrs.field(default=MAX_AGE, kw_only=True)
-    watch: bool = attrs.field(default=True, kw_only=True)
+    max_age: float | None = attrs.field(default=MAX_AGE, kw_only=True, repr=False)
+    watch: bool = attrs.field(default=True, kw_only=True, repr=False)
     #: The store's change token (``version()``), when it has one and ``watch`` is on.
     _version: Callable[[], object] | None = attrs.field(default=None, init=False, repr=False)
     _seen: object = attrs.field(default=None, init=False, repr=False)
