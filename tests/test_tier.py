@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,7 @@ def test_a_front_that_does_not_watch_keeps_entries_at_most_max_age(tmp_path: Pat
     mine.close()
 
 
-def test_a_front_over_redis_keeps_entries_at_most_a_minute_by_default(
+def test_a_front_over_redis_that_does_not_watch_keeps_entries_at_most_a_minute(
     redis_url: str,
 ) -> None:
     import redis
@@ -293,16 +294,53 @@ def test_a_front_over_redis_keeps_entries_at_most_a_minute_by_default(
     prefix = unique("tier:") + ":"
     front = LRU(100, clock=clock)
     below = Redis(redis.Redis.from_url(redis_url), prefix=prefix)
-    mine = Storage(Codec("pickle"), Tier(front), below)
+    mine = Storage(Codec("pickle"), Tier(front, watch=False), below)
     mine["k"] = "old"
     mine["forever"] = 1
     _in_another_process("redis", f"{redis_url} {prefix}", "k", "new")
     clock.now += MAX_AGE - 1
-    assert mine["k"] == "old"  # Redis cannot tell this Tier (yet): the front's copy
+    assert mine["k"] == "old"  # not watching: the front's copy
     clock.now += 1
     assert mine["k"] == "new"
     assert mine.get_with_ttl("forever") == (1, None)  # the entry's time, not the front's
     mine.close()
+
+
+PUSHED = 10.0  # seconds: far more than a push takes on loopback, even under load
+
+
+def test_a_front_over_redis_drops_what_another_process_wrote_when_the_server_says(
+    redis_url: str,
+) -> None:
+    import redis
+
+    prefix = unique("tier:") + ":"
+    below = Redis(redis.Redis.from_url(redis_url), prefix=prefix)
+    tier = Tier(LRU(100))
+    mine = Storage(Codec("pickle"), tier, below)
+    assert tier._tracker is not None and tier._tracker.wait_connected(PUSHED)
+    mine["k"] = "old"
+    mine["other"] = 1
+    deadline = time.monotonic() + PUSHED
+    while True:  # our own write's push drops k once, whenever it comes: then k is back
+        reads = below_reads(below)
+        assert mine["k"] == "old"
+        if below_reads(below) == reads:
+            break  # served by the front
+        assert time.monotonic() < deadline, "the front never served k"
+    _in_another_process("redis", f"{redis_url} {prefix}", "k", "new")
+    written = time.monotonic()
+    while mine["k"] != "new":
+        assert time.monotonic() < written + PUSHED, "no invalidation came"
+    print(f"seen {1e3 * (time.monotonic() - written):.2f} ms after the writer exited")
+    assert mine["other"] == 1
+    mine.close()
+
+
+def below_reads(below: Redis) -> int:
+    """How many GET-like commands the server has run (its INFO commandstats)."""
+    stats = below.client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("get", "mget"))
 
 
 def test_max_age_must_be_positive() -> None:

@@ -879,6 +879,8 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
                 self.front.delete_many(keys)
 
     async def close(self) -> None:  # type: ignore[override,unused-ignore]
+        if self._tracker is not None:
+            self._tracker.close()
         self.front.close()
         await self._inner.close()
 

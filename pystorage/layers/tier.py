@@ -12,6 +12,8 @@ from pystorage import _fork
 from pystorage.errors import ConfigurationError
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 from pystorage.layers.memory import Memory
+from pystorage.layers.redis import Redis
+from pystorage.layers.tracking import Tracker
 
 #: Seconds a front keeps an entry at most, by default, over a store that cannot say when
 #: another process changed it (S3, Redis): long enough for a hot key to be served from
@@ -58,6 +60,7 @@ class Tier(Wrapper):
     _seen: object = attrs.field(default=None, init=False, repr=False)
     #: The age cap put on front entries: ``max_age`` when nothing can tell of changes.
     _cap: float | None = attrs.field(default=None, init=False, repr=False)
+    _tracker: Tracker | None = attrs.field(default=None, init=False, repr=False)
     _writes: list[int] = attrs.field(factory=lambda: [0] * _STRIPES, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
@@ -85,7 +88,12 @@ class Tier(Wrapper):
             raise ConfigurationError(f"max_age must be a positive number, not {self.max_age!r}")
         super().link(inner)
         *_, store = stack_from(inner)
-        version = getattr(getattr(store, "backend", store), "version", None)
+        store = getattr(store, "backend", store)  # a sync backend under an async stack
+        version = getattr(store, "version", None)
+        pushing = _pushing(store) if self.watch and version is None else None
+        if pushing is not None:
+            self._tracker = Tracker(pushing.client, pushing.prefix, self._dropped)
+            version = self._tracker.version
         if self.watch and version is not None:
             self._version, self._seen = version, version()
         elif self.max_age is not None and not isinstance(store, Memory):  # Memory: ours alone
@@ -106,6 +114,16 @@ class Tier(Wrapper):
                     self._writes[:] = [count + 1 for count in self._writes]
                     self.front.clear()
                     self._seen = now
+
+    def _dropped(self, keys: list[str] | None) -> None:
+        """Drop ``keys`` (``None``: all) from the front: another writer changed them."""
+        with self._lock:
+            if keys is None:
+                self._writes[:] = [count + 1 for count in self._writes]
+                self.front.clear()
+            else:
+                self._bump(keys)
+                self.front.delete_many(keys)
 
     def _capped(self, ttl: float | None) -> float | None:
         """The TTL to give a front entry: never beyond ``max_age`` where it applies."""
@@ -241,6 +259,8 @@ class Tier(Wrapper):
                 self.front.delete_many(keys)
 
     def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
         self.front.close()
         self._inner.close()
 
@@ -261,3 +281,14 @@ class Tier(Wrapper):
         writes = self._writes
         for key in keys:
             writes[hash(key) % _STRIPES] += 1
+
+
+def _pushing(store: Layer) -> Redis | None:
+    """``store`` if it is a sync ``Redis`` on one server, whose tracking can push
+    invalidations (a cluster's keys live on several servers; asyncio clients are not
+    served by the tracking thread), else None."""
+    if not isinstance(store, Redis) or store.client_is_cluster:
+        return None
+    import redis
+
+    return store if isinstance(store.client, redis.Redis) else None
