@@ -45,7 +45,9 @@ class Tier(Wrapper):
     (``Files``: a token its writes replace in the lock file; ``SQLite``: ``PRAGMA
     data_version``), every read first asks it, and the whole front is dropped when the
     store changed, so a read after another process's write returned returns the new
-    value. Over ``Memory`` nothing else writes. Elsewhere (S3, Redis), or with
+    value. A standalone sync ``Redis`` pushes invalidations (``CLIENT TRACKING``, see
+    ``tracking.py``): a written key leaves the front within the push's delivery. Over
+    ``Memory`` nothing else writes. Elsewhere (S3, a cluster, asyncio Redis), or with
     ``watch=False``, a front entry lives at most ``max_age`` seconds (``MAX_AGE`` by
     default; ``None``: until it leaves the front, stale for ever if another process
     rewrote it); ``get_with_ttl`` then reads below, as the front knows the time left of
