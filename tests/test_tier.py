@@ -337,6 +337,33 @@ def test_a_front_over_redis_drops_what_another_process_wrote_when_the_server_say
     mine.close()
 
 
+def test_a_front_over_redis_misses_no_write_while_its_pushes_were_cut(redis_url: str) -> None:
+    import redis
+
+    prefix = unique("tier:") + ":"
+    client = redis.Redis.from_url(redis_url)
+    tier = Tier(LRU(100))
+    mine = Storage(Codec("pickle"), tier, Redis(client, prefix=prefix))
+    other = Storage(Codec("pickle"), Redis(redis.Redis.from_url(redis_url), prefix=prefix))
+    tracker = tier._tracker
+    assert tracker is not None and tracker.wait_connected(PUSHED)
+    mine["k"] = "old"
+    assert mine["k"] == "old"
+    cut = tracker.listener_id
+    client.client_kill_filter(_id=str(cut))  # the server drops the subscribed connection
+    other["k"] = "new"  # maybe before the tracker knows: no push will ever come for it
+    deadline = time.monotonic() + PUSHED
+    while mine["k"] != "new":
+        assert time.monotonic() < deadline, "a write made while tracking was cut stays unseen"
+    while tracker.listener_id == cut or not tracker.wait_connected(0):
+        assert time.monotonic() < deadline, "tracking did not come back"
+    other["k"] = "newer"  # pushed again
+    while mine["k"] != "newer":
+        assert time.monotonic() < deadline, "no push after the reconnection"
+    mine.close()
+    other.close()
+
+
 def below_reads(below: Redis) -> int:
     """How many GET-like commands the server has run (its INFO commandstats)."""
     stats = below.client.info("commandstats")

@@ -42,6 +42,8 @@ class Tracker:
         self._generation = 0  # bumped at each (re)connection
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The server's id of the subscribed connection (tests kill it by this id).
+        self.listener_id = -1
 
     def version(self) -> object:
         """The same value while connected without a break; a new one otherwise."""
@@ -100,6 +102,7 @@ class Tracker:
         listener.connect()
         listener.send_command("CLIENT", "ID")
         listener_id = listener.read_response()
+        self.listener_id = int(listener_id)
         listener.send_command("SUBSCRIBE", "__redis__:invalidate")
         listener.read_response()
         tracking = self._make()
