@@ -1,0 +1,95 @@
+"""SQLite shared by connections and processes: reads never wait for a writer, and every
+stack a URL builds keeps its bound in the database (issue 17, items 1 and 2)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from pystorage import Storage
+from pystorage.layers import Codec, CountLimit, Expiry, SQLite
+from pystorage.layers import sqlite as sqlite_module
+from tests.helpers import FakeClock
+
+#: Far above what a read costs, even on a loaded machine; far below the stores' timeout.
+PROMPT = 2.0
+
+
+@contextmanager
+def write_locked(path: Path) -> Iterator[None]:
+    """Another connection holds the write lock of the database meanwhile, as a long write
+    of another process does."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        yield
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+def test_reads_that_record_uses_never_wait_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    storage = Storage(CountLimit(10), Codec("json"), SQLite(path, timeout=30))
+    storage.set_many({f"k{n}": n for n in range(10)})
+    with write_locked(path):
+        began = time.monotonic()
+        for n in range(2500):  # two flushes of the recorded uses come due meanwhile
+            assert storage[f"k{n % 5}"] == n % 5
+        assert storage.get_many(["k0", "k1", "nope"]) == {"k0": 0, "k1": 1}
+        assert storage.get_with_ttl("k2") == (2, None)
+        assert time.monotonic() - began < PROMPT
+    # The uses read meanwhile were kept: written first by the next write, they make
+    # k0-k4 more recent than k5-k9, so k5 (not k0, the oldest write) goes.
+    storage["new"] = 10
+    assert sorted(storage) == sorted([*(f"k{n}" for n in range(10) if n != 5), "new"])
+
+
+def test_uses_kept_while_the_database_is_locked_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "_USES_BATCH", 10)
+    monkeypatch.setattr(sqlite_module, "_USES_KEPT", 20, raising=False)
+    path = tmp_path / "c.db"
+    backend = SQLite(path, timeout=30)
+    storage = Storage(CountLimit(100), Codec("json"), backend)
+    storage.set_many({f"k{n}": n for n in range(100)})
+    with write_locked(path):
+        for _ in range(3):
+            for n in range(100):
+                assert storage[f"k{n}"] == n
+                assert len(backend._uses) < 20 + 10
+    # What was kept is the latest reads: k80-k99 now the most recent, in their order.
+    storage["new"] = 0
+    assert storage.layers[-1].keys_by_age()[-21:] == [*(f"k{n}" for n in range(80, 100)), "new"]
+
+
+def test_an_expired_key_read_while_a_writer_holds_the_lock_is_missing_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    clock = FakeClock()
+    storage = Storage(Expiry(clock=clock), Codec("json"), SQLite(path, timeout=30))
+    storage.set("gone", 1, ttl=1)
+    storage.set("other", 2, ttl=1)
+    storage["kept"] = 3
+    clock.now += 2
+    with write_locked(path):
+        began = time.monotonic()
+        with pytest.raises(KeyError):
+            storage["gone"]
+        with pytest.raises(KeyError):
+            storage.get_with_ttl("gone")
+        assert storage.get("gone") is None
+        assert storage.get_many(["gone", "other", "kept"]) == {"kept": 3}
+        assert time.monotonic() - began < PROMPT
+    # Left for later, not lost: a read now removes the row.
+    with pytest.raises(KeyError):
+        storage["gone"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT key FROM entries WHERE key = 'gone'").fetchall() == []
