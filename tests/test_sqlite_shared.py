@@ -3,14 +3,18 @@ stack a URL builds keeps its bound in the database (issue 17, items 1 and 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
+import pystorage
 from pystorage import Storage
 from pystorage.layers import Codec, CountLimit, Expiry, SQLite
 from pystorage.layers import sqlite as sqlite_module
@@ -93,3 +97,100 @@ def test_an_expired_key_read_while_a_writer_holds_the_lock_is_missing_at_once(
         storage["gone"]
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT key FROM entries WHERE key = 'gone'").fetchall() == []
+
+
+#: A writer process: opens the URL, says so, waits for the word, then writes 50 keys and
+#: reads each back (from the memory tier). A plain interpreter starts in a fraction of the
+#: time a spawned one takes to import this test module.
+WRITER = """
+import sys
+import pystorage
+url, writer = sys.argv[1], sys.argv[2]
+storage = pystorage.open(url)
+print("ready", flush=True)
+sys.stdin.readline()
+for index in range(50):
+    value = f"{writer}-{index:04d}"  # 8 bytes of JSON, all of them
+    storage[f"w{writer}-{index}"] = value
+    assert storage[f"w{writer}-{index}"] == value
+storage.close()
+"""
+
+
+def _rows(db: sqlite3.Connection) -> tuple[int, int]:
+    """The rows of the database and the bytes of their values, as another process sees."""
+    count, size = db.execute(
+        "SELECT COUNT(*), ifnull(sum(length(value)), 0) FROM entries"
+    ).fetchone()
+    return int(count), int(size)
+
+
+@pytest.mark.parametrize(
+    "options", ["limit=10&lru=5", "max_bytes=80&lru=5", "limit=10&max_bytes=80&lru=5&ttl=60"]
+)
+def test_a_url_with_a_memory_tier_keeps_its_bound_across_processes(
+    tmp_path: Path, options: str
+) -> None:
+    """Issue 17 item 2: with lru= the limit stayed a layer of each process, and 4 writers
+    left 4 times the bound. Sampled from outside while they write."""
+    path = tmp_path / "c.db"
+    url = f"sqlite://{path}?codec=json&{options}"
+    pystorage.open(url).close()  # the database exists before the children write
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(writer)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for writer in range(4)
+    ]
+    try:
+        for child in children:  # every writer has opened the database: they write at once
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.close()
+        samples = []
+        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
+            deadline = time.monotonic() + 120
+            while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+                samples.append(_rows(db))
+                time.sleep(0.001)  # not a wait for a state: it leaves the writers the cores
+            for child in children:
+                assert child.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
+            samples.append(_rows(db))
+    finally:
+        for child in children:
+            if child.poll() is None:  # a check failed: stop the writers left
+                child.kill()
+                child.wait()
+    assert max(count for count, _ in samples) <= 10
+    assert max(size for _, size in samples) <= 80
+    assert len(pystorage.open(url)) <= 10
+
+
+def test_the_memory_tier_never_serves_what_the_database_evicted(tmp_path: Path) -> None:
+    storage = pystorage.open(f"sqlite://{tmp_path}/c.db?codec=json&limit=3&lru=10")
+    assert [type(layer).__name__ for layer in storage.layers] == ["Tier", "Codec", "SQLite"]
+    for index in range(10):
+        storage[f"k{index}"] = index
+    assert sorted(storage) == ["k7", "k8", "k9"]
+    assert storage.get("k0") is None and "k0" not in storage
+    with pytest.raises(KeyError):
+        storage["k6"]
+    assert storage["k9"] == 9 and storage.stats()["evictions"] == 7
+
+
+def test_the_async_memory_tier_never_serves_what_the_database_evicted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        storage = pystorage.open_async(f"sqlite://{tmp_path}/c.db?codec=json&limit=3&lru=10")
+        for index in range(10):
+            await storage.set(f"k{index}", index)
+        assert await storage.get("k0") is None
+        assert await storage.get("k9") == 9
+        assert await storage.count() == 3
+        await storage.aclose()
+
+    asyncio.run(scenario())

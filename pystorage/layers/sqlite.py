@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,7 +173,7 @@ class SQLite(Backend):
     # The length of ``_uses`` at which a read tries to write them.
     _uses_due: int = attrs.field(factory=lambda: _USES_BATCH, init=False, repr=False)
     # Told the keys that writes of this object evicted (a Tier drops them from its front).
-    _eviction_watchers: list[Callable[[list[str]], None]] = attrs.field(
+    _eviction_watchers: list[weakref.WeakMethod[Callable[[list[str]], None]]] = attrs.field(
         factory=list, init=False, repr=False
     )
 
@@ -297,9 +298,12 @@ class SQLite(Backend):
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it is committed, or none of it. Reads noted for
         eviction by use are written first: they came before this write, so they must not
-        make its entry the least recently used (and evict it as it is written)."""
+        make its entry the least recently used (and evict it as it is written). Once it
+        is committed, the watchers of evictions are told the keys it evicted."""
         with self._session(action) as db:
             db.execute("BEGIN IMMEDIATE")
+            evicted: list[bytes] = []
+            self._local.evicted = evicted
             try:
                 self._write_uses(db)
                 yield db
@@ -307,6 +311,12 @@ class SQLite(Backend):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+        if evicted:
+            names = [_decoded(stored) for stored in evicted]
+            for watching in self._eviction_watchers:
+                watcher = watching()
+                if watcher is not None:  # else its stack is gone
+                    watcher(names)
 
     @contextmanager
     def _transaction_now(self, action: str) -> Iterator[sqlite3.Connection | None]:
@@ -541,8 +551,20 @@ class SQLite(Backend):
 
     @property
     def removes_entries(self) -> bool:  # type: ignore[override]
-        """Whether this database evicts: a ``Tier`` cannot sit above one that does."""
+        """Whether this database evicts: a ``Tier`` linked above it then is refused (one
+        linked before it took a bound watches its evictions instead)."""
         return bool(self._bounds)
+
+    def watch_evictions(self, watcher: Callable[[list[str]], None]) -> None:
+        """Call ``watcher`` with the keys that each write of this object evicted to keep a
+        bound, once the write is committed: a ``Tier`` above drops them from its front,
+        so it never serves what the database evicted. Evictions by writes of other
+        ``SQLite`` objects (other processes) are not told here: to this one they are
+        writes of another process, as any other. ``watcher`` is a bound method, held
+        weakly: a stack dropped is no longer told."""
+        watching = weakref.WeakMethod(watcher)
+        if watching not in self._eviction_watchers:
+            self._eviction_watchers.append(watching)
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         """Enforce the bound of a ``CountLimit``/``SizeLimit`` in SQL: each write and its
@@ -590,6 +612,7 @@ class SQLite(Backend):
             size -= length
         rows.close()
         db.executemany("DELETE FROM entries WHERE key = ?", victims)
+        self._local.evicted.extend(name for (name,) in victims)
         with self._lock:
             self._evictions += len(victims)
 
