@@ -32,6 +32,7 @@ from pystorage.layers import (
     Stats,
     Tier,
 )
+from pystorage.layers.base import Wrapper
 from tests.helpers import unique
 
 BACKENDS = ["memory", "files", "sqlite", "redis", "s3"]
@@ -182,6 +183,34 @@ def test_a_tier_over_an_sqlite_that_evicts_drops_what_it_evicts(
     assert sorted(storage) == ["b", "c"]
     assert storage.get("a") is None
     assert storage.stats()["evictions"] == 1
+
+
+class _EvictWhileReading(Wrapper):
+    """Runs ``during`` (once) after a read below has found its value, before it returns."""
+
+    during: Callable[[], None] | None = None
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        found = self._inner.get_with_ttl(key)
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return found
+
+
+def test_a_read_through_that_began_before_an_eviction_keeps_nothing_in_front(
+    tmp_path: Path,
+) -> None:
+    tier = Tier(LRU(4))
+    below = _EvictWhileReading()
+    storage = Storage(
+        CountLimit(2, eviction="stored"), tier, below, Codec("pickle"), SQLite(tmp_path / "c.db")
+    )
+    storage.set_many({"a": 1, "b": 2})
+    tier.front.clear()
+    below.during = lambda: storage.__setitem__("c", 3)  # evicts "a" once it was read
+    assert storage["a"] == 1  # read before the eviction: right then
+    assert storage.get("a") is None and sorted(storage) == ["b", "c"]
 
 
 def test_two_limits_over_one_sqlite_must_evict_in_one_order(tmp_path: Path) -> None:
