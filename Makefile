@@ -16,6 +16,9 @@ DEMO_INSTALLED := $(VENV)/.installed-demo
 PYTHONS ?= 3.10 3.11 3.12 3.13
 # pytest arguments for `make pytest` and `make test-versions` (default: the whole suite).
 TESTS ?=
+# pytest-xdist processes for make test and make test-latest, each with servers of its own:
+# the tests wait on servers and child processes much of the time, so more than the cores.
+WORKERS ?= 4
 
 .PHONY: test test-long test-versions test-latest pytest servers demo lint docs bench mutation clean \
 	generate lock
@@ -53,7 +56,7 @@ test-latest: | $(UV)
 	$(UV) pip install --quiet --python $(LATEST)/bin/python -e '.[all,dev,bench,docs]'
 	touch $(LATEST)/.installed-test
 	$(UV) pip freeze --python $(LATEST)/bin/python | $(PY) tools/newer_than_lock.py $(TEST_LOCK)
-	$(MAKE) --no-print-directory pytest VENV=$(LATEST) UV=$(UV)
+	$(MAKE) --no-print-directory pytest VENV=$(LATEST) UV=$(UV) TESTS="-n $(WORKERS)"
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check pystorage tests demo docs benchmarks tools
@@ -80,9 +83,8 @@ servers: | $(UV)
 pytest: $(INSTALLED) servers
 	$(PY) -m pytest $(TESTS)
 
-# make test: everything but the tests marked long, on WORKERS processes (pytest-xdist; each
-# starts servers of its own). make test-long: the long fault and race runs; CI runs both.
-WORKERS ?= 4
+# make test: everything but the tests marked long, on WORKERS processes. make test-long:
+# the long fault and race runs; CI runs both.
 test: lint servers
 	$(PY) -m pytest -n $(WORKERS) -m "not long"
 	$(MAKE) docs

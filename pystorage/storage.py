@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from pystorage.errors import ConfigurationError, NotAnIntegerError, UnsupportedError, not_a_str
-from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, stack_from
+from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, checked_ttl, stack_from
 from pystorage.memoize import Memoized, P, R, memoize
 
 _MISSING: Any = object()
@@ -221,8 +220,7 @@ class Storage(MutableMapping[str, Any]):
 
 def check_ttl(top: Any, ttl: float) -> None:
     """Raise unless ``ttl`` is a valid number of seconds that the stack of ``top`` honours."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
-        raise ConfigurationError(f"ttl must be a finite positive number of seconds, not {ttl!r}")
+    checked_ttl(ttl)
     if not top.has_ttl():
         raise UnsupportedError(
             "this stack cannot expire entries: add an Expiry layer (or use a backend "

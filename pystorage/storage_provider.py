@@ -6,7 +6,6 @@ stack it builds.
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
-from pystorage.errors import BackendError, ConfigurationError, StorageProviderError
+from pystorage.errors import BackendError, StorageProviderError
 from pystorage.layers import (
     LRU,
     S3,
@@ -30,6 +29,7 @@ from pystorage.layers import (
     Stats,
     Tier,
 )
+from pystorage.layers.base import checked_ttl
 from pystorage.layers.limit import Eviction
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
@@ -89,13 +89,10 @@ def codec_layer(codec: str | BaseCodec, secret: Secret = None) -> Codec:
 
 
 def positive_seconds(value: float, name: str = "expiration") -> float:
-    """``value`` if it is a finite number of seconds above 0 (``inf`` would be accepted
-    here and refused by Redis at every write)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigurationError(f"{name} must be finite and above 0, not {value!r}")
-    return value
+    """``value`` if it is a number of seconds above 0 and at most ``MAX_TTL`` (100
+    years): ``inf`` or ``1e300`` would be accepted here and refused by Redis at every
+    write. The same check, and message, as every TTL's."""
+    return checked_ttl(value, name)
 
 
 def json_files(

@@ -51,6 +51,7 @@ from pystorage.layers import (
     Stats,
     Tier,
 )
+from pystorage.layers.base import ttl_error
 from pystorage.layers.limit import Eviction
 from pystorage.layers.redis import DEFAULT_PREFIX
 from pystorage.storage import Storage
@@ -348,9 +349,7 @@ def _seconds(text: str, name: str) -> float:
     try:
         return positive_seconds(float(text) if plain else math.nan, name)
     except (ValueError, ConfigurationError):
-        raise ConfigurationError(
-            f"{name}= must be a finite number of seconds above 0, not {text!r}"
-        ) from None
+        raise ttl_error(f"{name}=", text) from None
 
 
 def _count(text: str, name: str) -> int:

@@ -270,7 +270,10 @@ def test_writers_killed_at_random_never_tear_an_entry(
     began = time.monotonic()
     writers = Writers(stack, folder)
     try:
-        for _ in range(scale):
+        # At least ``scale`` kills, and more until some value was there to check: on a
+        # loaded machine a writer can be killed before its first write, ten times in a row.
+        deadline = time.monotonic() + 120
+        while tally.kills < scale or (tally.values_checked == 0 and time.monotonic() < deadline):
             writer = writers.start_next()
             time.sleep(rng.uniform(*DELAY))  # a random moment, not a synchronisation
             kill(writer)

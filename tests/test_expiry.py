@@ -224,7 +224,9 @@ def test_stats_name_expirations_before_the_first_one(clock: FakeClock) -> None:
 def test_a_misconfigured_expiry_says_what_is_wrong(clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Expiry(0)
-    assert str(caught.value) == "ttl must be a finite positive number or None"
+    assert str(caught.value) == (
+        "ttl must be a finite number of seconds above 0 and at most 3155760000 (100 years), not 0"
+    )
 
     class Forgetful(Memory):  # a backend of the user's that keeps no deadlines
         supports_ttl = False

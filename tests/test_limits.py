@@ -166,17 +166,52 @@ def test_a_limit_over_sqlite_is_enforced_in_sql_and_leaves_the_stack(tmp_path: P
     assert other.stats()["evictions"] == 1
 
 
-def test_a_tier_cannot_sit_above_an_sqlite_that_evicts(tmp_path: Path) -> None:
-    bounded = SQLite(tmp_path / "cache.db")
-    with pytest.raises(ConfigurationError, match="Tier cannot sit above SQLite"):
-        Storage(Tier(LRU(4)), Codec("pickle"), CountLimit(10), bounded)
-    # Above the Tier, the limit stays a layer and evicts through the front too.
-    storage = Storage(CountLimit(2), Tier(LRU(4)), Codec("pickle"), SQLite(tmp_path / "other.db"))
-    assert isinstance(storage.layers[0], CountLimit)
+@pytest.mark.parametrize("tier_first", [True, False], ids=["tier-above", "limit-above"])
+def test_a_tier_over_an_sqlite_that_evicts_drops_what_it_evicts(
+    tmp_path: Path, tier_first: bool
+) -> None:
+    # The database tells the keys its writes evict, and they leave the front too: a limit
+    # below the Tier or above it is kept in SQL either way (issue 17 item 2: above it, it
+    # stayed a per-process layer, and processes together went over the bound).
+    if tier_first:
+        layers: list[Layer] = [Tier(LRU(4)), Codec("pickle"), CountLimit(2)]
+    else:
+        layers = [CountLimit(2), Tier(LRU(4)), Codec("pickle")]
+    storage = Storage(*layers, SQLite(tmp_path / "cache.db"))
+    assert [type(layer).__name__ for layer in storage.layers] == ["Tier", "Codec", "SQLite"]
     storage.set_many({"a": 1, "b": 2})
     storage["c"] = 3
     assert sorted(storage) == ["b", "c"]
     assert storage.get("a") is None
+    assert storage.stats()["evictions"] == 1
+
+
+class _EvictWhileReading(Wrapper):
+    """Runs ``during`` (once) after a read below has found its value, before it returns."""
+
+    during: Callable[[], None] | None = None
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        found = self._inner.get_with_ttl(key)
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+        return found
+
+
+def test_a_read_through_that_began_before_an_eviction_keeps_nothing_in_front(
+    tmp_path: Path,
+) -> None:
+    tier = Tier(LRU(4))
+    below = _EvictWhileReading()
+    storage = Storage(
+        CountLimit(2, eviction="stored"), tier, below, Codec("pickle"), SQLite(tmp_path / "c.db")
+    )
+    storage.set_many({"a": 1, "b": 2})
+    tier.front.clear()
+    below.during = lambda: storage.__setitem__("c", 3)  # evicts "a" once it was read
+    assert storage["a"] == 1  # read before the eviction: right then
+    assert storage.get("a") is None and sorted(storage) == ["b", "c"]
 
 
 def test_two_limits_over_one_sqlite_must_evict_in_one_order(tmp_path: Path) -> None:

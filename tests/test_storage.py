@@ -58,7 +58,7 @@ def test_ttl_on_a_backend_without_deadlines_is_refused_not_ignored() -> None:
     with pytest.raises(UnsupportedError):
         storage.set_many({"k": 1}, ttl=5)
     assert "k" not in storage
-    with pytest.raises(ConfigurationError, match="positive"):
+    with pytest.raises(ConfigurationError, match="above 0"):
         storage.set("k", 1, ttl=-1)
     storage.set("k", 1)
     assert storage["k"] == 1

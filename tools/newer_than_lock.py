@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+#: What a new venv comes with, not what the project asks for.
+VENV_OWN = {"pip", "setuptools", "pystorage-layers"}
 PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[^]]*\])?==([^\s;]+)")
 
 
@@ -26,7 +28,7 @@ def main() -> None:
     changed = [
         f"  {name}: {locked.get(name, 'not in the lock')} -> {version}"
         for name, version in sorted(installed.items())
-        if locked.get(name) != version and name != "pystorage-layers"
+        if locked.get(name) != version and name not in VENV_OWN
     ]
     print(f"newer than {sys.argv[1]}: {len(changed)} package(s)")
     print("\n".join(changed))

@@ -91,6 +91,11 @@ class OffLoop(AsyncLayer):
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         return self.backend.take_bound(measure, bound, eviction)
 
+    @property
+    def watch_evictions(self) -> Callable[[Callable[[list[str]], None]], None] | None:
+        """The backend's, for a ``Tier`` above (None if it tells no evictions)."""
+        return getattr(self.backend, "watch_evictions", None)
+
     def counters(self) -> dict[str, int]:
         return self.backend.counters()
 

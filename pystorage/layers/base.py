@@ -37,6 +37,31 @@ class _Absent:
 #: What ``modify`` hands its ``change`` for a key with no live entry.
 ABSENT: Final = _Absent()
 
+#: The longest TTL a stack takes, in seconds: 100 years of 365.25 days. One bound for
+#: every backend, checked before anything is written, so that a TTL one backend cannot
+#: hold never passes the check and fails at each write: Redis takes milliseconds as a
+#: signed 64-bit number added to its clock (``1e300`` seconds failed every write),
+#: while Files, S3 and SQLite keep a float deadline that stays exact to the microsecond
+#: this far out. A cache entry meant to outlive that has no TTL.
+MAX_TTL: Final = 3_155_760_000
+
+
+def checked_ttl(value: object, name: str = "ttl") -> float:
+    """``value`` if it is a TTL every backend holds: a number of seconds above 0 and at
+    most ``MAX_TTL``; else the one ``ConfigurationError`` that every check of a TTL
+    raises (``Expiry(ttl)``, ``set(..., ttl=)``, presets, URLs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TTL:
+        raise ttl_error(name, value)
+    return value
+
+
+def ttl_error(name: str, value: object) -> ConfigurationError:
+    """The error for a TTL (named ``name``) that is not ``checked_ttl``'s."""
+    return ConfigurationError(
+        f"{name} must be a finite number of seconds above 0 and at most {MAX_TTL} "
+        f"(100 years), not {value!r}"
+    )
+
 
 class LockTable(Generic[Slot, AnyLock]):
     """Locks by slot, each kept while anyone holds or waits for it, then forgotten.

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
 from pystorage.errors import ConfigurationError
-from pystorage.layers.base import Layer, Wrapper, stack_from
+from pystorage.layers.base import Layer, Wrapper, checked_ttl, stack_from
 
 
 def _optional_ttl(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
-    ):
-        raise ConfigurationError(f"{attribute.name} must be a finite positive number or None")
+    if value is not None:
+        checked_ttl(value, attribute.name)
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +88,10 @@ _UNBOUNDED = float("inf")
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Reads whose use is written in one transaction at most (with eviction by use).
 _USES_BATCH = 1000
+#: Keys whose last read is kept, at most, while another connection holds the write lock
+#: and the uses cannot be written: beyond it, the reads longest ago are forgotten (their
+#: keys keep the place in the order of use that the database last recorded for them).
+_USES_KEPT = 10 * _USES_BATCH
 _USED = "UPDATE uses SET used = (SELECT max(used) + 1 FROM uses) WHERE key = ?"
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
@@ -110,13 +115,25 @@ def _decoded(stored: bytes) -> str:
     return stored.decode("utf-8", "surrogatepass")
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` says that another connection holds a lock (SQLITE_BUSY, or
+    SQLITE_LOCKED within a process): nothing wrong, only not now."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message before
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+    return str(exc).startswith(("database is locked", "database table is locked"))
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class SQLite(Backend):
     """Stores every entry as a row of one SQLite database file ``path``, in WAL mode.
 
     Each thread of each process has its own connection (a child after ``fork()`` opens
     new ones and never touches its parent's). Writers that find the database locked wait
-    up to ``timeout`` seconds, then fail with ``BackendError``. ``synchronous="NORMAL"``
+    up to ``timeout`` seconds, then fail with ``BackendError``. Readers never wait: the
+    writes a read may do (removing the expired rows it met, recording uses for a limit)
+    are tried once without waiting, and left to a later read or write when another
+    connection holds the write lock. ``synchronous="NORMAL"``
     (the default) keeps every committed write across a crash of the process, and may
     lose the last ones on a power loss; ``"FULL"`` keeps them across a power loss too.
 
@@ -155,6 +172,12 @@ class SQLite(Backend):
     _eviction: str | None = attrs.field(default=None, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
     _uses: list[bytes] = attrs.field(factory=list, init=False, repr=False)
+    # The length of ``_uses`` at which a read tries to write them.
+    _uses_due: int = attrs.field(factory=lambda: _USES_BATCH, init=False, repr=False)
+    # Told the keys that writes of this object evicted (a Tier drops them from its front).
+    _eviction_watchers: list[weakref.WeakMethod[Callable[[list[str]], None]]] = attrs.field(
+        factory=list, init=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -277,6 +300,7 @@ class SQLite(Backend):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._uses = []
+        self._uses_due = _USES_BATCH
 
     @contextmanager
     def _session(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -292,9 +316,45 @@ class SQLite(Backend):
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it is committed, or none of it. Reads noted for
         eviction by use are written first: they came before this write, so they must not
-        make its entry the least recently used (and evict it as it is written)."""
+        make its entry the least recently used (and evict it as it is written). Once it
+        is committed, the watchers of evictions are told the keys it evicted."""
         with self._session(action) as db:
             db.execute("BEGIN IMMEDIATE")
+            evicted: list[bytes] = []
+            self._local.evicted = evicted
+            try:
+                self._write_uses(db)
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        if evicted:
+            names = [_decoded(stored) for stored in evicted]
+            for watching in self._eviction_watchers:
+                watcher = watching()
+                if watcher is not None:  # else its stack is gone
+                    watcher(names)
+
+    @contextmanager
+    def _transaction_now(self, action: str) -> Iterator[sqlite3.Connection | None]:
+        """A write transaction for the book-keeping of a read: it yields None at once,
+        having written nothing, when another connection holds the write lock, so that a
+        read never waits for a writer (nor fails because of one)."""
+        with self._session(action) as db:
+            db.execute("PRAGMA busy_timeout = 0")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                began = True
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                began = False
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {round(self.timeout * 1000)}")
+            if not began:
+                yield None
+                return
             try:
                 self._write_uses(db)
                 yield db
@@ -478,9 +538,11 @@ class SQLite(Backend):
         return counts
 
     def close(self) -> None:
-        """Close this process's connections; a later call opens new ones."""
-        if self._uses:  # reads not yet recorded for eviction by use
-            with self._transaction("record uses"):
+        """Close this process's connections; a later call opens new ones. Reads not yet
+        recorded for eviction by use are written if the database is free, and forgotten if
+        another connection holds the write lock (the order of use lags by them)."""
+        if self._uses:
+            with self._transaction_now("record uses"):
                 pass
         with self._lock:
             mine, self._mine = self._mine, []
@@ -507,8 +569,20 @@ class SQLite(Backend):
 
     @property
     def removes_entries(self) -> bool:  # type: ignore[override]
-        """Whether this database evicts: a ``Tier`` cannot sit above one that does."""
+        """Whether this database evicts: a ``Tier`` linked above it then is refused (one
+        linked before it took a bound watches its evictions instead)."""
         return bool(self._bounds)
+
+    def watch_evictions(self, watcher: Callable[[list[str]], None]) -> None:
+        """Call ``watcher`` with the keys that each write of this object evicted to keep a
+        bound, once the write is committed: a ``Tier`` above drops them from its front,
+        so it never serves what the database evicted. Evictions by writes of other
+        ``SQLite`` objects (other processes) are not told here: to this one they are
+        writes of another process, as any other. ``watcher`` is a bound method, held
+        weakly: a stack dropped is no longer told."""
+        watching = weakref.WeakMethod(watcher)
+        if watching not in self._eviction_watchers:
+            self._eviction_watchers.append(watching)
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         """Enforce the bound of a ``CountLimit``/``SizeLimit`` in SQL: each write and its
@@ -556,24 +630,37 @@ class SQLite(Backend):
             size -= length
         rows.close()
         db.executemany("DELETE FROM entries WHERE key = ?", victims)
+        self._local.evicted.extend(name for (name,) in victims)
         with self._lock:
             self._evictions += len(victims)
 
     def _record_use(self, stored: list[bytes]) -> None:
         """Note reads for eviction by use. They are written in batches, first in the next write
         transaction of this object or every ``_USES_BATCH`` reads: a write per read would
-        cost a read 6-10 times more (measured here), and the order may lag that much."""
+        cost a read 6-10 times more (measured here), and the order may lag that much.
+
+        The read that fills a batch tries to write it without waiting; while another
+        connection holds the write lock, the uses are kept for a later try (the next
+        write's, or a read's ``_USES_BATCH`` reads later), the last read of at most
+        ``_USES_KEPT`` keys."""
         uses = self._uses
         uses.extend(stored)
-        if len(uses) >= _USES_BATCH:
-            with self._transaction("record uses"):
-                pass  # a transaction writes the uses noted first
+        if len(uses) < self._uses_due:
+            return
+        with self._transaction_now("record uses") as db:
+            if db is not None:
+                return  # the transaction wrote the uses noted first
+        with self._lock:
+            last_first = list(dict.fromkeys(reversed(self._uses)))[:_USES_KEPT]
+            self._uses = last_first[::-1]
+            self._uses_due = len(self._uses) + _USES_BATCH
 
     def _write_uses(self, db: sqlite3.Connection) -> None:
         """Within a write transaction: make the rows read since the last call the most
         recently used, in the order of their last read."""
         with self._lock:
             uses, self._uses = self._uses, []
+            self._uses_due = _USES_BATCH
         if uses:
             last_first = dict.fromkeys(reversed(uses))
             db.executemany(_USED, [(name,) for name in reversed(last_first)])
@@ -620,8 +707,12 @@ class SQLite(Backend):
 
     def _remove_expired(self, rows: list[tuple[bytes, float]]) -> None:
         """Delete those rows if they still hold the deadline judged: a row rewritten since
-        has another deadline (or none), and stays."""
-        with self._session("remove expired entries") as db:
+        has another deadline (or none), and stays. A read calls this: while another
+        connection holds the write lock, the rows stay for a later read, write or sweep
+        (no read returns them meanwhile)."""
+        with self._transaction_now("remove expired entries") as db:
+            if db is None:
+                return
             removed = 0
             for stored, deadline in rows:
                 removed += db.execute(

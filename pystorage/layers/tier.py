@@ -39,7 +39,9 @@ class Tier(Wrapper):
     overlapped a write of the same key keeps nothing in front, so it can never put back
     an older value. The layer below stays the truth: ``len``, iteration and ``in`` ask it, and
     batch reads do not fill the front. Put it below ``CountLimit`` and ``Expiry``, never
-    above: what they remove would still be served from the front.
+    above: what they remove would still be served from the front. Over a store that
+    keeps a limit's bound itself and tells its evictions (SQLite), the limit above hands
+    its bound down through the Tier, and each key evicted leaves the front too.
 
     Other processes writing the store below: where the store can tell that it changed
     (``Files``: a token its writes replace in the lock file; ``SQLite``: ``PRAGMA
@@ -75,7 +77,7 @@ class Tier(Wrapper):
 
     def link(self, inner: Layer) -> None:
         for below in stack_from(inner):
-            if below.removes_entries:
+            if below.removes_entries and not self._watches(below):
                 raise ConfigurationError(
                     f"Tier cannot sit above {type(below).__name__}: entries it removes "
                     f"would still be read from the front. Put {type(below).__name__} above "
@@ -135,7 +137,31 @@ class Tier(Wrapper):
         return cap
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
-        return False  # entries evicted below would still be served from the front
+        """Hand a limit's bound down to the store only if it tells which keys its writes
+        evict (SQLite): they leave the front as they leave the store, so the front never
+        serves what was evicted, and the bound is the store's, shared by processes.
+        Otherwise the limit stays a layer above: what the store evicted behind the
+        front's back would still be served from it."""
+        bottom = list(stack_from(self._inner))[-1]
+        if not self._watches(bottom):
+            return False
+        return self._inner.take_bound(measure, bound, eviction)
+
+    def _watches(self, below: Layer) -> bool:
+        """Whether ``below`` tells the keys it evicts; if so, they leave the front too."""
+        watch_evictions = getattr(below, "watch_evictions", None)
+        if watch_evictions is None:
+            return False
+        watch_evictions(self._evicted)
+        return True
+
+    def _evicted(self, keys: list[str]) -> None:
+        """Keys that a write evicted below, once it is committed: the front forgets them,
+        and a read-through of one that began before keeps nothing (it may have read the
+        row before it went)."""
+        with self._lock:
+            self._bump(keys)
+            self.front.delete_many(keys)
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
         if self.front.accepts == "bytes" and above != "bytes":
