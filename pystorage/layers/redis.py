@@ -75,6 +75,10 @@ class Redis(Backend):
     #: With ``prefix=""``: yes, every string key of this database is an entry of this
     #: storage, and ``clear()`` deletes them all.
     whole_database: bool = attrs.field(default=False, kw_only=True)
+    #: In an ``AsyncStorage``: how long a task waits for a free connection of the
+    #: clients PyStorage makes when all ``max_connections`` are in use, before a
+    #: ``BackendError`` (None: the ``timeout=`` of a redis:// URL, else 20 seconds).
+    pool_timeout: float | None = attrs.field(default=None, kw_only=True)
     #: Whether this object made its client (and closes it): from ``url``, or given a
     #: client made for it (the async twin of a Redis).
     owned: bool = attrs.field(default=False, kw_only=True, repr=False)
@@ -101,13 +105,24 @@ class Redis(Backend):
         if self.url is not None:
             self.client = redis.Redis.from_url(self.url)
             self.owned = True
-        self._cluster = isinstance(self.client, redis.cluster.RedisCluster) or (
-            # The cluster client of redis.asyncio (or a subclass), for the async twin.
-            _is_from(self.client, "redis.asyncio.cluster", "RedisCluster")
+        if self.pool_timeout is not None and not 0 < self.pool_timeout < float("inf"):
+            raise ConfigurationError(
+                "pool_timeout must be a finite positive number of seconds, "
+                f"not {self.pool_timeout!r}"
+            )
+        # The async twin's clients, one per event loop, are made after a template.
+        probe = (
+            getattr(self.client, "template", self.client)
+            if _is_from(self.client, "pystorage.aio.clients", "LoopClients")
+            else self.client
         )
-        self._decodes = _decodes_responses(self.client)
+        self._cluster = isinstance(probe, redis.cluster.RedisCluster) or (
+            # The cluster client of redis.asyncio (or a subclass), for the async twin.
+            _is_from(probe, "redis.asyncio.cluster", "RedisCluster")
+        )
+        self._decodes = _decodes_responses(probe)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
-        self._endpoint = _describe(self.client)  # never the URL: it may hold a password
+        self._endpoint = _describe(probe)  # never the URL: it may hold a password
         # A cluster with no reachable node raises RedisClusterException, not a RedisError.
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
         self._watch_error = redis.WatchError
@@ -125,6 +140,14 @@ class Redis(Backend):
         return any(
             kind.__module__.startswith("redis.asyncio.") for kind in type(self.client).__mro__
         )
+
+    def connection_wait(self) -> float:
+        """How long an async task waits for a free connection (see ``pool_timeout``)."""
+        if self.pool_timeout is not None:
+            return self.pool_timeout
+        pool = getattr(self.client, "connection_pool", None)
+        given = pool.connection_kwargs.get("timeout") if pool is not None else None
+        return float(given) if isinstance(given, (int, float)) and given > 0 else 20.0
 
     def _name(self, key: str) -> bytes:
         if type(key) is not str:
