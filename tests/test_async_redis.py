@@ -186,3 +186,22 @@ def test_a_task_that_waits_too_long_for_a_connection_says_so(
         await storage.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_memoize_takes_its_redis_lock_in_each_event_loop(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    storage = _storage(kind, request)
+    calls: list[int] = []
+
+    @storage.memoize()
+    async def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    assert asyncio.run(square(2)) == 4  # a miss: the Redis lock of this loop's client
+    assert asyncio.run(square(3)) == 9  # another loop: a lock of its own client
+    assert _in_thread(lambda: asyncio.run(square(4))) == 16
+    assert asyncio.run(square(2)) == 4
+    assert calls == [2, 3, 4]
