@@ -303,7 +303,7 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
                 gate=_per_node(backend.client) if backend.client_is_cluster else None,
                 wait=wait,
             )
-        return twins.AsyncRedis(
+        twin = twins.AsyncRedis(
             client=clients,
             prefix=backend.prefix,
             lock_timeout=backend.lock_timeout,
@@ -311,6 +311,10 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
             pool_timeout=backend.pool_timeout,
             owned=backend.owned if given else True,
         )
+        # The bounds that the limits of a Storage handed to it (those limits left its stack).
+        for measure, bound in backend.bounds.items():
+            twin.take_bound(measure, bound, str(backend.eviction))  # type: ignore[arg-type]
+        return twin
     return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
 
 
