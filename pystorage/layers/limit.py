@@ -55,7 +55,7 @@ class Limit(Wrapper):
     eviction: Eviction = attrs.field(default="used", kw_only=True, validator=an_order)
     #: Accept a bound kept by each process apart over a store that processes share and
     #: that cannot keep it (S3, a Redis Cluster): N processes may store N times the bound.
-    per_process: bool = attrs.field(default=False, kw_only=True)
+    per_process: bool = attrs.field(default=False, kw_only=True, repr=False)
     # Each key with the stamp of its last entry in the index: a read that misses forgets
     # a key only if it entered before the read began (not if a write put it back since).
     _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
