@@ -42,13 +42,22 @@ def test_the_corpus_is_large() -> None:
     assert len(CORPUS) >= 100
 
 
+def _decoded(name: bytes) -> str:
+    """A Redis name as text: a name that is not UTF-8 (the books of a limit, memoize's
+    locks, under a storage's prefix) is never a key; its other bytes stay readable."""
+    try:
+        return name.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return name.decode("utf-8", "surrogateescape")
+
+
 def _everything(storage: Storage, root: Path) -> tuple[set[str], str]:
     """Every name in the storage's whole world (the Redis database, the bucket, the test's
     folder), and the part of it that belongs to this storage."""
     backend: Any = storage.layers[-1]
     if hasattr(backend, "prefix"):  # Redis
         names = backend.client.scan_iter(count=1000)
-        return {name.decode("utf-8", "surrogatepass") for name in names}, backend.prefix
+        return {_decoded(name) for name in names}, backend.prefix
     if hasattr(backend, "bucket"):  # S3
         pages = backend.client.get_paginator("list_objects_v2").paginate(Bucket=backend.bucket)
         objects = {item["Key"] for page in pages for item in page.get("Contents", [])}

@@ -99,6 +99,11 @@ class OffLoop(AsyncLayer):
     def counters(self) -> dict[str, int]:
         return self.backend.counters()
 
+    def bound_per_process(self) -> str | None:
+        """Why a limit above would be kept by each process apart (see ``Limit``)."""
+        why = getattr(self.backend, "bound_per_process", None)
+        return why() if why is not None else None
+
     def key_lock(self, key: str) -> AbstractAsyncContextManager[None]:
         """No lock across processes here: memoize's asyncio lock is the one in-process."""
         return nullcontext()

@@ -18,13 +18,21 @@ from pystorage.layers.expiry import Expiry
 from pystorage.layers.limit import Limit
 from pystorage.layers.redis import (
     _DELETE_STRINGS,
+    _DELETING,
+    _DROPPING,
+    _ENTERING,
     _GET_WITH_TTL,
+    _PRESENT,
+    _READING,
     _SCAN_BATCH,
+    _UNINDEXED,
+    _WRITING,
     Redis,
     _as_bytes,
     _glob_escape,
     _milliseconds,
     _optional_milliseconds,
+    _Script,
     _seconds_left,
     _wrong_type,
 )
@@ -181,7 +189,7 @@ class AsyncLayer:
         return above
 
 
-class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,unused-ignore]
+class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Wrapper``."""
 
     __slots__ = ()
@@ -267,7 +275,7 @@ class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,unused-ignore]
         (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
 
 
-class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,unused-ignore]
+class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Backend``."""
 
     __slots__ = ()
@@ -375,7 +383,7 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,unused-ignore]
         (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
 
 
-class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,unused-ignore]
+class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Codec``."""
 
     __slots__ = ()
@@ -451,7 +459,7 @@ class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         await self._inner.set_many(encoded, ttl)
 
 
-class AsyncSignedCodec(SignedCodec, AsyncCodec):  # type: ignore[misc,unused-ignore]
+class AsyncSignedCodec(SignedCodec, AsyncCodec):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``SignedCodec``."""
 
     __slots__ = ()
@@ -516,7 +524,7 @@ class AsyncSignedCodec(SignedCodec, AsyncCodec):  # type: ignore[misc,unused-ign
         await self._inner.set_many(encoded, ttl)
 
 
-class AsyncExpiry(Expiry, AsyncWrapper):  # type: ignore[misc,unused-ignore]
+class AsyncExpiry(Expiry, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Expiry``."""
 
     __slots__ = ()
@@ -534,7 +542,7 @@ class AsyncExpiry(Expiry, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         await self._inner.set_many(items, self.ttl if ttl is None else ttl)
 
 
-class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
+class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Limit``."""
 
     __slots__ = ()
@@ -743,7 +751,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,unused-ignore]
             self._install(OrderedDict.fromkeys(below, self._stamp), below)
 
 
-class AsyncCountLimit(CountLimit, AsyncLimit):  # type: ignore[misc,unused-ignore]
+class AsyncCountLimit(CountLimit, AsyncLimit):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``CountLimit``."""
 
     __slots__ = ()
@@ -752,7 +760,7 @@ class AsyncCountLimit(CountLimit, AsyncLimit):  # type: ignore[misc,unused-ignor
         return [(key, 1) for key in await self._inner.keys_by_age()]
 
 
-class AsyncSizeLimit(SizeLimit, AsyncLimit):  # type: ignore[misc,unused-ignore]
+class AsyncSizeLimit(SizeLimit, AsyncLimit):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``SizeLimit``."""
 
     __slots__ = ()
@@ -761,7 +769,7 @@ class AsyncSizeLimit(SizeLimit, AsyncLimit):  # type: ignore[misc,unused-ignore]
         return await self._inner.sizes_by_age()
 
 
-class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
+class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Tier``."""
 
     __slots__ = ()
@@ -885,7 +893,7 @@ class AsyncTier(Tier, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         await self._inner.close()
 
 
-class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,unused-ignore]
+class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Stats``."""
 
     __slots__ = ()
@@ -949,12 +957,46 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,unused-ignore]
         self._add(deletes=len(keys))
 
 
-class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
+class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Redis``."""
 
     __slots__ = ()
 
+    async def _script(self, script: _Script, names: list[bytes], args: list[Any]) -> Any:  # type: ignore[override,unused-ignore]
+        """Run ``script`` in one round trip (EVALSHA; EVAL once if the server lacks it)."""
+        try:
+            return await self.client.evalsha(script.sha, len(names), *names, *args)
+        except self._no_script:
+            return await self.client.eval(script.source, len(names), *names, *args)
+
+    async def _booked_write(self, named: Mapping[bytes, Any], px: int | None, mode: bytes) -> bool:  # type: ignore[override,unused-ignore]
+        """Write through the books; False if ``add`` found the key."""
+        args = self._write_args(px, mode, named.values())
+        while True:
+            done = await self._script(_WRITING, [*self._books, *named], args)
+            if done != _UNINDEXED:
+                break
+            await self._enter_found()
+        if done == _PRESENT:
+            return False
+        self._evictions += int(done)
+        return True
+
+    async def _enter_found(self) -> None:  # type: ignore[override,unused-ignore]
+        """Enter the entries that the books do not list (written before them) as the
+        least recent, then mark the books ready: once per prefix, by whichever process
+        writes first (twice at worst: entering a name twice changes nothing)."""
+        batch: list[bytes] = []
+        async for key in self.keys():
+            batch.append(self._name(key))
+            if len(batch) == _SCAN_BATCH:
+                await self._script(_ENTERING, [*self._books, *batch], [b"more"])
+                batch = []
+        await self._script(_ENTERING, [*self._books, *batch], [b"last"])
+
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
+        if self._touches:
+            return await self._get_used(key)
         name = self._name(key)
         try:
             value = await self.client.get(name)
@@ -966,10 +1008,20 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
             raise KeyError(key)
         return _as_bytes(value)
 
-    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+    async def _get_used(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         name = self._name(key)
         try:
-            found = await self.client.eval(_GET_WITH_TTL, 1, name)
+            (value,) = await self._script(_READING, [self._books[0], self._books[2], name], [])
+        except self._errors as exc:
+            raise self._fail(f"read {key!r}", exc) from exc
+        if value is None:
+            raise KeyError(key)
+        return _as_bytes(value)
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+        names = self._ttl_names(self._name(key))
+        try:
+            found = await self.client.eval(_GET_WITH_TTL, len(names), *names)
         except self._errors as exc:
             raise self._fail(f"read {key!r}", exc) from exc
         if found is None or int(found[1]) == 0:
@@ -990,7 +1042,8 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.eval(_GET_WITH_TTL, 1, self._name(key))
+                    names = self._ttl_names(self._name(key))
+                    pipe.eval(_GET_WITH_TTL, len(names), *names)
                 replies = await pipe.execute()
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
@@ -1003,6 +1056,13 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         name = self._name(key)
+        if self._bounds:
+            self._check_sizes({key: value})
+            try:
+                await self._booked_write({name: value}, _optional_milliseconds(ttl), b"set")
+            except self._errors as exc:
+                raise self._fail(f"write {key!r}", exc) from exc
+            return
         try:
             if ttl is None:
                 await self.client.set(name, value)
@@ -1014,7 +1074,10 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         name = self._name(key)
         try:
-            removed = await self.client.eval(_DELETE_STRINGS, 1, name)
+            if self._bounds:
+                removed = await self._script(_DELETING, [*self._books, name], [])
+            else:
+                removed = await self.client.eval(_DELETE_STRINGS, 1, name)
         except self._errors as exc:
             raise self._fail(f"delete {key!r}", exc) from exc
         if not removed:
@@ -1023,6 +1086,9 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
     async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
         name = self._name(key)
         try:
+            if self._bounds:
+                self._check_sizes({key: value})
+                return await self._booked_write({name: value}, _optional_milliseconds(ttl), b"add")
             stored = await self.client.set(name, value, nx=True, px=_optional_milliseconds(ttl))
         except self._errors as exc:
             raise self._fail(f"add {key!r}", exc) from exc
@@ -1043,12 +1109,23 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
                                 raise
                             current = None
                         value = change(ABSENT if current is None else _as_bytes(current))
+                        if self._bounds:
+                            self._check_sizes({key: value})
                         pipe.multi()
-                        if current is None:
+                        if self._bounds:
+                            mode = b"set" if current is None else b"keep"
+                            args = self._write_args(px if current is None else None, mode, [value])
+                            pipe.eval(_WRITING.source, 5, *self._books, name, *args)
+                        elif current is None:
                             pipe.set(name, value, px=px)
                         else:
                             pipe.set(name, value, keepttl=True)
-                        await pipe.execute()
+                        (done,) = await pipe.execute()
+                        if self._bounds:
+                            if done == _UNINDEXED:
+                                await self._enter_found()
+                                continue
+                            self._evictions += int(done)
                         return value
                     except self._watch_error:
                         continue
@@ -1102,6 +1179,12 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
                 await self.delete_many(batch)
                 batch = []
         await self.delete_many(batch)
+        if self._bounds:
+            try:
+                while await self._script(_DROPPING, self._books, [_SCAN_BATCH]):
+                    pass
+            except self._errors as exc:
+                raise self._fail("clear the books", exc) from exc
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
         keys = list(keys)
@@ -1109,11 +1192,12 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
             return {}
         names = [self._name(key) for key in keys]
         try:
-            values = (
-                await self.client.mget_nonatomic(names)
-                if self._cluster
-                else await self.client.mget(names)
-            )
+            if self._touches:
+                values = await self._script(_READING, [self._books[0], self._books[2], *names], [])
+            elif self._cluster:
+                values = await self.client.mget_nonatomic(names)
+            else:
+                values = await self.client.mget(names)
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
         found = {key: value for key, value in zip(keys, values, strict=True) if value is not None}
@@ -1126,7 +1210,10 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
             return
         named = {self._name(key): value for key, value in items.items()}
         try:
-            if ttl is None and (not self._cluster):
+            if self._bounds:
+                self._check_sizes(items)
+                await self._booked_write(named, _optional_milliseconds(ttl), b"set")
+            elif ttl is None and (not self._cluster):
                 await self.client.mset(named)
             else:
                 pipe = self.client.pipeline(transaction=False)
@@ -1142,6 +1229,9 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,unused-ignore]
         if not names:
             return
         try:
+            if self._bounds:
+                await self._script(_DELETING, [*self._books, *names], [])
+                return
             if not self._cluster:
                 await self.client.eval(_DELETE_STRINGS, len(names), *names)
                 return

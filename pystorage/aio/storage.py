@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import inspect
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -48,12 +51,15 @@ class AsyncStorage:
     limit's index), off the loop.
     """
 
-    __slots__ = ("_prepared", "_preparing", "layers", "top")
+    __slots__ = ("_prepared", "_preparing", "_preparing_lock", "layers", "top")
 
     top: AsyncLayer
     layers: tuple[Any, ...]
     _prepared: bool
-    _preparing: asyncio.Future[None] | None
+    # A future of any thread: tasks of other event loops (other threads) wait for the
+    # one preparation too, which an asyncio future of the loop that runs it cannot do.
+    _preparing: concurrent.futures.Future[None] | None
+    _preparing_lock: threading.Lock
 
     def __init__(self, *layers: Layer | Storage) -> None:
         if not layers:
@@ -67,6 +73,7 @@ class AsyncStorage:
         assert isinstance(built, AsyncLayer)  # every layer of the stack is an async one
         self.top = built
         self._preparing = None
+        self._preparing_lock = threading.Lock()
         self._prepared = False
 
     def __repr__(self) -> str:
@@ -74,14 +81,18 @@ class AsyncStorage:
 
     async def _ready(self) -> AsyncLayer:
         """The top layer, once every layer has read what it needs (the first time only)."""
-        preparing = self._preparing
-        # A preparation that failed, or was cancelled with the loop that ran it, is tried
-        # again: else its error (or a CancelledError) would answer every later operation.
-        if preparing is None or (
-            preparing.done() and (preparing.cancelled() or preparing.exception() is not None)
-        ):
-            preparing = self._preparing = asyncio.ensure_future(self._prepare())
-        await asyncio.shield(preparing)
+        with self._preparing_lock:
+            preparing = self._preparing
+            # A preparation that failed, or was cancelled with the loop that ran it, is
+            # tried again: else its error (or a CancelledError) would answer every later
+            # operation.
+            if preparing is None or (
+                preparing.done() and (preparing.cancelled() or preparing.exception() is not None)
+            ):
+                preparing = self._preparing = concurrent.futures.Future()
+                task = asyncio.ensure_future(self._prepare())
+                task.add_done_callback(functools.partial(_settle, preparing))
+        await asyncio.shield(asyncio.wrap_future(preparing))
         self._prepared = True
         return self.top
 
@@ -232,6 +243,16 @@ class AsyncStorage:
         await self.aclose()
 
 
+def _settle(future: concurrent.futures.Future[None], task: asyncio.Future[None]) -> None:
+    """Hand the outcome of a preparation to the tasks of every loop that wait for it."""
+    if task.cancelled():
+        future.cancel()
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(None)
+
+
 def _twin(layer: Layer | Storage) -> Layer:
     """A new async twin of a sync wrapper layer, configured alike."""
     if not isinstance(layer, Wrapper):
@@ -266,16 +287,34 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
         )
     if isinstance(backend, Redis):
         # A redis.asyncio client (a cluster's too) is used as given, with every option its
-        # owner built it with, and left open for them, as the sync layer does with a
-        # client. A sync one is copied into an async client of the same server or nodes.
+        # owner built it with, on the event loop that first uses it, and left open for
+        # them, as the sync layer does with a client. A sync one is the template of an
+        # async client per event loop, to the same server or nodes.
+        from pystorage.aio.clients import LoopClients
+
         given = backend.client_is_async
-        return twins.AsyncRedis(
-            client=backend.client if given else _async_client(backend.client),
+        if given:
+            clients = LoopClients.given(backend.client)
+        else:
+            wait = backend.connection_wait()
+            clients = LoopClients(
+                backend.client,
+                functools.partial(_async_client, backend.client, wait),
+                gate=_per_node(backend.client) if backend.client_is_cluster else None,
+                wait=wait,
+            )
+        twin = twins.AsyncRedis(
+            client=clients,
             prefix=backend.prefix,
             lock_timeout=backend.lock_timeout,
             whole_database=backend.whole_database,
+            pool_timeout=backend.pool_timeout,
             owned=backend.owned if given else True,
         )
+        # The bounds that the limits of a Storage handed to it (those limits left its stack).
+        for measure, bound in backend.bounds.items():
+            twin.take_bound(measure, bound, str(backend.eviction))  # type: ignore[arg-type]
+        return twin
     return OffLoop(backend, threads=not isinstance(backend, IN_MEMORY))
 
 
@@ -291,10 +330,21 @@ def _accepted(kind: type, options: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in options.items() if name in names}
 
 
-def _async_client(client: Any) -> Any:
-    """A redis.asyncio client to the server of a redis-py one, with its options."""
+def _per_node(client: Any) -> int:
+    """The connections per node of the async twin of a sync cluster client."""
+    import redis.asyncio.cluster
+
+    options = _accepted(redis.asyncio.cluster.RedisCluster, client.get_connection_kwargs())
+    return int(options.get("max_connections") or 100)
+
+
+def _async_client(client: Any, wait: float) -> Any:
+    """A redis.asyncio client to the server of a redis-py one, with its options; a burst
+    of tasks waits up to ``wait`` seconds for one of its connections."""
     import redis.asyncio
     import redis.asyncio.cluster
+
+    from pystorage.aio.clients import WaitingPool
 
     if not hasattr(client, "connection_pool"):  # a cluster: the same nodes and options
         options = _accepted(redis.asyncio.cluster.RedisCluster, client.get_connection_kwargs())
@@ -306,7 +356,10 @@ def _async_client(client: Any) -> Any:
     kind = getattr(redis.asyncio.connection, pool.connection_class.__name__)
     options = _accepted(kind, pool.connection_kwargs)
     return redis.asyncio.Redis(
-        connection_pool=redis.asyncio.ConnectionPool(
-            connection_class=kind, max_connections=pool.max_connections, **options
+        connection_pool=WaitingPool(
+            connection_class=kind,
+            max_connections=pool.max_connections,
+            timeout=wait,
+            **options,
         )
     )

@@ -11,7 +11,7 @@ import attrs
 
 from pystorage import _fork
 from pystorage.errors import ConfigurationError, ValueTooLargeError
-from pystorage.layers.base import Layer, Wrapper
+from pystorage.layers.base import Layer, Wrapper, stack_from
 
 #: Which entries go first: the least recently used, or the least recently stored.
 Eviction = Literal["used", "stored"]
@@ -53,6 +53,9 @@ class Limit(Wrapper):
     removes_entries: ClassVar[bool] = True
 
     eviction: Eviction = attrs.field(default="used", kw_only=True, validator=an_order)
+    #: Accept a bound kept by each process apart over a store that processes share and
+    #: that cannot keep it (S3, a Redis Cluster): N processes may store N times the bound.
+    per_process: bool = attrs.field(default=False, kw_only=True, repr=False)
     # Each key with the stamp of its last entry in the index: a read that misses forgets
     # a key only if it entered before the read began (not if a write put it back since).
     _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
@@ -93,6 +96,19 @@ class Limit(Wrapper):
     def link(self, inner: Layer) -> None:
         super().link(inner)
         self._handed_down = inner.take_bound(self.measure, self.bound, self.eviction)
+        if not self._handed_down and not self.per_process:
+            # A store shared by processes that cannot keep the bound says why (the
+            # backend's bound_per_process): refused, unless per_process=True accepts it.
+            *_, backend = stack_from(inner)
+            ask = getattr(backend, "bound_per_process", None)
+            why = ask() if ask is not None else None
+            if why:
+                raise ConfigurationError(
+                    f"{type(self).__name__} would be a bound per process here, not one "
+                    f"bound shared by the processes that use this store: {why}. Pass "
+                    "per_process=True to accept that (N processes may then store up "
+                    "to N times the bound)"
+                )
 
     def prepare(self) -> None:
         with self._inner.exclusive():

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.limit import too_large
 
 _SCAN_BATCH = 1000
 #: Where a storage keeps its entries when it is given no prefix.
@@ -22,9 +24,13 @@ _ASIDE = b"\xff"
 # Deletes those of its keys that hold strings, and only those: a key of another type is
 # never an entry. Atomic, so a key cannot change type between the check and the delete.
 # A value and the milliseconds it has left, read at one instant (-1: no expiry).
+# With KEYS[2] and KEYS[3] (the books' order and totals), the read is a use.
 _GET_WITH_TTL = """
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then
     return nil
+end
+if KEYS[2] then
+    redis.call('ZADD', KEYS[2], 'XX', redis.call('HINCRBY', KEYS[3], 'clock', 1), KEYS[1])
 end
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 """
@@ -37,6 +43,174 @@ for _, name in ipairs(KEYS) do
 end
 return deleted
 """
+
+
+# -- a bound kept by the server (take_bound) -----------------------------------------------
+# Four records beside the entries (their names hold _ASIDE: never entries) keep the books
+# of every entry of a prefix: "order", a sorted set of the entries' names by their last
+# write (or use: eviction="used"); "sizes", a hash of each one's bytes; "totals", a hash
+# with the total of those bytes, the clock that orders writes and uses, and "ready" once
+# the entries written before the books were entered; "deadlines", a sorted set of the
+# entries' deadlines (server milliseconds). Each script below is one round trip, and
+# keeps the books and the entries in step atomically.
+_BOOKS = r"""
+local order, sizes, totals, deadlines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local function now()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function forget(name)
+    local size = redis.call('HGET', sizes, name)
+    if size then
+        redis.call('HINCRBY', totals, 'bytes', -tonumber(size))
+        redis.call('HDEL', sizes, name)
+    end
+    redis.call('ZREM', order, name)
+    redis.call('ZREM', deadlines, name)
+end
+local function enter(name, size, px, keep)
+    local old = redis.call('HGET', sizes, name)
+    redis.call('HSET', sizes, name, size)
+    redis.call('HINCRBY', totals, 'bytes', size - tonumber(old or '0'))
+    redis.call('ZADD', order, redis.call('HINCRBY', totals, 'clock', 1), name)
+    if px > 0 then
+        redis.call('ZADD', deadlines, now() + px, name)
+    elseif not keep then
+        redis.call('ZREM', deadlines, name)
+    end
+end
+-- Evict until within the bounds (-1: none): expired entries first (their books are
+-- stale: Redis removed them), then the least recent. Returns the live entries evicted.
+local function trim(most_entries, most_bytes)
+    local evicted = 0
+    while true do
+        local count = redis.call('ZCARD', order)
+        local size = tonumber(redis.call('HGET', totals, 'bytes') or '0')
+        if (most_entries < 0 or count <= most_entries)
+            and (most_bytes < 0 or size <= most_bytes) then
+            return evicted
+        end
+        local victim = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now(), 'LIMIT', 0, 1)[1]
+        if not victim then
+            victim = redis.call('ZRANGE', order, 0, 0)[1]
+            if not victim then return evicted end
+            if redis.call('TYPE', victim).ok == 'string' then
+                evicted = evicted + redis.call('DEL', victim)
+            end
+        elseif redis.call('TYPE', victim).ok == 'string' then
+            redis.call('DEL', victim)
+        end
+        forget(victim)
+    end
+end
+"""
+# KEYS: the books, then the names to write; ARGV: the bounds, PX (0: none), the mode
+# ("set", "add": only where no live key is; "keep": the deadline stays), the values.
+# Returns the entries evicted, -1 if the books are not ready, -2 if "add" found the key.
+_WRITE = (
+    _BOOKS
+    + r"""
+if redis.call('HEXISTS', totals, 'ready') == 0 then return -1 end
+local px, mode = tonumber(ARGV[3]), ARGV[4]
+for i = 5, #KEYS do
+    local name, value = KEYS[i], ARGV[i]
+    if mode == 'add' and redis.call('EXISTS', name) == 1 then return -2 end
+    if mode == 'keep' then
+        redis.call('SET', name, value, 'KEEPTTL')
+    elseif px > 0 then
+        redis.call('SET', name, value, 'PX', px)
+    else
+        redis.call('SET', name, value)
+    end
+    enter(name, #value, px, mode == 'keep')
+end
+return trim(tonumber(ARGV[1]), tonumber(ARGV[2]))
+"""
+)
+# KEYS: the books, then names: deletes those that hold strings, forgets them all.
+_DELETE_BOOKED = (
+    _BOOKS
+    + r"""
+local deleted = 0
+for i = 5, #KEYS do
+    if redis.call('TYPE', KEYS[i]).ok == 'string' then
+        deleted = deleted + redis.call('DEL', KEYS[i])
+    end
+    forget(KEYS[i])
+end
+return deleted
+"""
+)
+# KEYS: the books: deletes (and forgets) up to ARGV[1] of the entries they list.
+_DROP_BOOKED = (
+    _BOOKS
+    + r"""
+local names = redis.call('ZRANGE', order, 0, tonumber(ARGV[1]) - 1)
+for _, name in ipairs(names) do
+    if redis.call('TYPE', name).ok == 'string' then redis.call('DEL', name) end
+    forget(name)
+end
+return #names
+"""
+)
+# KEYS: the books, then names found by a SCAN: enters those that are strings and not in
+# the books yet as the least recent entries (the entries written before the books).
+_ENTER_FOUND = (
+    _BOOKS
+    + r"""
+for i = 5, #KEYS do
+    local name = KEYS[i]
+    if redis.call('TYPE', name).ok == 'string' and not redis.call('ZSCORE', order, name) then
+        local size = redis.call('STRLEN', name)
+        redis.call('HSET', sizes, name, size)
+        redis.call('HINCRBY', totals, 'bytes', size)
+        redis.call('ZADD', order, 0, name)
+        local left = redis.call('PTTL', name)
+        if left > 0 then redis.call('ZADD', deadlines, now() + left, name) end
+    end
+end
+if ARGV[1] == 'last' then redis.call('HSET', totals, 'ready', 1) end
+return 0
+"""
+)
+# KEYS: order, totals, then names; the values of those names that hold strings, each
+# recorded as used (eviction="used").
+_GET_USED = r"""
+local found = {}
+local clock = redis.call('HINCRBY', KEYS[2], 'clock', 1)
+for i = 3, #KEYS do
+    local value = redis.pcall('GET', KEYS[i])
+    if type(value) == 'string' then
+        redis.call('ZADD', KEYS[1], 'XX', clock, KEYS[i])
+        found[i - 2] = value
+    else
+        found[i - 2] = false
+    end
+end
+return found
+"""
+
+
+@attrs.frozen
+class _Script:
+    """A Lua script, run by its SHA1 (EVALSHA) once the server has it."""
+
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _hash(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+_WRITING = _Script(_WRITE)
+_DELETING = _Script(_DELETE_BOOKED)
+_DROPPING = _Script(_DROP_BOOKED)
+_ENTERING = _Script(_ENTER_FOUND)
+_READING = _Script(_GET_USED)
+_UNINDEXED = -1
+_PRESENT = -2
+_NO_BOUND = -1
 
 
 def _glob_escape(text: bytes) -> bytes:
@@ -75,6 +249,10 @@ class Redis(Backend):
     #: With ``prefix=""``: yes, every string key of this database is an entry of this
     #: storage, and ``clear()`` deletes them all.
     whole_database: bool = attrs.field(default=False, kw_only=True)
+    #: In an ``AsyncStorage``: how long a task waits for a free connection of the
+    #: clients PyStorage makes when all ``max_connections`` are in use, before a
+    #: ``BackendError`` (None: the ``timeout=`` of a redis:// URL, else 20 seconds).
+    pool_timeout: float | None = attrs.field(default=None, kw_only=True)
     #: Whether this object made its client (and closes it): from ``url``, or given a
     #: client made for it (the async twin of a Redis).
     owned: bool = attrs.field(default=False, kw_only=True, repr=False)
@@ -84,6 +262,14 @@ class Redis(Backend):
     _endpoint: str = attrs.field(init=False, repr=False)
     _errors: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
     _watch_error: type[Exception] = attrs.field(init=False, repr=False)
+    _no_script: type[Exception] = attrs.field(init=False, repr=False)
+    # The bounds handed down by CountLimit / SizeLimit ("entries", "bytes"), their order,
+    # whether a read is a use, and the names of the books that keep them.
+    _bounds: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    _eviction: str | None = attrs.field(default=None, init=False, repr=False)
+    _touches: bool = attrs.field(default=False, init=False, repr=False)
+    _books: list[bytes] = attrs.field(factory=list, init=False, repr=False)
+    _evictions: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         try:
@@ -101,16 +287,31 @@ class Redis(Backend):
         if self.url is not None:
             self.client = redis.Redis.from_url(self.url)
             self.owned = True
-        self._cluster = isinstance(self.client, redis.cluster.RedisCluster) or (
-            # The cluster client of redis.asyncio (or a subclass), for the async twin.
-            _is_from(self.client, "redis.asyncio.cluster", "RedisCluster")
+        if self.pool_timeout is not None and not 0 < self.pool_timeout < float("inf"):
+            raise ConfigurationError(
+                "pool_timeout must be a finite positive number of seconds, "
+                f"not {self.pool_timeout!r}"
+            )
+        # The async twin's clients, one per event loop, are made after a template.
+        probe = (
+            getattr(self.client, "template", self.client)
+            if _is_from(self.client, "pystorage.aio.clients", "LoopClients")
+            else self.client
         )
-        self._decodes = _decodes_responses(self.client)
+        self._cluster = isinstance(probe, redis.cluster.RedisCluster) or (
+            # The cluster client of redis.asyncio (or a subclass), for the async twin.
+            _is_from(probe, "redis.asyncio.cluster", "RedisCluster")
+        )
+        self._decodes = _decodes_responses(probe)
         self._raw_prefix = self.prefix.encode("utf-8", "surrogatepass")
-        self._endpoint = _describe(self.client)  # never the URL: it may hold a password
+        self._endpoint = _describe(probe)  # never the URL: it may hold a password
         # A cluster with no reachable node raises RedisClusterException, not a RedisError.
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
         self._watch_error = redis.WatchError
+        self._no_script = redis.exceptions.NoScriptError
+        self._books = [
+            self._raw_prefix + _ASIDE + kind for kind in (b"order", b"sizes", b"totals", b"ends")
+        ]
 
     # -- keys --------------------------------------------------------------------------
 
@@ -126,6 +327,14 @@ class Redis(Backend):
             kind.__module__.startswith("redis.asyncio.") for kind in type(self.client).__mro__
         )
 
+    def connection_wait(self) -> float:
+        """How long an async task waits for a free connection (see ``pool_timeout``)."""
+        if self.pool_timeout is not None:
+            return self.pool_timeout
+        pool = getattr(self.client, "connection_pool", None)
+        given = pool.connection_kwargs.get("timeout") if pool is not None else None
+        return float(given) if isinstance(given, (int, float)) and given > 0 else 20.0
+
     def _name(self, key: str) -> bytes:
         if type(key) is not str:
             raise not_a_str(key)
@@ -140,9 +349,109 @@ class Redis(Backend):
     def _fail(self, action: str, exc: Exception) -> BackendError:
         return BackendError(f"Redis at {self._endpoint}: cannot {action}: {exc}")
 
+    # -- a bound kept by the server ------------------------------------------------------
+
+    @property
+    def removes_entries(self) -> bool:  # type: ignore[override]
+        """Whether this storage evicts: a ``Tier`` cannot sit above one that does."""
+        return bool(self._bounds)
+
+    @property
+    def bounds(self) -> dict[str, int]:
+        """The bounds this storage keeps ("entries", "bytes"), and (``eviction``) in
+        which order it evicts."""
+        return dict(self._bounds)
+
+    @property
+    def eviction(self) -> str | None:
+        return self._eviction
+
+    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
+        """Keep the bound of a ``CountLimit``/``SizeLimit`` in the server: each write, its
+        books and its evictions are one script, so the bound holds across processes (those
+        that write the prefix through a stack with the same limit). Not on a cluster: one
+        index would pin every key to one slot (``bound_per_process`` says so)."""
+        if self._cluster:
+            return False
+        if self._eviction not in (None, eviction):
+            raise ConfigurationError(
+                "two limits over one Redis must evict in the same order "
+                f"({self._eviction!r} and {eviction!r})"
+            )
+        self._bounds[measure] = min(bound, self._bounds.get(measure, bound))
+        self._eviction = eviction
+        self._touches = eviction == "used"
+        return True
+
+    def bound_per_process(self) -> str | None:
+        """Why a limit above would be kept by each process apart (it did not take it)."""
+        if self._cluster:
+            return (
+                "on a Redis Cluster, one index of every key would pin them all to one slot "
+                "and undo the sharding. Bound the servers instead: maxmemory with "
+                "maxmemory-policy allkeys-lru (or allkeys-lfu) on every node"
+            )
+        return (
+            "a layer between the limit and Redis (such as a Tier, whose front would "
+            "outlive Redis's evictions) keeps the bound from Redis's own index"
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {"evictions": self._evictions} if self._bounds else {}
+
+    def _script(self, script: _Script, names: list[bytes], args: list[Any]) -> Any:
+        """Run ``script`` in one round trip (EVALSHA; EVAL once if the server lacks it)."""
+        try:
+            return self.client.evalsha(script.sha, len(names), *names, *args)
+        except self._no_script:
+            return self.client.eval(script.source, len(names), *names, *args)
+
+    def _check_sizes(self, items: Mapping[str, Any]) -> None:
+        most = self._bounds.get("bytes")
+        if most is not None:
+            for key, value in items.items():
+                if len(value) > most:
+                    raise too_large(key, len(value), most, "bytes")
+
+    def _write_args(self, px: int | None, mode: bytes, values: Iterable[Any]) -> list[Any]:
+        return [
+            self._bounds.get("entries", _NO_BOUND),
+            self._bounds.get("bytes", _NO_BOUND),
+            px or 0,
+            mode,
+            *values,
+        ]
+
+    def _booked_write(self, named: Mapping[bytes, Any], px: int | None, mode: bytes) -> bool:
+        """Write through the books; False if ``add`` found the key."""
+        args = self._write_args(px, mode, named.values())
+        while True:
+            done = self._script(_WRITING, [*self._books, *named], args)
+            if done != _UNINDEXED:
+                break
+            self._enter_found()
+        if done == _PRESENT:
+            return False
+        self._evictions += int(done)
+        return True
+
+    def _enter_found(self) -> None:
+        """Enter the entries that the books do not list (written before them) as the
+        least recent, then mark the books ready: once per prefix, by whichever process
+        writes first (twice at worst: entering a name twice changes nothing)."""
+        batch: list[bytes] = []
+        for key in self.keys():
+            batch.append(self._name(key))
+            if len(batch) == _SCAN_BATCH:
+                self._script(_ENTERING, [*self._books, *batch], [b"more"])
+                batch = []
+        self._script(_ENTERING, [*self._books, *batch], [b"last"])
+
     # -- the protocol ------------------------------------------------------------------
 
     def get(self, key: str) -> Any:
+        if self._touches:
+            return self._get_used(key)
         name = self._name(key)
         try:
             value = self.client.get(name)
@@ -154,10 +463,24 @@ class Redis(Backend):
             raise KeyError(key)
         return _as_bytes(value)
 
-    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+    def _get_used(self, key: str) -> Any:
         name = self._name(key)
         try:
-            found = self.client.eval(_GET_WITH_TTL, 1, name)
+            (value,) = self._script(_READING, [self._books[0], self._books[2], name], [])
+        except self._errors as exc:
+            raise self._fail(f"read {key!r}", exc) from exc
+        if value is None:
+            raise KeyError(key)
+        return _as_bytes(value)
+
+    def _ttl_names(self, name: bytes) -> list[bytes]:
+        """The keys of ``_GET_WITH_TTL`` for ``name``: with the books if a read is a use."""
+        return [name, self._books[0], self._books[2]] if self._touches else [name]
+
+    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
+        names = self._ttl_names(self._name(key))
+        try:
+            found = self.client.eval(_GET_WITH_TTL, len(names), *names)
         except self._errors as exc:
             raise self._fail(f"read {key!r}", exc) from exc
         if found is None or int(found[1]) == 0:
@@ -178,7 +501,8 @@ class Redis(Backend):
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.eval(_GET_WITH_TTL, 1, self._name(key))
+                    names = self._ttl_names(self._name(key))
+                    pipe.eval(_GET_WITH_TTL, len(names), *names)
                 replies = pipe.execute()
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
@@ -191,6 +515,13 @@ class Redis(Backend):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         name = self._name(key)
+        if self._bounds:
+            self._check_sizes({key: value})
+            try:
+                self._booked_write({name: value}, _optional_milliseconds(ttl), b"set")
+            except self._errors as exc:
+                raise self._fail(f"write {key!r}", exc) from exc
+            return
         try:
             if ttl is None:
                 self.client.set(name, value)
@@ -202,7 +533,10 @@ class Redis(Backend):
     def delete(self, key: str) -> None:
         name = self._name(key)
         try:
-            removed = self.client.eval(_DELETE_STRINGS, 1, name)
+            if self._bounds:
+                removed = self._script(_DELETING, [*self._books, name], [])
+            else:
+                removed = self.client.eval(_DELETE_STRINGS, 1, name)
         except self._errors as exc:
             raise self._fail(f"delete {key!r}", exc) from exc
         if not removed:
@@ -213,6 +547,9 @@ class Redis(Backend):
         # another type under the name counts as present (it is not replaced).
         name = self._name(key)
         try:
+            if self._bounds:
+                self._check_sizes({key: value})
+                return self._booked_write({name: value}, _optional_milliseconds(ttl), b"add")
             stored = self.client.set(name, value, nx=True, px=_optional_milliseconds(ttl))
         except self._errors as exc:
             raise self._fail(f"add {key!r}", exc) from exc
@@ -237,12 +574,23 @@ class Redis(Backend):
                                 raise
                             current = None  # another type under that name: replaced
                         value = change(ABSENT if current is None else _as_bytes(current))
+                        if self._bounds:
+                            self._check_sizes({key: value})
                         pipe.multi()  # ...and from here it queues them until execute
-                        if current is None:
+                        if self._bounds:  # the script in full: a transaction cannot load it
+                            mode = b"set" if current is None else b"keep"
+                            args = self._write_args(px if current is None else None, mode, [value])
+                            pipe.eval(_WRITING.source, 5, *self._books, name, *args)
+                        elif current is None:
                             pipe.set(name, value, px=px)
                         else:
                             pipe.set(name, value, keepttl=True)  # the deadline stays
-                        pipe.execute()
+                        (done,) = pipe.execute()
+                        if self._bounds:
+                            if done == _UNINDEXED:
+                                self._enter_found()
+                                continue
+                            self._evictions += int(done)
                         return value
                     except self._watch_error:
                         continue  # another client wrote the key since the WATCH: again
@@ -301,6 +649,12 @@ class Redis(Backend):
                 self.delete_many(batch)
                 batch = []
         self.delete_many(batch)
+        if self._bounds:  # and what the books still list (expired, or not seen by the scan)
+            try:
+                while self._script(_DROPPING, self._books, [_SCAN_BATCH]):
+                    pass
+            except self._errors as exc:
+                raise self._fail("clear the books", exc) from exc
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
@@ -308,8 +662,13 @@ class Redis(Backend):
             return {}
         names = [self._name(key) for key in keys]
         try:
+            if self._touches:
+                values = self._script(_READING, [self._books[0], self._books[2], *names], [])
             # A cluster's MGET must not span slots: redis-py splits it by slot.
-            values = self.client.mget_nonatomic(names) if self._cluster else self.client.mget(names)
+            elif self._cluster:
+                values = self.client.mget_nonatomic(names)
+            else:
+                values = self.client.mget(names)
         except self._errors as exc:
             raise self._fail(f"read {len(keys)} keys", exc) from exc
         found = {key: value for key, value in zip(keys, values, strict=True) if value is not None}
@@ -322,7 +681,10 @@ class Redis(Backend):
             return
         named = {self._name(key): value for key, value in items.items()}
         try:
-            if ttl is None and not self._cluster:
+            if self._bounds:
+                self._check_sizes(items)
+                self._booked_write(named, _optional_milliseconds(ttl), b"set")
+            elif ttl is None and not self._cluster:
                 self.client.mset(named)
             else:
                 pipe = self.client.pipeline(transaction=False)
@@ -338,6 +700,9 @@ class Redis(Backend):
         if not names:
             return
         try:
+            if self._bounds:
+                self._script(_DELETING, [*self._books, *names], [])
+                return
             if not self._cluster:
                 self.client.eval(_DELETE_STRINGS, len(names), *names)
                 return

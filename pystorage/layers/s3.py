@@ -537,6 +537,15 @@ class S3(Backend):
         # Named once there is something to count: an ``Expiry`` above names it always.
         return {"expirations": self._expirations} if self._expirations else {}
 
+    def bound_per_process(self) -> str:
+        """Why a limit above S3 is kept by each process apart: ``Limit`` refuses it unless
+        it is given ``per_process=True``."""
+        return (
+            "S3 has no cheap index that every process sees (no transaction, no script; a "
+            "listing per write would cost more than the write), so each process would "
+            "keep its own"
+        )
+
     def close(self) -> None:
         """Stop the thread pool; a client built here is closed too. Later calls still work."""
         client = self.client  # in a forked child, forgets the parent's pool first
