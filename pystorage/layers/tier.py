@@ -152,16 +152,10 @@ class Tier(Wrapper):
         watch_evictions = getattr(below, "watch_evictions", None)
         if watch_evictions is None:
             return False
-        watch_evictions(self._evicted)
+        # Keys a write evicted below, once committed, leave the front like keys another
+        # writer changed; a read-through of one that began before keeps nothing.
+        watch_evictions(self._dropped)
         return True
-
-    def _evicted(self, keys: list[str]) -> None:
-        """Keys that a write evicted below, once it is committed: the front forgets them,
-        and a read-through of one that began before keeps nothing (it may have read the
-        row before it went)."""
-        with self._lock:
-            self._bump(keys)
-            self.front.delete_many(keys)
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:
         if self.front.accepts == "bytes" and above != "bytes":
