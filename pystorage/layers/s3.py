@@ -440,16 +440,8 @@ class S3(Backend):
             raise self._error("delete", key, exc) from exc
 
     def contains(self, key: str) -> bool:
-        name = self._name(key)
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=name, **self.read_options)
-        except self._failures as exc:
-            if _code(exc) in _MISSING_CODES:
-                return False
-            raise self._error("check", key, exc) from exc
-        deadline = _deadline_in(head.get("Metadata"))
-        self._note(name, head, deadline)
-        return deadline is None or deadline > self.clock()
+        found = self._head(key, self._name(key))
+        return found is not None and (found[0] is None or found[0] > self.clock())
 
     def keys(self) -> Iterator[str]:
         return (key for key, _ in self._objects())
