@@ -17,6 +17,7 @@ from benchmarks.groups import (
     redis_group,
     s3_group,
     scaling,
+    shared,
 )
 from benchmarks.model import GroupResult, Settings
 
@@ -55,5 +56,11 @@ GROUPS: tuple[Group, ...] = (
         "Async",
         "AsyncStorage (asyncio), and the sync hot path before/after it",
         async_group.run,
+    ),
+    Group(
+        "shared",
+        "Shared",
+        "Shared stores: a bound and a memory front that hold across processes",
+        shared.run,
     ),
 )
