@@ -69,3 +69,24 @@ def test_a_front_maps_the_new_shared_memory_after_every_connection_closed(
     assert mine._header is not None and mine._header is not first
     writer["k"] = b"new"
     assert front["k"] == b"new"
+
+
+def test_opening_many_databases_in_turn_keeps_no_descriptor_of_the_closed_ones(
+    tmp_path: Path,
+) -> None:
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def open_read_close(number: int) -> None:
+        front, mine, writer, _ = _front_and_writer(tmp_path / f"c{number}.db")
+        writer["k"] = b"v"
+        assert front["k"] == b"v"
+        assert mine._header is not None
+        front.close()
+        writer.close()
+
+    open_read_close(0)
+    before = descriptors()
+    for number in range(1, 300):
+        open_read_close(number)
+    assert descriptors() <= before + 2

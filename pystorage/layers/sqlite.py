@@ -168,6 +168,7 @@ class SQLite(Backend):
     _header: Callable[[], bytes] | None = attrs.field(default=None, init=False, repr=False)
     #: The header when some connection of this process last asked SQLite for changes.
     _header_seen: bytes = attrs.field(default=b"", init=False, repr=False)
+    _header_due: bool = attrs.field(default=False, init=False, repr=False)
     _mine: list[sqlite3.Connection] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _writes: int = attrs.field(default=0, init=False, repr=False)
@@ -278,12 +279,9 @@ class SQLite(Backend):
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
-        # Looked up at every new connection: the -shm file of the last one may be gone.
-        self._header = (
-            header_reader(f"{self.path}-shm", trust_others=self.trust_others)
-            if mode == "wal"
-            else None
-        )
+        # Mapped at the first check for changes (only a Tier asks), again after each new
+        # connection: the -shm file of the last one may be gone.
+        self._header, self._header_due = None, mode == "wal"
         self._local.db = db
         with self._lock:
             self._mine.append(db)
@@ -302,6 +300,13 @@ class SQLite(Backend):
             if seen == self._header_seen:
                 return self._changes
         db = self._db()
+        if header is None and self._header_due:
+            self._header_due = False
+            header = self._header = header_reader(
+                f"{self.path}-shm", trust_others=self.trust_others
+            )
+            if header is not None:
+                seen = header()
         try:
             (now,) = db.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error as exc:

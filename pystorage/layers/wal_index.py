@@ -14,7 +14,10 @@ the shared memory on this very file: a descriptor opened here is therefore never
 And SQLite unlinks the ``-shm`` file when the last connection of the last process closes,
 and makes a new one at the next open: a mapping is only trusted while a connection of
 this process is open (the file cannot go away meanwhile), and is looked up again, by
-inode, whenever a connection opens.
+inode, whenever a connection opens. Once a file is unlinked no connection uses it any
+more (SQLite removes it only as the last user, of every process), so its descriptor can
+then be closed: each new mapping first closes those of removed files, and a process that
+opens many databases in turn keeps one descriptor per database still in use.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from collections.abc import Callable
 #: The WAL-index header: two copies of 48 bytes; a writer updates both.
 HEADER = 48
 
-# Mappings by (device, inode) of the -shm file, for the life of the process: see above.
-_MAPPED: dict[tuple[int, int], mmap.mmap] = {}
+# Descriptors and mappings by (device, inode) of the -shm file, kept while it exists.
+_MAPPED: dict[tuple[int, int], tuple[int, mmap.mmap]] = {}
 _LOCK = threading.Lock()
 
 
@@ -43,15 +46,26 @@ def header_reader(shm: str, *, trust_others: bool) -> Callable[[], bytes] | None
         return None
     key = (info.st_dev, info.st_ino)
     with _LOCK:
-        view = _MAPPED.get(key)
-        if view is None:
-            view = _map(shm, key, trust_others=trust_others)
-            if view is None:
+        mapped = _MAPPED.get(key)
+        if mapped is None:
+            _close_removed()
+            mapped = _map(shm, key, trust_others=trust_others)
+            if mapped is None:
                 return None
+    view = mapped[1]
     return lambda: view[:HEADER]
 
 
-def _map(shm: str, key: tuple[int, int], *, trust_others: bool) -> mmap.mmap | None:
+def _close_removed() -> None:
+    """Close the mappings of files that SQLite removed (with the lock held)."""
+    for key, (fd, view) in list(_MAPPED.items()):
+        if os.fstat(fd).st_nlink == 0:
+            del _MAPPED[key]
+            view.close()
+            os.close(fd)
+
+
+def _map(shm: str, key: tuple[int, int], *, trust_others: bool) -> tuple[int, mmap.mmap] | None:
     try:
         fd = os.open(shm, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -68,9 +82,8 @@ def _map(shm: str, key: tuple[int, int], *, trust_others: bool) -> mmap.mmap | N
     if not usable:
         _UNUSED.append(fd)
         return None
-    view = mmap.mmap(fd, HEADER, access=mmap.ACCESS_READ)
-    _MAPPED[key] = view
-    return view
+    mapped = _MAPPED[key] = (fd, mmap.mmap(fd, HEADER, access=mmap.ACCESS_READ))
+    return mapped
 
 
 #: Descriptors opened and found unusable: kept open for the reason above.
