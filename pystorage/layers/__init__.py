@@ -14,6 +14,7 @@ from pystorage.layers.size_limit import SizeLimit
 from pystorage.layers.sqlite import SQLite
 from pystorage.layers.stats import Stats
 from pystorage.layers.tier import Tier
+from pystorage.layers.tinylfu import TinyLFU
 
 __all__ = [
     "LRU",
@@ -31,5 +32,6 @@ __all__ = [
     "SizeLimit",
     "Stats",
     "Tier",
+    "TinyLFU",
     "Wrapper",
 ]
