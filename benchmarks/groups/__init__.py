@@ -9,6 +9,7 @@ from benchmarks.groups import (
     async_group,
     codecs,
     files,
+    hit_ratio,
     local_open,
     local_processes,
     local_scaling,
@@ -62,5 +63,11 @@ GROUPS: tuple[Group, ...] = (
         "Shared",
         "Shared stores: a bound and a memory front that hold across processes",
         shared.run,
+    ),
+    Group(
+        "hit-ratio",
+        "Hit ratio",
+        "Hit ratios: eviction policies replaying real and generated traces",
+        hit_ratio.run,
     ),
 )
