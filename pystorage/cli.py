@@ -16,20 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
 import pystorage
-from pystorage.codecs import BaseCodec, Pickle
+from pystorage.codecs.serializers import Pickle
 from pystorage.errors import (
     BackendError,
     CodecError,
@@ -38,9 +36,16 @@ from pystorage.errors import (
     StorageError,
     UnsupportedError,
 )
-from pystorage.layers import LRU, S3, Files, Layer, Memory, Redis
 from pystorage.storage import Storage
 from pystorage.urls import ParsedURL, parse
+
+# What a command needs beyond opening a storage (threads for copy, the backends' classes
+# to compare two stores) is imported by that command: `pystorage get` starts quickly.
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from pystorage.codecs import BaseCodec
+    from pystorage.layers import Layer, Redis
 
 PROG = "pystorage"
 USAGE_ERROR = 2
@@ -602,6 +607,8 @@ def _refuse_one_storage(src_url: ParsedURL, dst_url: ParsedURL, delete: bool) ->
     ):
         if same_storage(src.layers[-1], dst.layers[-1]):
             raise UsageError("SRC and DST are the same storage: copy to another place")
+        from pystorage.layers import LRU, Memory
+
         if delete and isinstance(dst.layers[-1], (Memory, LRU)):
             raise UsageError("DST is a memory of this command, gone when it ends: no --delete")
 
@@ -635,6 +642,8 @@ def run_batches(
         tally.stop(len(keys))
         raise
     progress.update(tally.done, tally.failures)
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     executor = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="copy")
     error: Exception | None = None
     try:
@@ -830,6 +839,8 @@ def _report(tally: Tally) -> int:
 def same_storage(a: Layer, b: Layer) -> bool:
     """Whether backends ``a`` and ``b`` hold the same entries, judged from what they are
     (the folder on disk, the Redis server, the S3 endpoint), never from URL text."""
+    from pystorage.layers import S3, Files, Redis
+
     if isinstance(a, Files) and isinstance(b, Files):
         return _same_folder(a.path, b.path) and _ending(a.suffix) == _ending(b.suffix)
     if isinstance(a, Redis) and isinstance(b, Redis):
@@ -891,6 +902,8 @@ def _port(parts: SplitResult) -> int:
 
 def _addresses(host: Any, port: Any) -> frozenset[str]:
     """The IP addresses ``host`` resolves to (none if it does not)."""
+    import socket
+
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
