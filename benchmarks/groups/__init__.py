@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from benchmarks.groups import (
     async_group,
     codecs,
+    cold_start,
     files,
     local_open,
     local_processes,
@@ -55,5 +56,11 @@ GROUPS: tuple[Group, ...] = (
         "Async",
         "AsyncStorage (asyncio), and the sync hot path before/after it",
         async_group.run,
+    ),
+    Group(
+        "cold-start",
+        "Cold start",
+        "Cold start: import, open and a command in a new process",
+        cold_start.run,
     ),
 )
