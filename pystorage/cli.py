@@ -72,7 +72,8 @@ class Failure(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_named(argv))
     args = parser.parse_args(argv)
     if args.debug:
         status: int = args.run(args)
@@ -127,8 +128,12 @@ def _silence_stdout() -> None:
 # -- the parser ----------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of the whole command line; each sub-command sets ``args.run``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the whole command line; each sub-command sets ``args.run``.
+
+    ``only`` names the one sub-command to add: a command parses its own arguments without
+    building the five others (a third of the start of ``pystorage get``'s own work).
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Look into, edit and copy storages given as URLs (see pystorage.open): "
@@ -147,9 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True, parser_class=_IntermixedParser
     )
-    for add in (_add_ls, _add_get, _add_put, _add_rm, _add_stats, _add_copy):
-        add(commands, debug)
+    for name, add in _COMMANDS.items():
+        if only is None or name == only:
+            add(commands, debug)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names, if it is one: the first word that is not an
+    option (the options before it take no value). None for the whole parser: help,
+    --version, a typo, which then list every command."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
 
 
 def _version() -> str:
@@ -291,6 +307,16 @@ def _add_copy(commands: Commands, debug: argparse.ArgumentParser) -> None:
     )
     copy.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     copy.set_defaults(run=run_copy)
+
+
+_COMMANDS: dict[str, Callable[[Commands, argparse.ArgumentParser], None]] = {
+    "ls": _add_ls,
+    "get": _add_get,
+    "put": _add_put,
+    "rm": _add_rm,
+    "stats": _add_stats,
+    "copy": _add_copy,
+}
 
 
 # -- opening storages ----------------------------------------------------------------

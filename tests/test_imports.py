@@ -178,3 +178,24 @@ assert len(seen) == 8 and all(row == seen[0] for row in seen), seen
 assert all(a is b for row in seen for a, b in zip(row, seen[0]))
 """
     loaded_after(code)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["get", "memory://", "k"],
+        ["--debug", "get", "memory://", "k", "-o", "out"],
+        ["put", "memory://", "k", "--json", "[1]", "--ttl", "5"],
+        ["ls", "-s", "-0", "memory://"],
+        ["rm", "memory://", "a", "b", "-f"],
+        ["stats", "memory://"],
+        ["copy", "memory://", "memory://", "--workers", "2", "--resume", "-q"],
+    ],
+)
+def test_a_command_parses_as_the_whole_command_line_would(argv: list[str]) -> None:
+    # The CLI builds only the parser of the command it runs: the same arguments come out.
+    from pystorage import cli
+
+    assert cli._command_named(argv) == next(word for word in argv if word[0] != "-")
+    alone = cli.build_parser(cli._command_named(argv)).parse_args(argv)
+    assert vars(alone) == vars(cli.build_parser().parse_args(argv))
