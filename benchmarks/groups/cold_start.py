@@ -6,16 +6,23 @@ Short-lived programs pay it on every run: command-line tools, serverless functio
 first round untimed: it writes the bytecode caches (``.pyc``) that an installed package
 has, and the children run without ``PYTHONDONTWRITEBYTECODE`` so that they use them.
 
-- An import, and an import + open + first get, are timed inside the child with
-  ``perf_counter_ns``, from just before the ``import`` statement: the interpreter's own
-  start is not in them, as in ``python -X importtime``.
-- A command is timed whole by the parent, from before the process is started to after it
-  exited, against the interpreter doing nothing (``python -c pass``).
+- An import, and an import + open + first get, are timed inside the child, from just
+  before the ``import`` statement: the interpreter's own start is not in them, as in
+  ``python -X importtime``.
+- A command is timed whole, from the parent, against the interpreter doing nothing
+  (``python -c pass``).
+
+The times are CPU times (user + system: ``process_time_ns`` in the child, the child's
+``rusage`` for a whole process). Starting Python and importing are CPU work on files the
+OS holds in memory, and this machine's 2 CPUs are shared: wall times of one process
+measured mostly the other jobs (``python -c pass`` took 25 to 120 ms in one hour). Wall
+times are reported beside them, in the notes.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,8 +40,12 @@ COMMAND = Target(2.0)
 ENTRIES = 1_000
 ROOT = Path(__file__).resolve().parents[2]
 
-# The child's code: its last line of output is the nanoseconds it measured.
-_TIMED = "import time\n_start = time.perf_counter_ns()\n{}\nprint(time.perf_counter_ns() - _start)"
+# The child's code: its last line is the CPU and wall nanoseconds it measured.
+_TIMED = """\
+import time
+_cpu, _wall = time.process_time_ns(), time.perf_counter_ns()
+{}
+print(time.process_time_ns() - _cpu, time.perf_counter_ns() - _wall)"""
 _OPEN_PYSTORAGE = """\
 import pystorage
 storage = pystorage.StorageProvider().create(
@@ -83,11 +94,21 @@ def run(settings: Settings, result: GroupResult) -> None:
             "pystorage get": [*_command(), "get", url, wanted],
             "python -c pass": [sys.executable, "-c", "pass"],
         }
-        timed = time_processes(inside, whole, rounds)
+        timed, wall = time_processes(inside, whole, rounds)
     result.rows += _rows(timed)
+    shown = [row.operation for row in _rows(wall)]
+    result.notes.append(
+        "Wall-time ratios of the same runs: "
+        + "; ".join(
+            f"{name} vs {row.anchor}: {row.ratio:.2f} ({row.pystorage_ns / 1e6:.1f} ms)"
+            for name, row in zip(shown, _rows(wall), strict=True)
+        )
+        + "."
+    )
     result.notes.append(
         f"Each sample is a new process; {rounds} per subject, interleaved, after one untimed "
-        "round that writes the bytecode caches; medians, and a ratio is a ratio of medians. "
+        "round that writes the bytecode caches; medians of CPU time (user + system), and a "
+        "ratio is a ratio of medians. "
         "Imports and opens are timed inside the child from just before the import (the "
         "interpreter's start excluded); a command is timed whole, process start to exit, "
         f"against `python -c pass`. The stores hold {ENTRIES:,} entries of about 100 B "
@@ -115,27 +136,39 @@ def _runner() -> str:
 
 def time_processes(
     inside: Mapping[str, Sequence[str]], whole: Mapping[str, Sequence[str]], rounds: int
-) -> dict[str, Samples]:
-    """Nanoseconds of each subject, one new process per sample: for ``inside`` what the
-    child printed last, for ``whole`` the process from start to exit."""
+) -> tuple[dict[str, Samples], dict[str, Samples]]:
+    """CPU and wall nanoseconds of each subject, one new process per sample: for
+    ``inside`` what the child printed last, for ``whole`` the process from start to exit."""
     commands = {**inside, **whole}
     names = list(commands)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
     # Bytecode caches written and read, as an installed package has them.
     env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     for index in range(1 + rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter_ns()
+            before, start = _children_cpu(), time.perf_counter_ns()
             done = subprocess.run(
                 commands[name], cwd=ROOT, env=env, capture_output=True, text=True, check=True
             )
-            elapsed = time.perf_counter_ns() - start
-            if index > 0:
-                samples[name].append(
-                    float(done.stdout.split()[-1]) if name in inside else float(elapsed)
-                )
-    return {name: Samples(tuple(values)) for name, values in samples.items()}
+            elapsed, used = time.perf_counter_ns() - start, _children_cpu() - before
+            if index == 0:
+                continue
+            if name in inside:
+                used, elapsed = (int(part) for part in done.stdout.split()[-2:])
+            cpu[name].append(float(used))
+            wall[name].append(float(elapsed))
+    return (
+        {name: Samples(tuple(values)) for name, values in cpu.items()},
+        {name: Samples(tuple(values)) for name, values in wall.items()},
+    )
+
+
+def _children_cpu() -> int:
+    """User + system nanoseconds of every child this process has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def _rows(timed: dict[str, Samples]) -> list[Row]:
