@@ -199,3 +199,13 @@ def test_a_command_parses_as_the_whole_command_line_would(argv: list[str]) -> No
     assert cli._command_named(argv) == next(word for word in argv if word[0] != "-")
     alone = cli.build_parser(cli._command_named(argv)).parse_args(argv)
     assert vars(alone) == vars(cli.build_parser().parse_args(argv))
+
+
+def test_modules_are_reached_from_their_package() -> None:
+    # ``import pystorage.layers`` used to load every layer module: their attributes stay.
+    loaded_after(
+        "import pystorage.layers, pystorage.codecs\n"
+        "assert pystorage.layers.sqlite.SQLite is pystorage.layers.SQLite\n"
+        "assert pystorage.layers.names.escape('a b') == 'a%20b'\n"
+        "assert pystorage.codecs.compress.Gzip is pystorage.codecs.Gzip"
+    )

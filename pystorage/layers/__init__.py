@@ -60,9 +60,15 @@ _WHERE = {
     "Stats": "stats",
     "Tier": "tier",
 }
+# The modules too, which ``import pystorage.layers`` used to load: code may reach
+# them as attributes of the package.
+_MODULES = set(_WHERE.values()) | {"names", "tracking"}
 if not TYPE_CHECKING:  # type checkers see the imports above, not a catch-all __getattr__
     __getattr__, __dir__ = _lazy.exports(
         __name__,
-        {name: f"{__name__}.{module}:{name}" for name, module in _WHERE.items()},
+        {
+            **{name: f"{__name__}.{module}:{name}" for name, module in _WHERE.items()},
+            **{module: f"{__name__}.{module}" for module in _MODULES},
+        },
         globals(),
     )
