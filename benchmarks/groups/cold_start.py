@@ -96,12 +96,11 @@ def run(settings: Settings, result: GroupResult) -> None:
         }
         timed, wall = time_processes(inside, whole, rounds)
     result.rows += _rows(timed)
-    shown = [row.operation for row in _rows(wall)]
     result.notes.append(
         "Wall-time ratios of the same runs: "
         + "; ".join(
-            f"{name} vs {row.anchor}: {row.ratio:.2f} ({row.pystorage_ns / 1e6:.1f} ms)"
-            for name, row in zip(shown, _rows(wall), strict=True)
+            f"{row.operation} vs {row.anchor}: {row.ratio:.2f} ({row.pystorage_ns / 1e6:.1f} ms)"
+            for row in _rows(wall)
         )
         + "."
     )
@@ -114,9 +113,9 @@ def run(settings: Settings, result: GroupResult) -> None:
         f"against `python -c pass`. The stores hold {ENTRIES:,} entries of about 100 B "
         "(pickled, a 30-day TTL), the SQLite one opened with the count and byte limits and "
         f"the TTL it was filled with, diskcache.Cache with a size_limit; {_runner()} runs the "
-        "command. In this clone PyStorage is installed in editable mode: its finder "
-        "is imported at every start (`python -c pass` included) and loads `pathlib`, `re` "
-        "and `importlib.util` before any subject runs."
+        "command. `make` installs PyStorage in editable mode: its finder is imported at "
+        "every start (`python -c pass` included) and loads `pathlib`, `re` and "
+        "`importlib.util` before any subject runs."
     )
 
 
