@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from benchmarks.groups import (
     async_group,
     codecs,
+    cold_start,
     files,
     hit_ratio,
     local_open,
@@ -69,5 +70,11 @@ GROUPS: tuple[Group, ...] = (
         "Hit ratio",
         "Hit ratios: eviction policies replaying real and generated traces",
         hit_ratio.run,
+    ),
+    Group(
+        "cold-start",
+        "Cold start",
+        "Cold start: import, open and a command in a new process",
+        cold_start.run,
     ),
 )

@@ -207,7 +207,10 @@ class SQLite(Backend):
                     f"pystorage's ({_FORMAT}): delete it, or open it with the version "
                     "that wrote it"
                 )
-            db.executescript(_SCHEMA)
+            if not (made and version == _FORMAT):
+                # Only a new database: the script writes (user_version), and a write at
+                # every open made each reader pay a commit and, at its close, a checkpoint.
+                db.executescript(_SCHEMA)
 
     def _create_file(self) -> None:
         """The database file, created private; an existing one must be this user's.

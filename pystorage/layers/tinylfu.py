@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import attrs
 
 from pystorage.eviction.tinylfu import WTinyLFU
-from pystorage.layers.lru import positive
+from pystorage.layers.limit import positive
 from pystorage.layers.memory import _MISSING, Memory, _Expiring
 
 
