@@ -170,10 +170,11 @@ class WTinyLFU:
     def hit(self, key: str) -> None:
         self.sketch.record(key)
         self._hits += 1
-        if key in self._window:
-            self._window.move_to_end(key)
-        elif key in self._protected:
+        # Most hits land in protected, where the keys used more than once live.
+        if key in self._protected:
             self._protected.move_to_end(key)
+        elif key in self._window:
+            self._window.move_to_end(key)
         elif key in self._probation:
             # A second use in main: protected, which may push its oldest back to probation.
             del self._probation[key]
@@ -188,7 +189,8 @@ class WTinyLFU:
                 self.protected_weight -= weight
                 self._probation[oldest] = None
                 self.probation_weight += weight
-        self._climb()
+        if self._hits + self._misses >= self._sample:
+            self._climb()
 
     def add(self, key: str, weight: int) -> list[str]:
         self.sketch.record(key)
@@ -197,7 +199,8 @@ class WTinyLFU:
         self._window[key] = None
         self.window_weight += weight
         removed = self._evict()
-        self._climb()
+        if self._hits + self._misses >= self._sample:
+            self._climb()
         return removed
 
     def resize(self, key: str, weight: int) -> list[str]:
@@ -274,8 +277,6 @@ class WTinyLFU:
         a sample ten times longer adapted too slowly to recency-heavy workloads), move the
         window's share towards a higher hit ratio."""
         seen = self._hits + self._misses
-        if seen < self._sample:
-            return
         ratio = self._hits / seen
         change = ratio - self._last_ratio
         if change < -_FLAT:

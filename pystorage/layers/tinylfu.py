@@ -67,9 +67,10 @@ class TinyLFU(Memory):
         return self._found(keys, self.lookup)  # each a use
 
     def _used(self, key: str) -> None:
+        policy = self._policy
         with self._lock:
-            if key in self._policy:  # not if a writer removed it meanwhile
-                self._policy.hit(key)
+            if key in policy:  # not if a writer removed it meanwhile
+                policy.hit(key)
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         if ttl is not None or type(value) is _Expiring:
