@@ -179,6 +179,8 @@ def _twin(
         twin = translated(method, async_names)
         if twin is not None:
             text = ast.unparse(ast.fix_missing_locations(twin))
+            # In a generated class body, super() would be the sync class: write it out.
+            assert "await super()" not in text, f"{cls.name}.{method.name} awaits super()"
         elif cls.name == "Layer" or method.name in ASYNC_RESULTS:
             text = ast.unparse(method)  # a capability answered without I/O, or a sync
             # method whose result is async: the same code, declared for what it returns

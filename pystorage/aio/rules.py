@@ -44,8 +44,10 @@ def _results() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 #: async in every class that has them. ``_ITERATORS`` and ``_SECTIONS``: those that return
 #: an async iterator or section, and stay sync themselves.
 OPERATIONS, _ITERATORS, _SECTIONS = _results()
-#: The names under which a layer reaches the layer below.
-INNER = frozenset({"self._inner", "self.inner"})
+#: The names under which a layer reaches the layer below, or its base's operation.
+#: (``super()`` in a twin made at run time finds the base's twin: it keeps the method's
+#: ``__class__``; the generator refuses it, since its twins are new class bodies.)
+INNER = frozenset({"self._inner", "self.inner", "super()"})
 #: (receiver, method) calls that do I/O, besides the operations of ``self._inner``.
 AWAITED = frozenset(
     {("self.client", name) for name in ("get", "set", "eval", "evalsha", "type", "mget", "mset")}
