@@ -60,13 +60,14 @@ class SlowLog(Wrapper):
 
 @attrs.define(eq=False)
 class Envelope(Wrapper):
-    """Changes values: stores each one as ``(tag, value)``, and refuses to read a value
-    that another writer stored (no silent wrong answer)."""
+    """Changes values: stores each one as ``[tag, value]`` (a list, which every codec
+    keeps), and refuses to read a value that another writer stored (no silent wrong
+    answer)."""
 
     tag: str = "v1"
 
     def _open(self, stored: Any) -> Any:
-        if not (isinstance(stored, tuple) and len(stored) == 2 and stored[0] == self.tag):
+        if not (isinstance(stored, list) and len(stored) == 2 and stored[0] == self.tag):
             raise BackendError(f"a value not written by Envelope({self.tag!r}): {stored!r}")
         return stored[1]
 
@@ -95,17 +96,17 @@ class Envelope(Wrapper):
         return {key: (self._open(stored), left) for key, (stored, left) in found.items()}
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        self._inner.set(key, (self.tag, value), ttl)
+        self._inner.set(key, [self.tag, value], ttl)
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        self._inner.set_many({key: (self.tag, value) for key, value in items.items()}, ttl)
+        self._inner.set_many({key: [self.tag, value] for key, value in items.items()}, ttl)
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        return self._inner.add(key, (self.tag, value), ttl)
+        return self._inner.add(key, [self.tag, value], ttl)
 
     def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
         def enveloped(stored: Any) -> Any:
-            return (self.tag, change(stored if stored is ABSENT else self._open(stored)))
+            return [self.tag, change(stored if stored is ABSENT else self._open(stored))]
 
         return self._open(self._inner.modify(key, enveloped, ttl))
 
