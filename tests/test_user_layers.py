@@ -152,3 +152,62 @@ def test_a_twin_that_the_rules_cannot_make_is_refused_naming_the_method() -> Non
     assert ".Aliased.get: it uses `self._inner` other than by calling" in _refusal(Aliased())
     assert ".Sorted.keys: it uses `self._inner.keys()` other than in a `for`" in _refusal(Sorted())
     assert "Made.get: its source cannot be read" in _refusal(made())
+
+
+@attrs.define(eq=False)
+class Prefixed(Wrapper):
+    """Changes keys: every operation that takes or lists them (iterations included)."""
+
+    prefix: str = "app:"
+
+    def get(self, key: str) -> Any:
+        return self._inner.get(self.prefix + key)
+
+    def lookup(self, key: str, default: Any = None) -> Any:
+        return self._inner.lookup(self.prefix + key, default)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        self._inner.set(self.prefix + key, value, ttl)
+
+    def contains(self, key: str) -> bool:
+        return self._inner.contains(self.prefix + key)
+
+    def get_many(self, keys: Any) -> dict[str, Any]:
+        found = self._inner.get_many([self.prefix + key for key in keys])
+        return {key.removeprefix(self.prefix): value for key, value in found.items()}
+
+    def keys(self) -> Any:
+        for key in self._inner.keys():  # noqa: SIM118 (a layer, not a dict)
+            if key.startswith(self.prefix):
+                yield key.removeprefix(self.prefix)
+
+    def count(self) -> int:
+        return len([key for key in self.keys()])
+
+
+def test_iterations_over_the_layer_below_become_async_in_the_twin() -> None:
+    async def use() -> Any:
+        storage = AsyncStorage(Prefixed(), Memory())
+        await storage.set_many({"a": 1, "b": 2})  # not overridden: forwarded as it is
+        await storage.set("c", 3)
+        listed = sorted([key async for key in storage])
+        return listed, await storage.count(), await storage.get_many(["c", "z"])
+
+    assert _run(use()) == (["c"], 1, {"c": 3})
+
+
+def test_a_subclass_of_a_library_wrapper_gets_a_twin_over_the_generated_one() -> None:
+    from pystorage.layers import Stats
+
+    @attrs.define(eq=False)
+    class Doubled(Stats):
+        def get(self, key: str) -> Any:
+            return 2 * super().get(key)
+
+    async def use() -> Any:
+        storage = AsyncStorage(Doubled(), Memory())
+        await storage.set("n", 21)
+        return await storage.get_many(["n"]), await storage.top.get("n"), storage.stats()
+
+    found, doubled, stats = _run(use())
+    assert found == {"n": 21} and doubled == 42 and stats["hits"] == 2  # get_many, get
