@@ -12,7 +12,8 @@ capability the stack lacks are skipped, with the reason. It needs nothing but Py
     def test_my_backend():
         check(lambda: [Codec("pickle"), MyBackend()]).assert_ok()
 
-Call it from sync code: the async checks run on an event loop of their own.
+Call it from sync code (from a coroutine: ``await asyncio.to_thread(check, make)``): the
+async checks run on an event loop of their own.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from pystorage.errors import InvalidKeyError
+from pystorage.errors import ConfigurationError, InvalidKeyError
 from pystorage.layers.protocol import CAPABILITIES, missing
 from pystorage.storage import Storage
 
@@ -81,6 +82,11 @@ def check(make: Callable[[], Sequence[Any]], seed: int = 0, operations: int = 20
     stack per check. ``seed`` and ``operations``: the random operations' run."""
     from pystorage.aio.storage import AsyncStorage  # asyncio only for the async half
 
+    if _in_a_loop():
+        raise ConfigurationError(
+            "check() runs its async checks on an event loop of its own: call it from sync "
+            "code, or from a coroutine as `await asyncio.to_thread(check, make)`"
+        )
     report = Report()
     probe = Storage(*make())
     try:
@@ -114,6 +120,14 @@ def check(make: Callable[[], Sequence[Any]], seed: int = 0, operations: int = 20
             finally:
                 storage.close()
     return report
+
+
+def _in_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _why(error: Exception) -> str:

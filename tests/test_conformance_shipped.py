@@ -3,6 +3,7 @@ own layers, sync and async, in one call."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import attrs
 import pytest
 
 from pystorage.conformance import check
+from pystorage.errors import ConfigurationError
 from pystorage.layers import Codec, Expiry, Files, Memory, Wrapper
 from tests.user_layers import DictBackend, Envelope, HitCount, SlowLog
 
@@ -73,6 +75,18 @@ def test_a_stack_whose_twin_cannot_be_made_fails_its_async_checks_with_the_reaso
     report = check(lambda: [Mapped(), Memory()])
     assert "sync mapping" in report.passed
     assert "cannot make the async twin" in report.failed["async mapping"]
+
+
+def test_called_from_a_coroutine_it_says_to_run_it_in_a_thread() -> None:
+    def make() -> list[Any]:
+        return [Envelope(), DictBackend()]
+
+    async def inside() -> None:
+        check(make)
+
+    with pytest.raises(ConfigurationError, match=r"asyncio\.to_thread"):
+        asyncio.run(inside())
+    assert asyncio.run(asyncio.to_thread(check, make)).ok
 
 
 def test_the_suite_imports_without_pytest() -> None:
