@@ -9,7 +9,7 @@ import pytest
 from pystorage import Storage
 from pystorage.aio import rules
 from pystorage.errors import ConfigurationError, UnsupportedError
-from pystorage.layers import Backend, Codec, Expiry, Layer, Memory, SQLite, Stats
+from pystorage.layers import Backend, Codec, CountLimit, Expiry, Layer, Memory, SQLite, Stats
 from pystorage.layers.protocol import CAPABILITIES, io_operations, missing, require
 
 
@@ -81,3 +81,39 @@ def test_layers_that_need_a_capability_ask_for_it_when_linked() -> None:
 def test_wrappers_pass_capabilities_through_to_the_backend(tmp_path: Any) -> None:
     top = Storage(Stats(), Codec("pickle"), SQLite(tmp_path / "db")).top
     assert all(missing(top, name) is None for name in CAPABILITIES if name != "ttl")
+
+
+class Bare(Layer):
+    """A backend on ``Layer`` itself, not ``Backend``: the core, and no defaults."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    get = Plain.get
+    set = Plain.set
+    delete = Plain.delete
+    contains = Plain.contains
+    keys = Plain.keys
+    refuse_ttl = Plain.refuse_ttl
+
+    def count(self) -> int:
+        return len(self.data)
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_layers_above_ask_for_the_capabilities_they_use() -> None:
+    assert "'order' capability" in str(missing(Bare(), "order"))
+    with pytest.raises(UnsupportedError, match="Bare lacks the 'order' capability"):
+        Storage(CountLimit(3), Bare())
+    storage = Storage(Bare())
+    storage["k"] = 1
+    assert storage["k"] == 1 and len(storage) == 1
+    with pytest.raises(UnsupportedError, match="Bare lacks the 'key_lock' capability"):
+        storage.memoize()(len)
+    with pytest.raises(UnsupportedError, match="Bare lacks the 'batches' capability"):
+        storage.get_many(["k"])

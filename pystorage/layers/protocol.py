@@ -348,6 +348,15 @@ def _owner(cls: type, name: str) -> type:
 PROTOCOL_CLASSES = frozenset(
     {Core, Batches, Expiring, Atomic, Ordered, Bounded, Sectioned, KeyLocking, Counting, Values}
 )
-#: The operations a backend must define itself, by capability: ``Backend`` gives the
-#: rest a default that is right for any backend (``ttl`` is what ``has_ttl()`` says).
-REFUSED = {"core": ("get", "set", "delete", "contains", "keys"), "atomic": ("add", "modify")}
+#: The operations that a backend (or ``Backend``, its base) must define for each
+#: capability: their declarations in the protocol refuse. ``Backend`` defines them all
+#: but the ``atomic`` ones; ``ttl`` is what ``has_ttl()`` says; the other capabilities'
+#: declarations are defaults that are right for any layer.
+REFUSED = {
+    "core": ("get", "set", "delete", "contains", "keys", "count", "clear", "close"),
+    "batches": ("get_many", "set_many", "delete_many"),
+    "atomic": ("add", "modify"),
+    "order": ("touch", "peek_many", "keys_by_age", "sizes_by_age"),
+    "section": ("exclusive",),
+    "key_lock": ("key_lock",),
+}
