@@ -141,6 +141,12 @@ def test_a_twin_that_the_rules_cannot_make_is_refused_naming_the_method() -> Non
         def keys(self) -> Any:
             return iter(sorted(self._inner.keys()))
 
+    @attrs.define(eq=False)
+    class Eager(Wrapper):
+        def link(self, inner: Any) -> None:
+            super().link(inner)
+            self._inner.count()  # I/O when the stack is built: it cannot be awaited
+
     made = type("Made", (Wrapper,), {"get": eval("lambda self, key: self._inner.get(key)")})
 
     assert _refusal(Mapped()).startswith(
@@ -152,6 +158,7 @@ def test_a_twin_that_the_rules_cannot_make_is_refused_naming_the_method() -> Non
     assert ".Aliased.get: it uses `self._inner` other than by calling" in _refusal(Aliased())
     assert ".Sorted.keys: it uses `self._inner.keys()` other than in a `for`" in _refusal(Sorted())
     assert "Made.get: its source cannot be read" in _refusal(made())
+    assert ".Eager.link: it does I/O, and it runs sync" in _refusal(Eager())
 
 
 @attrs.define(eq=False)

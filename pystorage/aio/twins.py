@@ -25,6 +25,7 @@ from pystorage.aio.rules import (
     ASYNC_SECTIONS,
     INNER,
     OPERATIONS,
+    SYNC_ONLY,
     call_of,
     does_io,
     translated,
@@ -61,17 +62,28 @@ def _made(cls: type[Wrapper], known: Mapping[type, type]) -> type[Wrapper]:
             hand=False,
         )
     base_twin = twin_class(bases[0], known)
-    own = {
-        name: value
-        for name, value in vars(cls).items()
-        if isinstance(value, types.FunctionType) and name not in ("__init__", "link")
-    }
-    trees = {name: _tree(cls, name, function) for name, function in own.items()}
+    own = {name: value for name, value in vars(cls).items() if type(value) is types.FunctionType}
     async_names = set(OPERATIONS) | {
         name
         for name in dir(base_twin)
         if inspect.iscoroutinefunction(getattr(base_twin, name, None))
         or inspect.isasyncgenfunction(getattr(base_twin, name, None))
+    }
+    # The assembly (link) and the dunders (attrs's __init__, ...) stay sync: I/O there
+    # would go unawaited.
+    stays_sync = {name for name in own if name in SYNC_ONLY or name[:2] == name[-2:] == "__"}
+    for name in stays_sync:
+        readable = _readable(own[name])
+        if readable is not None and does_io(readable, async_names):
+            raise _refused(
+                cls,
+                name,
+                "it does I/O, and it runs sync, when the stack is built; read from below "
+                "in prepare(), which the async stack awaits",
+                hand=False,
+            )
+    trees = {
+        name: _tree(cls, name, function) for name, function in own.items() if name not in stays_sync
     }
     for name, tree in trees.items():
         _check(cls, name, tree, async_names)
@@ -111,6 +123,14 @@ def _tree(cls: type, name: str, function: types.FunctionType) -> ast.FunctionDef
         raise _refused(cls, name, "it is not a plain `def` in the class body", hand=True)
     ast.increment_lineno(tree, function.__code__.co_firstlineno - tree.lineno)
     return tree
+
+
+def _readable(function: types.FunctionType) -> ast.AST | None:
+    """The syntax tree of ``function``, or None if its source cannot be read."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return None
 
 
 def _check(cls: type, name: str, tree: ast.FunctionDef, async_names: set[str]) -> None:
