@@ -29,6 +29,7 @@ import attrs
 
 from pystorage.errors import ConfigurationError, InvalidKeyError
 from pystorage.layers.base import LockTable
+from pystorage.layers.protocol import require
 
 if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
@@ -457,6 +458,7 @@ def memoize(
             wrapper = amemoized
         else:
             assert isinstance(storage, Storage)  # an AsyncStorage was refused above
+            require(storage.top, "key_lock")
             lock = storage.top.key_lock
 
             @functools.wraps(function)

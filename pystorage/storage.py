@@ -227,8 +227,8 @@ def check_ttl(top: Any, ttl: float) -> None:
     checked_ttl(ttl)
     if not top.has_ttl():
         raise UnsupportedError(
-            "this stack cannot expire entries: add an Expiry layer (or use a backend "
-            "with native expiry) to use a per-key ttl"
+            "this stack cannot expire entries (it lacks the 'ttl' capability): add an "
+            "Expiry layer (or use a backend with native expiry) to use a per-key ttl"
         )
 
 

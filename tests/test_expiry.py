@@ -233,7 +233,10 @@ def test_a_misconfigured_expiry_says_what_is_wrong(clock: FakeClock) -> None:
 
     with pytest.raises(ConfigurationError) as caught:
         Storage(Expiry(5), CountLimit(3), Forgetful())
-    assert str(caught.value) == "Forgetful cannot keep deadlines, so Expiry cannot sit above it"
+    assert str(caught.value) == (
+        "Forgetful cannot keep deadlines (it lacks the 'ttl' capability), "
+        "so Expiry cannot sit above it"
+    )
 
 
 def test_a_test_clock_reaches_the_front_of_a_tier(clock: FakeClock) -> None:

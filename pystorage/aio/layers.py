@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal
 
-from pystorage.layers.base import _SECTIONS, ABSENT, Backend, ValueKind, Wrapper
+from pystorage.layers.base import _SECTIONS, ABSENT, Backend, Wrapper
 from pystorage.layers.codec import Codec, SignedCodec
 from pystorage.layers.count_limit import CountLimit
 from pystorage.layers.expiry import Expiry
 from pystorage.layers.limit import Limit
+from pystorage.layers.protocol import ValueKind, unsupported
 from pystorage.layers.redis import (
     _DELETE_STRINGS,
     _DELETING,
@@ -52,7 +53,7 @@ class AsyncLayer:
 
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``, or ``default`` if it is missing.
@@ -65,23 +66,71 @@ class AsyncLayer:
         except KeyError:
             return default
 
-    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
-        """The value of ``key`` and the seconds it has left (None: no deadline)."""
-        raise NotImplementedError
-
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         """Store ``value``; ``ttl`` (seconds) only where ``has_ttl()`` is true."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         """Remove ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
+
+    async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
+        """Whether ``key`` is stored (not a use of it for LRU order)."""
+        raise unsupported(self, "core")
+
+    def keys(self) -> AsyncIterator[str]:  # type: ignore[override,unused-ignore]
+        """Every key of this storage, in no particular order."""
+        raise unsupported(self, "core")
+
+    async def count(self) -> int:  # type: ignore[override,unused-ignore]
+        """The number of entries."""
+        raise unsupported(self, "core")
+
+    async def clear(self) -> None:  # type: ignore[override,unused-ignore]
+        """Remove every entry of this storage, and nothing else."""
+        raise unsupported(self, "core")
+
+    async def close(self) -> None:  # type: ignore[override,unused-ignore]
+        """Release resources (connections, pools, file descriptors)."""
+        raise unsupported(self, "core")
+
+    async def prepare(self) -> None:  # type: ignore[override,unused-ignore]
+        """Read what this layer needs from the stack below it, once the stack is linked
+        (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        """The values of those ``keys`` that exist, in one batch where the backend can."""
+        raise unsupported(self, "batches")
+
+    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        """Store every item, in one batch where the backend can."""
+        raise unsupported(self, "batches")
+
+    async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
+        """Remove those ``keys`` that exist; missing keys are ignored."""
+        raise unsupported(self, "batches")
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+        """The value of ``key`` and the seconds it has left (None: no deadline)."""
+        raise unsupported(self, "ttl")
+
+    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:  # type: ignore[override,unused-ignore]
+        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
+        raise unsupported(self, "ttl")
+
+    async def expire(self) -> int:  # type: ignore[override,unused-ignore]
+        """Remove every expired entry now; returns how many were removed."""
+        raise unsupported(self, "ttl")
+
+    def has_ttl(self) -> bool:  # type: ignore[override,unused-ignore]
+        """Whether a per-key TTL set through this layer is enforced somewhere below."""
+        return self.supports_ttl
 
     async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
         """Store ``value`` only if ``key`` has no live entry (an expired one counts as
         absent); True if it was stored. Atomic: of writers adding one key at once, one
         stores. ``ttl`` as for ``set``."""
-        raise NotImplementedError
+        raise unsupported(self, "atomic")
 
     async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
         """Replace the value of ``key`` by ``change(value)``, atomically, and return it.
@@ -94,73 +143,29 @@ class AsyncLayer:
         may run while the backend holds a lock: it must be quick, have no side effects,
         and not use the storage. ``storage.incr`` is this with an increment.
         """
-        raise NotImplementedError
-
-    async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
-        """Whether ``key`` is stored (not a use of it for LRU order)."""
-        raise NotImplementedError
-
-    def keys(self) -> AsyncIterator[str]:  # type: ignore[override,unused-ignore]
-        """Every key of this storage, in no particular order."""
-        raise NotImplementedError
-
-    async def count(self) -> int:  # type: ignore[override,unused-ignore]
-        """The number of entries."""
-        raise NotImplementedError
-
-    async def clear(self) -> None:  # type: ignore[override,unused-ignore]
-        """Remove every entry of this storage, and nothing else."""
-        raise NotImplementedError
-
-    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
-        """The values of those ``keys`` that exist, in one batch where the backend can."""
-        raise NotImplementedError
-
-    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:  # type: ignore[override,unused-ignore]
-        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
-        raise NotImplementedError
-
-    async def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
-        """As ``get_many``, but not a use: LRU order stays as it was (for sweeps)."""
-        raise NotImplementedError
-
-    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
-        """Store every item, in one batch where the backend can."""
-        raise NotImplementedError
-
-    async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
-        """Remove those ``keys`` that exist; missing keys are ignored."""
-        raise NotImplementedError
-
-    async def close(self) -> None:  # type: ignore[override,unused-ignore]
-        """Release resources (connections, pools, file descriptors)."""
-        raise NotImplementedError
-
-    async def expire(self) -> int:  # type: ignore[override,unused-ignore]
-        """Remove every expired entry now; returns how many were removed."""
-        raise NotImplementedError
+        raise unsupported(self, "atomic")
 
     async def touch(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         """Record a use of ``key`` where it is stored, so that LRU order survives a restart."""
-        raise NotImplementedError
+        raise unsupported(self, "order")
 
-    async def prepare(self) -> None:  # type: ignore[override,unused-ignore]
-        """Read what this layer needs from the stack below it, once the stack is linked
-        (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
+    async def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        """As ``get_many``, but not a use: LRU order stays as it was (for sweeps)."""
+        raise unsupported(self, "order")
 
     async def keys_by_age(self) -> list[str]:  # type: ignore[override,unused-ignore]
         """The keys, least recently used first, as far as the backend records it."""
-        raise NotImplementedError
+        raise unsupported(self, "order")
 
     async def sizes_by_age(self) -> list[tuple[str, int]]:  # type: ignore[override,unused-ignore]
         """Each key with the length of its stored bytes, least recently used first."""
-        raise NotImplementedError
+        raise unsupported(self, "order")
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:  # type: ignore[override,unused-ignore]
         """Enforce a bound on the entries (or their bytes) here, in the transaction of each
         write, evicting by ``eviction`` ("used" or "stored"); False if this stack cannot,
         and a ``CountLimit``/``SizeLimit`` above keeps the bound itself."""
-        raise NotImplementedError
+        return False
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
         """A section that no other process's exclusive section on this storage overlaps.
@@ -169,20 +174,16 @@ class AsyncLayer:
         exclusive section, so that a layer keeping an index knows to rebuild it. A section
         taken inside one of the same thread (or task) is part of it, and is told the same.
         """
-        raise NotImplementedError
+        raise unsupported(self, "section")
 
     def key_lock(self, key: str) -> AbstractAsyncContextManager[Any]:  # type: ignore[override,unused-ignore]
         """A lock for one key, held while a memoized value is computed: in-process by
         default, across processes where the backend offers it (Redis)."""
-        raise NotImplementedError
+        raise unsupported(self, "key_lock")
 
     def counters(self) -> dict[str, int]:  # type: ignore[override,unused-ignore]
         """Statistics counted by this layer and those below it (see ``Stats``)."""
-        raise NotImplementedError
-
-    def has_ttl(self) -> bool:  # type: ignore[override,unused-ignore]
-        """Whether a per-key TTL set through this layer is enforced somewhere below."""
-        return self.supports_ttl
+        return {}
 
     def value_kind_below(self, above: ValueKind) -> ValueKind:  # type: ignore[override,unused-ignore]
         """The kind of value this layer passes down, given the kind it receives."""
@@ -341,15 +342,9 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ig
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
         return _SECTIONS.of(self)
 
-    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
-        raise self._not_atomic("add")
-
-    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
-        raise self._not_atomic("modify (incr, decr)")
-
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``, or ``default`` if it is missing.
@@ -364,23 +359,42 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ig
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         """Store ``value``; ``ttl`` (seconds) only where ``has_ttl()`` is true."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         """Remove ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
         """Whether ``key`` is stored (not a use of it for LRU order)."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     def keys(self) -> AsyncIterator[str]:  # type: ignore[override,unused-ignore]
         """Every key of this storage, in no particular order."""
-        raise NotImplementedError
+        raise unsupported(self, "core")
 
     async def prepare(self) -> None:  # type: ignore[override,unused-ignore]
         """Read what this layer needs from the stack below it, once the stack is linked
         (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        """Store ``value`` only if ``key`` has no live entry (an expired one counts as
+        absent); True if it was stored. Atomic: of writers adding one key at once, one
+        stores. ``ttl`` as for ``set``."""
+        raise unsupported(self, "atomic")
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        """Replace the value of ``key`` by ``change(value)``, atomically, and return it.
+
+        No other write of ``key`` lands between the read and the write. ``change`` gets
+        ``ABSENT`` when the key has no live entry; the entry it then creates gets
+        ``ttl``, while an existing entry keeps its deadline. If ``change`` raises,
+        nothing is written and the error propagates. It may run more than once (backends
+        that compare and swap run it again when another writer got there first), and it
+        may run while the backend holds a lock: it must be quick, have no side effects,
+        and not use the storage. ``storage.incr`` is this with an increment.
+        """
+        raise unsupported(self, "atomic")
 
 
 class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]

@@ -16,6 +16,7 @@ import attrs
 from pystorage.aio import layers as twins
 from pystorage.aio.backend import OffLoop
 from pystorage.aio.layers import AsyncLayer
+from pystorage.aio.twins import twin_class
 from pystorage.errors import ConfigurationError, not_a_str
 from pystorage.layers import LRU, Layer, Memory, Redis, Tier, Wrapper
 from pystorage.layers.base import stack_from
@@ -45,10 +46,11 @@ class AsyncStorage:
         AsyncStorage(StorageProvider().create(StorageProvider.STORAGE_SQLITE))
 
     Each wrapper layer becomes its async twin (``pystorage.aio.layers``, generated from
-    the sync layer, so both behave alike); the backend's blocking operations run in a
-    pool of threads (``Memory`` and ``LRU``, which never block, run on the loop). The
-    first operation, or ``async with``, reads what the layers need from the backend (a
-    limit's index), off the loop.
+    the sync layer, so both behave alike; a wrapper of one's own gets its twin made from
+    its source by the same rules, ``pystorage.aio.twins``); the backend's blocking
+    operations run in a pool of threads (``Memory`` and ``LRU``, which never block, run
+    on the loop). The first operation, or ``async with``, reads what the layers need
+    from the backend (a limit's index), off the loop.
     """
 
     __slots__ = ("_prepared", "_preparing", "_preparing_lock", "layers", "top")
@@ -259,12 +261,9 @@ def _twin(layer: Layer | Storage) -> Layer:
         raise ConfigurationError(
             f"{layer!r} must be the last layer: only wrappers can have a layer below"
         )
-    twin = TWINS.get(type(layer))
-    if twin is None:
-        raise ConfigurationError(
-            f"{type(layer).__name__} has no async twin: AsyncStorage takes the layers of "
-            f"pystorage.layers ({', '.join(sorted(t.__name__ for t in TWINS))})"
-        )
+    if isinstance(layer, AsyncLayer):
+        return layer  # a twin written by hand (or made before): used as it is
+    twin = TWINS.get(type(layer)) or twin_class(type(layer), TWINS)
     if isinstance(layer, Tier) and not isinstance(layer.front, IN_MEMORY):
         raise ConfigurationError(
             f"an async Tier needs a front in memory (LRU or Memory), not {layer.front!r}: "

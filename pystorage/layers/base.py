@@ -11,18 +11,19 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 import attrs
 
 from pystorage import _fork
 from pystorage.errors import ConfigurationError, UnsupportedError
+from pystorage.layers.protocol import Layer, ValueKind
+
+__all__ = ["ABSENT", "MAX_TTL", "Backend", "Layer", "LockTable", "ValueKind", "Wrapper"]
 
 if TYPE_CHECKING:  # asyncio is imported by the first async section, not by every program
     import asyncio
 
-#: What a layer hands to the one below it: Python objects or encoded bytes.
-ValueKind = Literal["object", "bytes"]
 Slot = TypeVar("Slot")
 AnyLock = TypeVar("AnyLock")
 
@@ -190,162 +191,15 @@ class _Sections:
 _SECTIONS = _Sections()
 
 
-class Layer:
-    """One stage of a stack. Subclasses override only the operations they change."""
-
-    #: The values this layer accepts from above ("bytes" for backends that store bytes).
-    accepts: ClassVar[ValueKind] = "object"
-    #: Whether ``set(..., ttl=...)`` is honoured at or below this layer.
-    supports_ttl: ClassVar[bool] = False
-    #: Whether this layer removes entries by itself (evicting or expiring them).
-    removes_entries: ClassVar[bool] = False
-
-    def get(self, key: str) -> Any:
-        """The value of ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
-
-    def lookup(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it is missing.
-
-        The same as ``get``; in-memory backends override it to answer a miss without
-        raising and catching an exception, which costs more than the lookup itself.
-        """
-        try:
-            return self.get(key)
-        except KeyError:
-            return default
-
-    def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
-        """The value of ``key`` and the seconds it has left (None: no deadline)."""
-        raise NotImplementedError
-
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value``; ``ttl`` (seconds) only where ``has_ttl()`` is true."""
-        raise NotImplementedError
-
-    def delete(self, key: str) -> None:
-        """Remove ``key``; ``KeyError`` if it is missing."""
-        raise NotImplementedError
-
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        """Store ``value`` only if ``key`` has no live entry (an expired one counts as
-        absent); True if it was stored. Atomic: of writers adding one key at once, one
-        stores. ``ttl`` as for ``set``."""
-        raise NotImplementedError
-
-    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
-        """Replace the value of ``key`` by ``change(value)``, atomically, and return it.
-
-        No other write of ``key`` lands between the read and the write. ``change`` gets
-        ``ABSENT`` when the key has no live entry; the entry it then creates gets
-        ``ttl``, while an existing entry keeps its deadline. If ``change`` raises,
-        nothing is written and the error propagates. It may run more than once (backends
-        that compare and swap run it again when another writer got there first), and it
-        may run while the backend holds a lock: it must be quick, have no side effects,
-        and not use the storage. ``storage.incr`` is this with an increment.
-        """
-        raise NotImplementedError
-
-    def contains(self, key: str) -> bool:
-        """Whether ``key`` is stored (not a use of it for LRU order)."""
-        raise NotImplementedError
-
-    def keys(self) -> Iterator[str]:
-        """Every key of this storage, in no particular order."""
-        raise NotImplementedError
-
-    def count(self) -> int:
-        """The number of entries."""
-        raise NotImplementedError
-
-    def clear(self) -> None:
-        """Remove every entry of this storage, and nothing else."""
-        raise NotImplementedError
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The values of those ``keys`` that exist, in one batch where the backend can."""
-        raise NotImplementedError
-
-    def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
-        """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
-        raise NotImplementedError
-
-    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """As ``get_many``, but not a use: LRU order stays as it was (for sweeps)."""
-        raise NotImplementedError
-
-    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        """Store every item, in one batch where the backend can."""
-        raise NotImplementedError
-
-    def delete_many(self, keys: Iterable[str]) -> None:
-        """Remove those ``keys`` that exist; missing keys are ignored."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release resources (connections, pools, file descriptors)."""
-        raise NotImplementedError
-
-    def expire(self) -> int:
-        """Remove every expired entry now; returns how many were removed."""
-        raise NotImplementedError
-
-    # Capabilities for the layers above. Backends give cheap defaults, wrappers forward.
-
-    def touch(self, key: str) -> None:
-        """Record a use of ``key`` where it is stored, so that LRU order survives a restart."""
-        raise NotImplementedError
-
-    def prepare(self) -> None:
-        """Read what this layer needs from the stack below it, once the stack is linked
-        (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
-
-    def keys_by_age(self) -> list[str]:
-        """The keys, least recently used first, as far as the backend records it."""
-        raise NotImplementedError
-
-    def sizes_by_age(self) -> list[tuple[str, int]]:
-        """Each key with the length of its stored bytes, least recently used first."""
-        raise NotImplementedError
-
-    def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
-        """Enforce a bound on the entries (or their bytes) here, in the transaction of each
-        write, evicting by ``eviction`` ("used" or "stored"); False if this stack cannot,
-        and a ``CountLimit``/``SizeLimit`` above keeps the bound itself."""
-        raise NotImplementedError
-
-    def exclusive(self) -> AbstractContextManager[bool]:
-        """A section that no other process's exclusive section on this storage overlaps.
-
-        It yields True when another process changed the storage since this object's last
-        exclusive section, so that a layer keeping an index knows to rebuild it. A section
-        taken inside one of the same thread (or task) is part of it, and is told the same.
-        """
-        raise NotImplementedError
-
-    def key_lock(self, key: str) -> AbstractContextManager[Any]:
-        """A lock for one key, held while a memoized value is computed: in-process by
-        default, across processes where the backend offers it (Redis)."""
-        raise NotImplementedError
-
-    def counters(self) -> dict[str, int]:
-        """Statistics counted by this layer and those below it (see ``Stats``)."""
-        raise NotImplementedError
-
-    def has_ttl(self) -> bool:
-        """Whether a per-key TTL set through this layer is enforced somewhere below."""
-        return self.supports_ttl
-
-    def value_kind_below(self, above: ValueKind) -> ValueKind:
-        """The kind of value this layer passes down, given the kind it receives."""
-        return above
-
-
 class Backend(Layer):
     """A terminal layer: it stores for real.
 
-    The batch operations default to loops of single calls; backends whose engine can do a
-    batch in one round trip override them.
+    It implements the core's ``get``, ``set``, ``delete``, ``contains`` and ``keys``;
+    here are the defaults of the rest: the batch operations loop over single calls
+    (backends whose engine does a batch in one round trip override them), the order of
+    use is that of ``keys()``, the section and key locks are in-process. The ``atomic``
+    capability has no default (a get then a set is not atomic): ``add`` and ``modify``
+    raise ``UnsupportedError`` naming it until the backend implements them.
     """
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
@@ -421,24 +275,12 @@ class Backend(Layer):
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         return _KEY_LOCKS(key)
 
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        raise self._not_atomic("add")
-
-    def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
-        raise self._not_atomic("modify (incr, decr)")
-
-    def _not_atomic(self, operation: str) -> UnsupportedError:
-        # Never a get-then-set instead: two writers could both "add", or lose increments.
-        return UnsupportedError(
-            f"{type(self).__name__} has no atomic {operation}: the backend must implement it"
-        )
-
     def refuse_ttl(self, ttl: float | None) -> None:
         """Raise unless ``ttl`` is None: for backends with no native expiry."""
         if ttl is not None:
             raise UnsupportedError(
-                f"{type(self).__name__} has no native expiry: put an Expiry layer above it "
-                "to use a per-key ttl"
+                f"{type(self).__name__} has no native expiry (the 'ttl' capability): put an "
+                "Expiry layer above it to use a per-key ttl"
             )
 
 

@@ -44,7 +44,8 @@ class Expiry(Wrapper):
         bottom = list(stack_from(inner))[-1]
         if not bottom.has_ttl():
             raise ConfigurationError(
-                f"{type(bottom).__name__} cannot keep deadlines, so Expiry cannot sit above it"
+                f"{type(bottom).__name__} cannot keep deadlines (it lacks the 'ttl' "
+                "capability), so Expiry cannot sit above it"
             )
         if self.clock is not None:
             below = [*stack_from(inner)]

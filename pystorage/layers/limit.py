@@ -12,6 +12,7 @@ import attrs
 from pystorage import _fork
 from pystorage.errors import ConfigurationError, ValueTooLargeError
 from pystorage.layers.base import Layer, Wrapper, stack_from
+from pystorage.layers.protocol import require
 
 #: Which entries go first: the least recently used, or the least recently stored.
 Eviction = Literal["used", "stored"]
@@ -101,6 +102,8 @@ class Limit(Wrapper):
         self._lock = threading.Lock()
 
     def link(self, inner: Layer) -> None:
+        for capability in ("order", "section"):  # the order of use, and writes apart
+            require(inner, capability)
         super().link(inner)
         self._handed_down = inner.take_bound(self.measure, self.bound, self.eviction)
         if not self._handed_down and not self.per_process:
