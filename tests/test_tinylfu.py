@@ -157,3 +157,12 @@ def test_a_weighted_policy_keeps_the_total_weight_within_its_capacity() -> None:
             del held[victim]
         assert policy.weight == sum(held.values()) <= 1_000
         assert set(held) == set(policy.keys())
+
+
+def test_the_shipped_conformance_suite_passes_alone_and_as_a_front() -> None:
+    from pystorage.conformance import check
+    from pystorage.layers import Codec, Memory, Tier
+
+    alone = check(lambda: [TinyLFU(100_000)]).assert_ok()
+    front = check(lambda: [Tier(TinyLFU(3)), Codec("pickle"), Memory()]).assert_ok()
+    assert not alone.skipped and not front.skipped and len(alone.passed) >= 10
