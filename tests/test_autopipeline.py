@@ -29,7 +29,7 @@ from tests.helpers import unique
 
 KINDS = ["server", "cluster"]
 #: The longest any awaited burst may take before the test calls it a hang.
-DEADLINE = 60.0
+DEADLINE = 120.0
 #: What ``get`` answers for a missing key, in these tests.
 MISSING = "<missing>"
 
@@ -123,7 +123,7 @@ def test_autopipeline_is_an_option_of_redis_and_of_urls(request: pytest.FixtureR
 
 
 async def _model_run(storage: AsyncStorage, tasks: int, seed: int, at_once: int) -> list[Any]:
-    """``tasks`` tasks, ``at_once`` of them at a time, each doing 30 random operations on
+    """``tasks`` tasks, ``at_once`` of them at a time, each doing 12 random operations on
     keys of its own, each answer checked against a dict model of that task's keys;
     returns every task's answers (the same whatever ``at_once``: a task's operations and
     keys depend on its number only)."""
@@ -133,7 +133,7 @@ async def _model_run(storage: AsyncStorage, tasks: int, seed: int, at_once: int)
         keys = [f"t{number}-{i}" for i in range(4)]
         model: dict[str, Any] = {}
         answers: list[Any] = []
-        for step in range(30):
+        for step in range(12):
             key = rng.choice(keys)
             what = rng.randrange(9)
             if what == 0:
@@ -336,14 +336,18 @@ def test_callers_cancelled_mid_batch_leave_the_others_their_answers(
         await storage.set_many({f"k{i}": i for i in range(100)})
         clients = storage.layers[-1].client
         coalescer = clients._here().coalescer
+
         async def slowly() -> Any:
             return await clients.eval(slow, 1, b"{k}slow")
 
+        # The first command goes at once; the others queue behind it and go as one
+        # pipeline, in which the server is busy a while with the slow script.
+        first = asyncio.ensure_future(storage.get("k0"))
         queued = [asyncio.ensure_future(slowly())]
         queued += [asyncio.ensure_future(storage.get(f"k{i}")) for i in range(100)]
         # Until the batch is taken (the pipeline is being sent or awaited), then cancel
         # every other caller.
-        await _until(lambda: coalescer._flushing and not coalescer._queue)
+        await _until(lambda: coalescer._flushing and not coalescer._queue and first.done())
         for task in queued[2::2]:
             task.cancel()
         got = await _within(asyncio.gather(*queued, return_exceptions=True))
@@ -352,7 +356,7 @@ def test_callers_cancelled_mid_batch_leave_the_others_their_answers(
         return [got, again]
 
     got, again = asyncio.run(main())
-    assert got[0] == 1
+    assert got[0] == 1  # the slow script's
     for number, answer in enumerate(got[1:]):
         if number % 2:
             assert isinstance(answer, asyncio.CancelledError)
@@ -367,8 +371,10 @@ def test_callers_cancelled_before_the_flush_are_not_sent(request: pytest.Fixture
 
     async def main() -> list[Any]:
         await storage.set("k", 0)
+        # The first write goes at once; the nine others queue behind it, and are
+        # cancelled before it is back.
         writes = [asyncio.ensure_future(storage.set(f"w{i}", i)) for i in range(10)]
-        await asyncio.sleep(0)  # queued, not flushed: the flush task runs after them
+        await asyncio.sleep(0)  # every write issued
         for task in writes:
             task.cancel()
         results = await _within(asyncio.gather(*writes, return_exceptions=True))
@@ -377,8 +383,9 @@ def test_callers_cancelled_before_the_flush_are_not_sent(request: pytest.Fixture
         return [results, found]
 
     results, found = asyncio.run(main())
-    assert all(isinstance(result, asyncio.CancelledError) for result in results)
-    assert found == {}
+    # The first is redis.asyncio's own command: it may end despite the cancellation.
+    assert all(isinstance(result, asyncio.CancelledError) for result in results[1:]), results
+    assert set(found) <= {"w0"}
 
 
 # -- a server killed mid-batch --------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""Autopipelining: the Redis commands that an event loop's tasks issue in one tick, sent
-as one pipeline.
+"""Autopipelining: the Redis commands that an event loop's tasks issue while one is out
+go together, as one pipeline.
 
 Each awaited command of a redis.asyncio client takes a connection and a round trip of
 its own; a hundred tasks in flight pay a hundred round trips and a hundred parses of
-small replies. A ``Coalescer`` (one per event loop, kept by ``LoopClients``) queues the
-commands instead and hands each caller a future of its own. The first command queued
-starts a flush task: the loop runs its first step after every callback already due in
-this tick (``call_soon``), so the commands of every task that runs in this tick go in
-one pipeline (``transaction=False``), sent on one connection.
+small replies. A ``Coalescer`` (one per event loop, kept by ``LoopClients``) sends a
+command at once when nothing is out, as a plain command: a task alone pays one flag and
+one coroutine, nothing else. The commands issued while one is out are queued, each
+caller holding a future of its own; when it is back, a flush task takes them all, and
+sends them as one pipeline (``transaction=False``) on one connection. The flush task
+runs its steps through the loop (``call_soon``), after every callback already due:
+while its pipeline is out, the next batch queues, and the callers it answers issue
+their next commands before it looks again, so under load each pipeline carries what
+every task of the loop issued meanwhile.
 
 - One flush at a time: the commands queued while a pipeline is out go in the next one.
   Per key (indeed per loop) the server runs the commands in the order they were issued,
@@ -20,8 +24,7 @@ one pipeline (``transaction=False``), sent on one connection.
   that it fails only the caller that caused it.
 - A caller cancelled while it waits only drops its future: the flush runs in a task of
   its own, and a command whose caller is gone before it is sent is not sent.
-- A tick with one command sends it as a plain command, not a pipeline of one: a task
-  alone pays one future and one step of the flush task, not a pipeline's bookkeeping.
+- A batch of one command is sent as a plain command, not a pipeline of one.
 
 Transactions (WATCH/MULTI), SCAN and the pipelines of the layer itself are not
 coalesced: they keep a connection of their own, as before.
@@ -56,7 +59,7 @@ class _Command:
 
 
 class Coalescer:
-    """The commands an event loop's tasks issue, sent one pipeline per tick (see the
+    """The commands an event loop's tasks issue, coalesced into pipelines (see the
     module). ``direct(name)`` is the client's method for a single command; ``pipeline()``
     a new non-transactional pipeline of the client (both take the loop's turn at a
     cluster, where one is kept); ``same_slot(name, args)``, on a cluster, whether the
@@ -87,23 +90,33 @@ class Coalescer:
         return found
 
     def _coalesced(self, name: str) -> Callable[..., Awaitable[Any]]:
-        def queued(*args: Any, **options: Any) -> Awaitable[Any]:
+        async def coalesced(*args: Any, **options: Any) -> Any:
             if self._same_slot is not None and not self._same_slot(name, args):
-                return self._direct(name)(*args, **options)
-            return self._send(name, args, options)
+                return await self._direct(name)(*args, **options)
+            if self._flushing:
+                return await self._send(name, args, options)
+            # Nothing out: this command goes at once, as a plain command, and those
+            # issued while it is out wait for it, then go as one pipeline.
+            self._flushing = True
+            try:
+                return await self._direct(name)(*args, **options)
+            finally:
+                if self._queue:
+                    self._start()
+                else:
+                    self._flushing = False
 
-        return queued
+        return coalesced
 
     def _send(self, name: str, args: tuple[Any, ...], options: dict[str, Any]) -> Awaitable[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future = asyncio.get_running_loop().create_future()
         self._queue.append(_Command(name, args, options, future))
-        if not self._flushing:
-            self._flushing = True
-            task = loop.create_task(self._flush())
-            _FLUSHING.add(task)
-            task.add_done_callback(_FLUSHING.discard)
         return future
+
+    def _start(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush())
+        _FLUSHING.add(task)
+        task.add_done_callback(_FLUSHING.discard)
 
     async def _flush(self) -> None:
         try:
