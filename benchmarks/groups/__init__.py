@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.groups import (
     async_group,
+    async_load,
     codecs,
     files,
     local_open,
@@ -55,5 +56,11 @@ GROUPS: tuple[Group, ...] = (
         "Async",
         "AsyncStorage (asyncio), and the sync hot path before/after it",
         async_group.run,
+    ),
+    Group(
+        "async-load",
+        "Async load",
+        "Async Redis under load: autopipelining (100 tasks x 100 ops)",
+        async_load.run,
     ),
 )

@@ -119,23 +119,25 @@ class Coalescer:
         task.add_done_callback(_FLUSHING.discard)
 
     async def _flush(self) -> None:
+        batch: list[_Command] = []
         try:
             while True:
                 if not self._queue:
                     # One more turn of the loop: the callers just answered issue their
-                    # next commands in it, and a task alone finds its flush still here.
+                    # next commands in it, and they go in the next pipeline.
                     await asyncio.sleep(0)
                     if not self._queue:
                         return
                 batch, self._queue = self._queue, []
                 await self._run([command for command in batch if not command.future.done()])
         except BaseException as exc:
-            # The flush itself was cancelled (its loop is closing): no caller waits
-            # forever for a command that will not be sent.
-            for command in self._queue:
+            # The flush was cancelled (its loop is closing) or failed where no caller
+            # could be told: no caller waits forever for a reply that will not come.
+            for command in (*batch, *self._queue):
                 _fail(command.future, exc)
             self._queue = []
-            raise
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self._flushing = False
 
