@@ -53,6 +53,9 @@ class Row:
     ratio: float
     target: Target | None = None
     note: str = ""
+    #: What the two figures are: "ns" (a time per operation, the usual), or "%" (a share,
+    #: e.g. a miss ratio, where the ratio of two shares is compared the same way).
+    unit: str = "ns"
 
     @property
     def holds(self) -> bool | None:
@@ -75,6 +78,7 @@ class Row:
             data["ratio"],
             None if target is None else Target(target["limit"], target["text"]),
             data["note"],
+            data.get("unit", "ns"),
         )
 
 

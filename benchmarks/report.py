@@ -106,6 +106,11 @@ def duration(ns: float) -> str:
     return f"{ns:.0f} ns"
 
 
+def figure(value: float, unit: str) -> str:
+    """A row's figure: a duration, or a share in percent."""
+    return duration(value) if unit == "ns" else f"{value:.1f} {unit}"
+
+
 def ratio(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
@@ -114,7 +119,7 @@ def cells(r: Row) -> tuple[str, ...]:
     holds = {None: "", True: "yes", False: "NO"}[r.holds]
     target = r.target.label if r.target else ""
     return (
-        r.operation, duration(r.pystorage_ns), r.anchor, duration(r.anchor_ns),
+        r.operation, figure(r.pystorage_ns, r.unit), r.anchor, figure(r.anchor_ns, r.unit),
         ratio(r.ratio), target, holds, r.note,
     )  # fmt: skip
 

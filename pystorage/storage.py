@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pystorage.errors import ConfigurationError, NotAnIntegerError, UnsupportedError, not_a_str
 from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, checked_ttl, stack_from
-from pystorage.memoize import Memoized, P, R, memoize
+
+if TYPE_CHECKING:  # memoize (asyncio, inspect, zoneinfo...) is imported by its first use
+    from pystorage.memoize import Memoized, P, R
 
 _MISSING: Any = object()
 
@@ -192,6 +194,8 @@ class Storage(MutableMapping[str, Any]):
         Redis stack; for an ``async def``, an asyncio lock per key in each event loop).
         The function gains ``invalidate(*args)``, ``cache_clear()`` and ``cache_key(*args)``.
         """
+        from pystorage.memoize import memoize
+
         return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func)
 
     def stats(self) -> dict[str, int]:

@@ -8,34 +8,22 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pystorage.codecs import BaseCodec, Gzip, Pickle, Signed, resolve
+from pystorage import codecs, layers
+from pystorage.codecs.base import resolve
 from pystorage.errors import BackendError, StorageProviderError
-from pystorage.layers import (
-    LRU,
-    S3,
-    Codec,
-    CountLimit,
-    Expiry,
-    Files,
-    Memory,
-    Redis,
-    SizeLimit,
-    SQLite,
-    Stats,
-    Tier,
-)
 from pystorage.layers.base import checked_ttl
-from pystorage.layers.limit import Eviction
-from pystorage.layers.redis import DEFAULT_PREFIX
+from pystorage.layers.defaults import DEFAULT_PREFIX
 from pystorage.storage import Storage
 
 if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
+    from pystorage.codecs import BaseCodec
+    from pystorage.layers import Codec
+    from pystorage.layers.limit import Eviction
 
 Factory = Callable[..., Any]
 
@@ -50,6 +38,7 @@ def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> P
     planted there could otherwise run code in this process when read."""
     if path is not None:
         return Path(path)
+    import tempfile  # with shutil, bz2 and lzma: not for a preset given its path
     if not _runs_code(codec):
         return Path(tempfile.gettempdir())
     return _private_folder(Path(tempfile.gettempdir()) / f"pystorage-{os.getuid()}")
@@ -57,8 +46,8 @@ def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> P
 
 def _runs_code(codec: str | BaseCodec) -> bool:
     stages = resolve(codec).stages
-    return any(isinstance(stage, Pickle) for stage in stages) and not any(
-        isinstance(stage, Signed) for stage in stages
+    return any(isinstance(stage, codecs.Pickle) for stage in stages) and not any(
+        isinstance(stage, codecs.Signed) for stage in stages
     )
 
 
@@ -80,12 +69,12 @@ def _private_folder(folder: Path) -> Path:
 
 def signed_codec(codec: str | BaseCodec, secret: Secret = None) -> BaseCodec:
     """``codec`` resolved; with a secret, values are signed (see ``Signed``)."""
-    return resolve(codec) if secret is None else resolve(codec) | Signed(secret)
+    return resolve(codec) if secret is None else resolve(codec) | codecs.Signed(secret)
 
 
 def codec_layer(codec: str | BaseCodec, secret: Secret = None) -> Codec:
     """The Codec layer of a preset; with a secret, values are signed (see ``Signed``)."""
-    return Codec(signed_codec(codec, secret))
+    return layers.Codec(signed_codec(codec, secret))
 
 
 def positive_seconds(value: float, name: str = "expiration") -> float:
@@ -102,7 +91,7 @@ def json_files(
     secret: Secret = None,
 ) -> Storage:
     """One JSON file per key: ``<path>/<key>.storage.json`` (path: the system temp dir)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
+    return Storage(codec_layer(codec, secret), layers.Files(_default_path(path, codec), suffix))
 
 
 def pickle_files(
@@ -112,7 +101,7 @@ def pickle_files(
     secret: Secret = None,
 ) -> Storage:
     """One pickle file per key. Only read files that you (or a signed codec) wrote."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
+    return Storage(codec_layer(codec, secret), layers.Files(_default_path(path, codec), suffix))
 
 
 def gzip_pickle_files(
@@ -126,8 +115,8 @@ def gzip_pickle_files(
     if codec is not None and compresslevel is not None:
         raise StorageProviderError("give compresslevel= or codec=, not both")
     if codec is None:
-        codec = Pickle() | Gzip(9 if compresslevel is None else compresslevel)
-    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
+        codec = codecs.Pickle() | codecs.Gzip(9 if compresslevel is None else compresslevel)
+    return Storage(codec_layer(codec, secret), layers.Files(_default_path(path, codec), suffix))
 
 
 def msgpack_files(
@@ -137,7 +126,7 @@ def msgpack_files(
     secret: Secret = None,
 ) -> Storage:
     """One MessagePack file per key (``pip install 'pystorage-layers[msgpack]'``)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
+    return Storage(codec_layer(codec, secret), layers.Files(_default_path(path, codec), suffix))
 
 
 def zstd_files(
@@ -147,7 +136,7 @@ def zstd_files(
     secret: Secret = None,
 ) -> Storage:
     """One Zstandard-compressed pickle file per key (``pip install 'pystorage-layers[zstd]'``)."""
-    return Storage(codec_layer(codec, secret), Files(_default_path(path, codec), suffix))
+    return Storage(codec_layer(codec, secret), layers.Files(_default_path(path, codec), suffix))
 
 
 def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Storage:
@@ -155,8 +144,8 @@ def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Stora
     if codec is None:
         if secret is not None:
             raise StorageProviderError("secret= signs encoded values: give a codec= too")
-        return Storage(Memory())
-    return Storage(codec_layer(codec, secret), Memory())
+        return Storage(layers.Memory())
+    return Storage(codec_layer(codec, secret), layers.Memory())
 
 
 def lru(
@@ -174,8 +163,8 @@ def lru(
     if size is None:
         size = 128
     if storage is None:
-        return Storage(LRU(size))
-    return Storage(Tier(LRU(size)), storage)
+        return Storage(layers.LRU(size))
+    return Storage(layers.Tier(layers.LRU(size)), storage)
 
 
 def disk_lru(
@@ -187,7 +176,9 @@ def disk_lru(
 ) -> Storage:
     """One file per key, at most ``limit`` files; the least recently used one goes first."""
     return Storage(
-        CountLimit(limit), codec_layer(codec, secret), Files(_default_path(path, codec), suffix)
+        layers.CountLimit(limit),
+        codec_layer(codec, secret),
+        layers.Files(_default_path(path, codec), suffix),
     )
 
 
@@ -199,8 +190,8 @@ def volatile(
     """Entries of ``storage`` (default: memory) expire ``expiration`` seconds after a write."""
     if expiration is not None:
         positive_seconds(expiration)
-    expiry = Expiry(expiration) if clock is None else Expiry(expiration, clock)
-    return Storage(expiry, Storage(Memory()) if storage is None else storage)
+    expiry = layers.Expiry(expiration) if clock is None else layers.Expiry(expiration, clock)
+    return Storage(expiry, Storage(layers.Memory()) if storage is None else storage)
 
 
 def redis_text(
@@ -213,10 +204,10 @@ def redis_text(
 ) -> Storage:
     """Values in Redis as UTF-8 text (``codec="text"``), optionally expiring natively."""
     if expiration is None:
-        return Storage(codec_layer(codec, secret), Redis(redis_client, url, prefix))
+        return Storage(codec_layer(codec, secret), layers.Redis(redis_client, url, prefix))
     positive_seconds(expiration)
-    stack = Storage(codec_layer(codec, secret), Redis(redis_client, url, prefix))
-    return Storage(Expiry(expiration), stack)
+    stack = Storage(codec_layer(codec, secret), layers.Redis(redis_client, url, prefix))
+    return Storage(layers.Expiry(expiration), stack)
 
 
 def redis_json(
@@ -248,7 +239,7 @@ def s3(
     from ``endpoint_url``, ``region`` and ``client_options`` (credentials, ``config=``,
     ``max_workers=``...).
     """
-    backend = S3(bucket, folder, client, endpoint_url, region, **client_options)
+    backend = layers.S3(bucket, folder, client, endpoint_url, region, **client_options)
     return Storage(codec_layer(codec, secret), backend)
 
 
@@ -269,11 +260,11 @@ def sqlite(
     ``expiration`` gives every write a TTL."""
     if path is None:
         path = _default_path(None, codec if secret is None else "json") / "cache.db"
-    above: list[Any] = [] if expiration is None else [Expiry(expiration)]
+    above: list[Any] = [] if expiration is None else [layers.Expiry(expiration)]
     if limit is not None:
-        above.append(CountLimit(limit, eviction=eviction))
-    below: list[Any] = [] if max_bytes is None else [SizeLimit(max_bytes, eviction=eviction)]
-    backend = SQLite(path, synchronous=synchronous)
+        above.append(layers.CountLimit(limit, eviction=eviction))
+    below: list[Any] = [] if max_bytes is None else [layers.SizeLimit(max_bytes, eviction=eviction)]
+    backend = layers.SQLite(path, synchronous=synchronous)
     return Storage(*above, codec_layer(codec, secret), *below, backend)
 
 
@@ -342,7 +333,7 @@ class StorageProvider:
         except TypeError as exc:
             # Wrong arguments to a preset: say which preset, keep the original.
             raise StorageProviderError(f"cannot create {name!r}: {exc}") from exc
-        return Storage(Stats(), storage) if stats else storage
+        return Storage(layers.Stats(), storage) if stats else storage
 
     def create_async(self, name: str, *args: Any, **kwargs: Any) -> AsyncStorage:
         """The preset ``name`` as an ``AsyncStorage``: the same stack, awaited."""

@@ -35,31 +35,17 @@ from urllib.parse import SplitResult, parse_qsl, unquote, unquote_plus, urlencod
 
 import attrs
 
-from pystorage.codecs import BaseCodec
+from pystorage import layers
 from pystorage.errors import ConfigurationError, StorageProviderError
-from pystorage.layers import (
-    LRU,
-    S3,
-    Codec,
-    CountLimit,
-    Expiry,
-    Files,
-    Layer,
-    Memory,
-    Redis,
-    SizeLimit,
-    SQLite,
-    Stats,
-    Tier,
-)
-from pystorage.layers.base import ttl_error
-from pystorage.layers.limit import Eviction
-from pystorage.layers.redis import DEFAULT_PREFIX
+from pystorage.layers.base import Layer, ttl_error
+from pystorage.layers.defaults import DEFAULT_PREFIX
 from pystorage.storage import Storage
 from pystorage.storage_provider import positive_seconds, signed_codec
 
 if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
+    from pystorage.codecs import BaseCodec
+    from pystorage.layers.limit import Eviction
 
 _SECRET_OPTIONS = ("secret", "password")
 _FILE_URL = "a file URL names a local folder by its absolute path: file:///var/cache/app"
@@ -105,28 +91,28 @@ class ParsedURL:
         read values (Expiry, the memory tier) and puts ``raw`` in place of the codec: the
         stack lists, counts and deletes keys, never decodes, and returns values as stored.
         """
-        layers: list[Layer] = [Stats()] if self.stats else []
+        stack: list[Layer] = [layers.Stats()] if self.stats else []
         if values and self.ttl is not None:
-            layers.append(Expiry(self.ttl))
+            stack.append(layers.Expiry(self.ttl))
         if limit and self.limit is not None:
-            layers.append(CountLimit(self.limit, eviction=self.eviction))
+            stack.append(layers.CountLimit(self.limit, eviction=self.eviction))
         sized = limit and self.max_bytes is not None
         # The memory tier goes below the layers that remove entries: under a SizeLimit
         # (which weighs encoded values) it keeps them encoded.
-        tier = [Tier(LRU(self.lru))] if values and self.lru is not None else []
+        tier = [layers.Tier(layers.LRU(self.lru))] if values and self.lru is not None else []
         if not sized:
-            layers += tier
+            stack += tier
         if self.codec is not None:
             # Without values: bytes as stored (the backend still needs a Codec above it).
-            layers.append(Codec(self.codec if values else "raw"))
+            stack.append(layers.Codec(self.codec if values else "raw"))
         if sized and self.max_bytes is not None:
-            layers += [SizeLimit(self.max_bytes, eviction=self.eviction), *tier]
+            stack += [layers.SizeLimit(self.max_bytes, eviction=self.eviction), *tier]
         try:
             backend = self.make_backend()
         except ValueError as exc:  # ConfigurationError, or a library's own (botocore's region)
             raise StorageProviderError(f"{self.shown!r}: {exc}") from exc
         try:
-            return Storage(*layers, backend)
+            return Storage(*stack, backend)
         except BaseException:
             backend.close()
             raise
@@ -234,8 +220,8 @@ def _memory(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], L
     if parts.netloc or parts.path:
         raise ConfigurationError("memory:// takes no host or path")
     if "lru" in options:  # the memory is the tier: bound it rather than add one in front
-        return functools.partial(LRU, _count(options.pop("lru"), "lru")), None
-    return Memory, None
+        return functools.partial(layers.LRU, _count(options.pop("lru"), "lru")), None
+    return layers.Memory, None
 
 
 def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
@@ -244,7 +230,7 @@ def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Lay
         raise ConfigurationError(_FILE_URL)
     suffix = options.pop("suffix", "")
     trust_others = _flag(options.pop("trust_others", "0"), "trust_others")
-    return functools.partial(Files, Path(path), suffix, trust_others=trust_others), "pickle"
+    return functools.partial(layers.Files, Path(path), suffix, trust_others=trust_others), "pickle"
 
 
 def _sqlite(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
@@ -262,7 +248,9 @@ def _sqlite(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], L
         options_of_backend["timeout"] = _seconds(options.pop("timeout"), "timeout")
     trust_others = _flag(options.pop("trust_others", "0"), "trust_others")
     return (
-        functools.partial(SQLite, Path(path), trust_others=trust_others, **options_of_backend),
+        functools.partial(
+            layers.SQLite, Path(path), trust_others=trust_others, **options_of_backend
+        ),
         "pickle",
     )
 
@@ -300,7 +288,7 @@ def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], La
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     return (
-        functools.partial(Redis, url=url, prefix=prefix, autopipeline=autopipeline),
+        functools.partial(layers.Redis, url=url, prefix=prefix, autopipeline=autopipeline),
         "pickle",
     )
 
@@ -323,7 +311,7 @@ def _s3(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer
     region = _not_empty(options, "region")
     folder = unquote(parts.path).lstrip("/")
     return (
-        functools.partial(S3, parts.netloc, folder, endpoint_url=endpoint, region=region),
+        functools.partial(layers.S3, parts.netloc, folder, endpoint_url=endpoint, region=region),
         "pickle",
     )
 

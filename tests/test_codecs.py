@@ -833,7 +833,7 @@ def test_a_codec_that_is_not_a_name_or_known_is_refused_with_what_is_known() -> 
     with pytest.raises(ConfigurationError) as caught:
         resolve(5)  # type: ignore[arg-type]
     assert str(caught.value) == "a codec is a name or a codec instance, not 5"
-    known = ", ".join(sorted(base._REGISTRY))
+    known = "gzip, json, msgpack, pickle, raw, text, zstd"
     with pytest.raises(ConfigurationError) as caught:
         resolve("gzip-nope")
     assert str(caught.value) == f"unknown codec 'nope' in 'gzip-nope'; known: {known}"

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from pystorage import Storage
-from pystorage.layers import LRU, Memory, Stats
+from pystorage.layers import LRU, Memory, Stats, TinyLFU
 from pystorage.layers.memory import _Expiring
 from tests.helpers import FakeClock
 
 BACKENDS: dict[str, Callable[[FakeClock], Memory]] = {
     "memory": lambda clock: Memory(clock=clock),
     "lru": lambda clock: LRU(100, clock=clock),
+    "tinylfu": lambda clock: TinyLFU(100, clock=clock),
 }
 READS = ["getitem", "get", "get_with_ttl", "get_many"]
 

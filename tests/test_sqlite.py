@@ -296,3 +296,27 @@ def test_the_repr_of_an_async_stack_shows_the_limits_handed_down_to_sql(tmp_path
             return repr(storage)
 
     assert asyncio.run(main()).endswith(", max_bytes=500, eviction='used')))")  # OffLoop(...)
+
+
+def test_opening_an_existing_database_and_reading_commit_nothing(tmp_path: Path) -> None:
+    # A reader (a `pystorage get`) paid a commit at its open and a checkpoint at its close
+    # when every open ran the schema script; another connection sees any commit.
+    path = tmp_path / "c.db"
+    writer = Storage(Codec("pickle"), SQLite(path))
+    writer["k"] = 1
+    writer.close()
+    watcher = sqlite3.connect(path)
+    try:
+        (before,) = watcher.execute("PRAGMA data_version").fetchone()
+        reader = Storage(Codec("pickle"), SQLite(path))
+        assert reader["k"] == 1
+        reader.close()
+        (after,) = watcher.execute("PRAGMA data_version").fetchone()
+        assert after == before
+        # The probe sees a commit when there is one.
+        again = Storage(Codec("pickle"), SQLite(path))
+        again["k"] = 2
+        again.close()
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != before
+    finally:
+        watcher.close()

@@ -9,7 +9,9 @@ from benchmarks.groups import (
     async_group,
     async_load,
     codecs,
+    cold_start,
     files,
+    hit_ratio,
     local_open,
     local_processes,
     local_scaling,
@@ -18,6 +20,7 @@ from benchmarks.groups import (
     redis_group,
     s3_group,
     scaling,
+    shared,
 )
 from benchmarks.model import GroupResult, Settings
 
@@ -56,6 +59,24 @@ GROUPS: tuple[Group, ...] = (
         "Async",
         "AsyncStorage (asyncio), and the sync hot path before/after it",
         async_group.run,
+    ),
+    Group(
+        "shared",
+        "Shared",
+        "Shared stores: a bound and a memory front that hold across processes",
+        shared.run,
+    ),
+    Group(
+        "hit-ratio",
+        "Hit ratio",
+        "Hit ratios: eviction policies replaying real and generated traces",
+        hit_ratio.run,
+    ),
+    Group(
+        "cold-start",
+        "Cold start",
+        "Cold start: import, open and a command in a new process",
+        cold_start.run,
     ),
     Group(
         "async-load",

@@ -1,4 +1,5 @@
-"""Group 1: STORAGE_LRU against dict, functools.lru_cache, cachetools and lru-dict.
+"""Group 1: STORAGE_LRU and TinyLFU against dict, functools.lru_cache, cachetools,
+lru-dict, cachebox and theine.
 
 Every subject is driven the same way, ``deque(map(op, keys), 0)``, so the loop costs
 next to nothing and the same for all. Gets use ``.get(key)`` (None on a miss) everywhere.
@@ -13,14 +14,21 @@ from collections.abc import Callable, MutableMapping
 from itertools import repeat
 from typing import Any, cast
 
+import cachebox
 import cachetools
 import lru
+import theine
 
 from benchmarks.harness import Samples, Subject, compare, fixed
 from benchmarks.model import GroupResult, Row, Settings, Target, row
+from pystorage import Storage
+from pystorage.layers import TinyLFU
 from pystorage.storage_provider import StorageProvider
 
 VS_CACHETOOLS = Target(1.0)
+#: Issue 18's targets against the fastest compiled cache (cachebox, in Rust).
+GET_VS_CACHEBOX = Target(2.0)
+SET_VS_CACHEBOX = Target(3.0)
 VALUE = "value"
 
 
@@ -44,6 +52,9 @@ def _one_size(maxsize: int, ops: int, rounds: int) -> list[Row]:
         "PyStorage": StorageProvider().create(StorageProvider.STORAGE_LRU, maxsize=maxsize),
         "cachetools": cachetools.LRUCache(maxsize),
         "lru-dict": cast(MutableMapping[str, Any], lru.LRU(maxsize)),
+        "cachebox": cast(MutableMapping[str, Any], cachebox.LRUCache(maxsize)),
+        "TinyLFU": Storage(TinyLFU(maxsize)),
+        "theine": _Theine(maxsize),
         "dict": {},
     }
     for cache in caches.values():
@@ -78,11 +89,31 @@ def _identity(key: str) -> str:
 
 def _rows(operation: str, timed: dict[str, Samples]) -> list[Row]:
     mine = timed["PyStorage"]
+    compiled = SET_VS_CACHEBOX if operation.startswith("set") else GET_VS_CACHEBOX
     return [
         row(operation, mine, "cachetools.LRUCache", timed["cachetools"], VS_CACHETOOLS),
         row(operation, mine, "lru.LRU (lru-dict, C)", timed["lru-dict"]),
+        row(operation, mine, "cachebox.LRUCache (Rust)", timed["cachebox"], compiled),
         row(operation, mine, "dict (floor)", timed["dict"]),
-    ]
+        row(f"TinyLFU {operation}", timed["TinyLFU"], "cachebox.LRUCache (Rust)",
+            timed["cachebox"], compiled),
+        row(f"TinyLFU {operation}", timed["TinyLFU"], "theine.Cache (W-TinyLFU, Rust)",
+            timed["theine"]),
+    ]  # fmt: skip
+
+
+class _Theine(dict[str, Any]):
+    """theine's cache where this group expects a mapping. Timed through its own methods,
+    with no frame of ours: ``get`` (which returns the value and a found flag) and
+    ``set``."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.cache = theine.Cache(maxsize)
+        self.get = self.cache.get  # type: ignore[method-assign]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.cache.set(key, value)
 
 
 def _gets(get: Callable[[str], Any], keys: list[str]) -> Subject:
@@ -95,7 +126,7 @@ def _sets(cache: MutableMapping[str, Any], maxsize: int, ops: int) -> Subject:
     cycle = [f"set:{i}" for i in range(maxsize + ops)]
     for key in cycle if isinstance(cache, dict) else cycle[ops:]:
         cache[key] = VALUE
-    setitem = cache.__setitem__
+    setitem = cache.cache.set if isinstance(cache, _Theine) else cache.__setitem__
     cursor = 0
 
     def prepare() -> Callable[[], object]:

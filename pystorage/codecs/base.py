@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
@@ -152,7 +153,19 @@ def _label(stages: Iterable[BaseCodec]) -> str:
     return "-".join(stage.name for stage in reversed(tuple(stages)))
 
 
+#: Names registered by ``register``; they take precedence over the built-in names.
 _REGISTRY: dict[str, Callable[[], BaseCodec]] = {}
+# Each built-in name, as "module:class" under pystorage.codecs: the module is imported when
+# the name is first resolved, so a program that stores pickles never loads a compressor.
+_BUILT_IN = {
+    "json": "serializers:JSON",
+    "pickle": "serializers:Pickle",
+    "msgpack": "serializers:MsgPack",
+    "text": "serializers:Text",
+    "raw": "serializers:Raw",
+    "gzip": "compress:Gzip",
+    "zstd": "compress:Zstd",
+}
 
 
 def register(name: str, factory: Callable[[], BaseCodec]) -> None:
@@ -160,6 +173,18 @@ def register(name: str, factory: Callable[[], BaseCodec]) -> None:
     if not name or "-" in name:
         raise ConfigurationError(f"codec name {name!r} must be non-empty and contain no '-'")
     _REGISTRY[name] = factory
+
+
+def _factory(name: str) -> Callable[[], BaseCodec] | None:
+    """What builds the codec named ``name``; None for a name nobody registered."""
+    factory = _REGISTRY.get(name)
+    if factory is None and name in _BUILT_IN:
+        module, _, attribute = _BUILT_IN[name].partition(":")
+        built_in: Callable[[], BaseCodec] = getattr(
+            importlib.import_module(f"pystorage.codecs.{module}"), attribute
+        )
+        return built_in
+    return factory
 
 
 def resolve(codec: str | BaseCodec) -> BaseCodec:
@@ -172,14 +197,13 @@ def resolve(codec: str | BaseCodec) -> BaseCodec:
         return codec
     if not isinstance(codec, str):
         raise ConfigurationError(f"a codec is a name or a codec instance, not {codec!r}")
-    parts = list(reversed(codec.split("-")))
-    unknown = [part for part in parts if part not in _REGISTRY]
-    if unknown:
-        # Signing needs a secret, so it has no name: it is added last, where it belongs.
-        hint = "; to sign values, pass secret= (or add Signed(secret))" * (unknown[0] == "signed")
-        raise ConfigurationError(
-            f"unknown codec {unknown[0]!r} in {codec!r}; known: {', '.join(sorted(_REGISTRY))}"
-            + hint
-        )
-    stages = [_REGISTRY[part]() for part in parts]
+    factories = [(part, _factory(part)) for part in reversed(codec.split("-"))]
+    stages = []
+    for part, factory in factories:
+        if factory is None:
+            # Signing needs a secret, so it has no name: it is added last, where it belongs.
+            hint = "; to sign values, pass secret= (or add Signed(secret))" * (part == "signed")
+            known = ", ".join(sorted(_REGISTRY.keys() | _BUILT_IN.keys()))
+            raise ConfigurationError(f"unknown codec {part!r} in {codec!r}; known: {known}" + hint)
+        stages.append(factory())
     return stages[0] if len(stages) == 1 else Chain(tuple(stages))

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from pystorage.codecs.base import BaseCodec, register
+from pystorage.codecs.base import BaseCodec
 from pystorage.codecs.serializers import _require
 
 
@@ -69,6 +69,3 @@ class Zstd(BaseCodec):
             decompress = self._bind().decompress
         return decompress(data)
 
-
-register(Gzip.name, Gzip)
-register(Zstd.name, Zstd)

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from pystorage.codecs.base import BaseCodec, register
+from pystorage.codecs.base import BaseCodec
 
 #: What json.loads gives back; a subclass of one of these comes back as the base type.
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -186,6 +186,3 @@ def _require(module: str, extra: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise ImportError(f"this codec needs {module}: pip install 'pystorage-layers[{extra}]'")
 
-
-for _codec in (JSON, Pickle, MsgPack, Text, Raw):
-    register(_codec.name, _codec)

@@ -7,17 +7,19 @@ keys; a missing key raises ``KeyError``.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import attrs
 
 from pystorage import _fork
 from pystorage.errors import ConfigurationError, UnsupportedError
+
+if TYPE_CHECKING:  # asyncio is imported by the first async section, not by every program
+    import asyncio
 
 #: What a layer hands to the one below it: Python objects or encoded bytes.
 ValueKind = Literal["object", "bytes"]
@@ -147,6 +149,8 @@ class _Section(AbstractContextManager[bool], AbstractAsyncContextManager[bool]):
             self._lock.release()
 
     async def __aenter__(self) -> bool:
+        import asyncio  # loaded already: this coroutine runs in an event loop
+
         task = asyncio.current_task()
         if self._task is not task:
             loop = asyncio.get_running_loop()

@@ -6,8 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from pystorage.layers.limit import Limit
-from pystorage.layers.lru import positive
+from pystorage.layers.limit import Limit, positive
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

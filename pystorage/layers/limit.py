@@ -23,6 +23,13 @@ def an_order(_: object, attribute: attrs.Attribute[str], value: object) -> None:
         raise ConfigurationError(f"{attribute.name} must be 'used' or 'stored', not {value!r}")
 
 
+def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    """attrs validator: a positive ``int``. Here, where both limits import it, so that a
+    limit does not load the memory backend."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be a positive int, not {value!r}")
+
+
 def too_large(key: str, weight: int, bound: int, measure: str) -> ValueTooLargeError:
     """The error for a value heavier than a whole limit: stored, it would only evict
     everything, then itself."""

@@ -8,14 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from pystorage.errors import ConfigurationError
+from pystorage.layers.limit import positive
 from pystorage.layers.memory import _MISSING, Memory, _Expiring
-
-
-def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    """attrs validator: a positive ``int``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be a positive int, not {value!r}")
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

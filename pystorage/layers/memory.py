@@ -152,6 +152,7 @@ class Memory(Backend):
     def delete(self, key: str) -> None:
         with self._lock:
             entry = self._data.pop(key)
+            self._left_locked((key,))
             if type(entry) is _Expiring and entry.deadline <= self.clock():
                 # Gone all the same, but it was missing: as get, in and len say.
                 self._expirations += 1
@@ -159,11 +160,12 @@ class Memory(Backend):
 
     def delete_many(self, keys: Iterable[str]) -> None:
         with self._lock:
-            for key in keys:
-                self._data.pop(key, None)
+            keys = [key for key in keys if self._data.pop(key, _MISSING) is not _MISSING]
+            self._left_locked(keys)
 
     def clear(self) -> None:
         with self._lock:
+            self._left_locked(list(self._data))
             self._data.clear()
             self._heap.clear()
 
@@ -221,6 +223,9 @@ class Memory(Backend):
         """Write one entry (with the lock held); LRU adds its order and its bound."""
         self._data[key] = entry
 
+    def _left_locked(self, keys: Iterable[str]) -> None:
+        """Told of the keys just removed (with the lock held): a policy forgets them."""
+
     def _unwrap(self, key: str, entry: _Expiring) -> Any:
         if entry.deadline > self.clock():
             return entry.value
@@ -235,14 +240,15 @@ class Memory(Backend):
 
     def _remove_expired_locked(self, keys: Iterable[str], now: float) -> int:
         data = self._data
-        removed = 0
+        removed = []
         for key in keys:
             entry = data.get(key)
             if type(entry) is _Expiring and entry.deadline <= now:
                 del data[key]
-                removed += 1
-        self._expirations += removed
-        return removed
+                removed.append(key)
+        self._left_locked(removed)
+        self._expirations += len(removed)
+        return len(removed)
 
     def _purge(self) -> int:
         if not self._heap:

@@ -11,11 +11,10 @@ import attrs
 
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.defaults import DEFAULT_PREFIX as DEFAULT_PREFIX
 from pystorage.layers.limit import too_large
 
 _SCAN_BATCH = 1000
-#: Where a storage keeps its entries when it is given no prefix.
-DEFAULT_PREFIX = "pystorage:"
 #: Ends every prefix, so that a prefix never covers another one's keys by accident.
 SEPARATOR = ":"
 #: A byte that no key's UTF-8 holds: the names of things beside the entries (memoize's

@@ -7,8 +7,7 @@ from typing import ClassVar, Literal
 import attrs
 
 from pystorage.layers.base import ValueKind
-from pystorage.layers.limit import Limit
-from pystorage.layers.lru import positive
+from pystorage.layers.limit import Limit, positive
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

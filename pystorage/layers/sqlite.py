@@ -19,6 +19,7 @@ from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
 from pystorage.layers.limit import too_large
+from pystorage.layers.wal_index import header_reader
 
 # Format 2: one row per entry, and nothing else on the path of a write.
 _SCHEMA = """
@@ -163,6 +164,11 @@ class SQLite(Backend):
     _local: threading.local = attrs.field(factory=threading.local, init=False, repr=False)
     #: Changes that other connections committed, as this process's connections saw them.
     _changes: int = attrs.field(default=0, init=False, repr=False)
+    #: Reads the WAL-index header (``wal_index.py``), or None: then every check asks SQLite.
+    _header: Callable[[], bytes] | None = attrs.field(default=None, init=False, repr=False)
+    #: The header when some connection of this process last asked SQLite for changes.
+    _header_seen: bytes = attrs.field(default=b"", init=False, repr=False)
+    _header_due: bool = attrs.field(default=False, init=False, repr=False)
     _mine: list[sqlite3.Connection] = attrs.field(factory=list, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _writes: int = attrs.field(default=0, init=False, repr=False)
@@ -201,7 +207,10 @@ class SQLite(Backend):
                     f"pystorage's ({_FORMAT}): delete it, or open it with the version "
                     "that wrote it"
                 )
-            db.executescript(_SCHEMA)
+            if not (made and version == _FORMAT):
+                # Only a new database: the script writes (user_version), and a write at
+                # every open made each reader pay a commit and, at its close, a checkpoint.
+                db.executescript(_SCHEMA)
 
     def _create_file(self) -> None:
         """The database file, created private; an existing one must be this user's.
@@ -267,10 +276,15 @@ class SQLite(Backend):
             db = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
             db.execute(f"PRAGMA synchronous={self.synchronous}")
+            # A first read makes the WAL index (the -shm file) of a new database.
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
+        # Mapped at the first check for changes (only a Tier asks), again after each new
+        # connection: the -shm file of the last one may be gone.
+        self._header, self._header_due = None, mode == "wal"
         self._local.db = db
         with self._lock:
             self._mine.append(db)
@@ -279,8 +293,23 @@ class SQLite(Backend):
     def version(self) -> int:
         """A number that grows when another connection (of any process) committed since
         this thread's connection last asked: ``PRAGMA data_version``, which takes no lock
-        (a memory ``Tier`` asks it before each read)."""
+        (a memory ``Tier`` asks it before each read). It is asked only when the WAL-index
+        header changed since a connection of this process last asked: while nobody
+        commits, a check is one read of shared memory (``wal_index.py``)."""
+        header = self._header  # set only while a connection of this layer is open
+        if header is not None:
+            # Read before asking: a commit after this read changes the header again.
+            seen = header()
+            if seen == self._header_seen:
+                return self._changes
         db = self._db()
+        if header is None and self._header_due:
+            self._header_due = False
+            header = self._header = header_reader(
+                f"{self.path}-shm", trust_others=self.trust_others
+            )
+            if header is not None:
+                seen = header()
         try:
             (now,) = db.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error as exc:
@@ -290,6 +319,8 @@ class SQLite(Backend):
             local.data_version = now
             with self._lock:
                 self._changes += 1
+        if header is not None:
+            self._header_seen = seen
         return self._changes
 
     def _renew_in_child(self) -> None:
@@ -297,6 +328,7 @@ class SQLite(Backend):
         open on first use), and replace a lock some thread of the parent may have held."""
         _ABANDONED.extend(self._mine)
         self._mine = []
+        self._header = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._uses = []
@@ -547,6 +579,7 @@ class SQLite(Backend):
         with self._lock:
             mine, self._mine = self._mine, []
             self._local = threading.local()
+            self._header = None
         for db in mine:
             db.close()
 

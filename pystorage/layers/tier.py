@@ -44,16 +44,16 @@ class Tier(Wrapper):
     its bound down through the Tier, and each key evicted leaves the front too.
 
     Other processes writing the store below: where the store can tell that it changed
-    (``Files``: a token its writes replace in the lock file; ``SQLite``: ``PRAGMA
-    data_version``), every read first asks it, and the whole front is dropped when the
-    store changed, so a read after another process's write returned returns the new
-    value. A standalone sync ``Redis`` pushes invalidations (``CLIENT TRACKING``, see
-    ``tracking.py``): a written key leaves the front within the push's delivery. Over
-    ``Memory`` nothing else writes. Elsewhere (S3, a cluster, asyncio Redis), or with
-    ``watch=False``, a front entry lives at most ``max_age`` seconds (``MAX_AGE`` by
-    default; ``None``: until it leaves the front, stale for ever if another process
-    rewrote it); ``get_with_ttl`` then reads below, as the front knows the time left of
-    its copy, not of the entry.
+    (``Files``: a token its writes replace in the lock file; ``SQLite``: the header of its
+    WAL index, then ``PRAGMA data_version``), every read first asks it, and the whole front
+    is dropped when the store changed, so a read after another process's write returned
+    returns the new value. A standalone sync ``Redis`` pushes invalidations (``CLIENT
+    TRACKING``, see ``tracking.py``): a written key leaves the front within the push's
+    delivery. Over ``Memory`` nothing else writes. Elsewhere (S3, a cluster, asyncio Redis),
+    or with ``watch=False``, a front entry lives at most ``max_age`` seconds (``MAX_AGE`` by
+    default; ``None``: until it leaves the front, stale for ever if another process rewrote
+    it); ``get_with_ttl`` then reads below, as the front knows the time left of its copy,
+    not of the entry.
     """
 
     front: Layer

@@ -28,6 +28,7 @@ from pystorage.layers import (
     SizeLimit,
     SQLite,
     Tier,
+    TinyLFU,
 )
 from tests.conformance.async_view import AsyncView
 from tests.helpers import unique
@@ -73,6 +74,10 @@ STACKS: dict[str, StackFactory] = {
     ),
     "lru-tier-over-pickle": lambda place: Storage(
         Tier(LRU(3)), Codec("pickle"), Files(place.folder, "pkl")
+    ),
+    "tinylfu": lambda place: Storage(TinyLFU(100_000)),
+    "tinylfu-tier-over-pickle": lambda place: Storage(
+        Tier(TinyLFU(3)), Codec("pickle"), Files(place.folder, "pkl")
     ),
     "disklru": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000),
     "disklru-as-json": _preset(StorageProvider.STORAGE_DISKLRU, limit=10_000, codec="json"),

@@ -1,0 +1,178 @@
+"""Group: how many reads hit, per eviction policy, replaying traces through each cache.
+
+Every cache replays the same trace the way an application uses a cache: a read, and on
+a miss a write of the key. PyStorage's memory backends (``LRU``, ``TinyLFU``) run
+through a ``Storage``; the anchors are cachetools (LRU, LFU), cachebox (LRU, LFU, in
+Rust) and theine (W-TinyLFU, in Rust), and the optimal hit ratio (Belady: on a miss,
+evict the key asked for again furthest in the future), computed offline.
+
+Traces: two real ones, from ``../shared/traces`` (copyright headissue GmbH, Jens Wilke,
+CC BY 4.0; published with cache2k, redistributed with Caffeine's simulator): web07, whole,
+and orm-busy, its first 1,000,000 accesses of 5,000,000 (a pure-Python replay of the
+whole, for every cache and size, would take longer than the rest of ``make bench``).
+Generated ones (seeded): Zipf with exponents 0.7, 0.9 and 1.2 over 100,000 keys; a loop
+over 1.1 x the cache size; a hot set of 500 keys under a scan of one-off keys; and a
+workload that shifts halfway from recency (short bursts) to frequency (Zipf 1.0).
+
+A row compares miss ratios, PyStorage's best policy over the best anchor's (lower is
+better); the target is the issue's: a hit ratio at least the best anchor's minus one point.
+"""
+
+from __future__ import annotations
+
+import heapq
+import lzma
+import random
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cachebox
+import cachetools
+import theine
+
+from benchmarks.model import GroupResult, Row, Settings, Target
+from pystorage import Storage
+from pystorage.layers import LRU, TinyLFU
+
+TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+Replay = Callable[[list[str], int], float]
+
+
+def run(settings: Settings, result: GroupResult) -> None:
+    if not TRACES.is_dir():
+        result.notes.append(f"The real traces are not in {TRACES}: generated ones only.")
+    for name, trace, sizes in _traces(settings):
+        for size in sizes:
+            _compare(name, trace, size, result)
+    result.notes.append(
+        "Hit ratios in %; rows: PyStorage's best policy's miss ratio over the best "
+        "anchor's. Real traces by headissue GmbH / Jens Wilke, CC BY 4.0 (cache2k)."
+    )
+
+
+def _traces(settings: Settings) -> Iterator[tuple[str, list[str], list[int]]]:
+    quick = settings.quick
+    if TRACES.is_dir():
+        yield "web07", _load("web07", 10_000 if quick else None), [500, 2_000]
+        yield "orm-busy", _load("orm-busy", 20_000 if quick else 1_000_000), [1_000, 10_000]
+    length = 20_000 if quick else 200_000
+    rng = random.Random(2026)
+    for exponent in (0.7, 0.9, 1.2):
+        yield f"zipf {exponent}", _zipf(rng, 100_000, exponent, length), [1_000]
+    yield "loop 1.1x", [f"k{i % 1_100}" for i in range(length)], [1_000]
+    hot = [f"hot{i}" for i in range(500)]
+    scan = [rng.choice(hot) if rng.random() < 0.5 else f"scan{i}" for i in range(length)]
+    yield "hot set + scan", scan, [1_000]
+    # Bursts: 20 new keys, each asked for three times in a row, then never again.
+    recency = [
+        f"b{start + i}" for start in range(0, length // 6, 20) for _ in range(3) for i in range(20)
+    ]
+    yield "recency, then frequency", recency + _zipf(rng, 100_000, 1.0, len(recency)), [1_000]
+
+
+def _load(name: str, limit: int | None) -> list[str]:
+    with lzma.open(TRACES / f"{name}.trace.xz") as file:
+        data = file.read() if limit is None else file.read(4 * limit)
+    count = len(data) // 4
+    return [str(key) for key in struct.unpack(f">{count}i", data[: 4 * count])]
+
+
+def _zipf(rng: random.Random, keys: int, exponent: float, length: int) -> list[str]:
+    weights = [1 / (rank + 1) ** exponent for rank in range(keys)]
+    return [f"z{key}" for key in rng.choices(range(keys), weights=weights, k=length)]
+
+
+def _compare(name: str, trace: list[str], size: int, result: GroupResult) -> None:
+    mine = {
+        "LRU": _storage(lambda: Storage(LRU(size)))(trace, size),
+        "TinyLFU": _storage(lambda: Storage(TinyLFU(size)))(trace, size),
+    }
+    theirs = {
+        "cachetools LRU": _mapping(cachetools.LRUCache)(trace, size),
+        "cachetools LFU": _mapping(cachetools.LFUCache)(trace, size),
+        "cachebox LRU": _mapping(cachebox.LRUCache)(trace, size),
+        "cachebox LFU": _mapping(cachebox.LFUCache)(trace, size),
+        "theine (W-TinyLFU)": _theine(trace, size),
+    }
+    best_mine = max(mine, key=mine.__getitem__)
+    best_theirs = max(theirs, key=theirs.__getitem__)
+    optimal = _optimal(trace, size)
+    miss_mine, miss_theirs = 100 - mine[best_mine], 100 - theirs[best_theirs]
+    every = ", ".join(f"{policy} {hits:.1f}" for policy, hits in (mine | theirs).items())
+    result.rows.append(
+        Row(
+            f"{name} @ {size:,}: miss ratio, {best_mine}",
+            miss_mine,
+            best_theirs,
+            miss_theirs,
+            miss_mine / miss_theirs if miss_theirs else 1.0,
+            Target((miss_theirs + 1) / miss_theirs if miss_theirs else 1.0, ">= best - 1 point"),
+            f"hit %: {every}; optimal {optimal:.1f}",
+            "%",
+        )
+    )
+
+
+def _storage(make: Callable[[], Storage]) -> Replay:
+    def replay(trace: list[str], size: int) -> float:
+        cache = make()
+        get, hits = cache.get, 0
+        for key in trace:
+            if get(key) is None:
+                cache[key] = 1
+            else:
+                hits += 1
+        return 100 * hits / len(trace)
+
+    return replay
+
+
+def _mapping(kind: Callable[[int], object]) -> Replay:
+    def replay(trace: list[str], size: int) -> float:
+        cache = kind(size)
+        get, hits = cache.get, 0  # type: ignore[attr-defined]
+        for key in trace:
+            if get(key) is None:
+                cache[key] = 1  # type: ignore[index]
+            else:
+                hits += 1
+        return 100 * hits / len(trace)
+
+    return replay
+
+
+def _theine(trace: list[str], size: int) -> float:
+    cache = theine.Cache(size)
+    hits = 0
+    for key in trace:
+        if cache.get(key)[1]:
+            hits += 1
+        else:
+            cache.set(key, 1)
+    return 100 * hits / len(trace)
+
+
+def _optimal(trace: list[str], size: int) -> float:
+    """Belady's bound: on a miss with a full cache, evict the key used furthest ahead."""
+    never = len(trace)
+    following = [never] * len(trace)
+    last: dict[str, int] = {}
+    for index in range(len(trace) - 1, -1, -1):
+        following[index] = last.get(trace[index], never)
+        last[trace[index]] = index
+    cached: dict[str, int] = {}  # key -> the index of its next use
+    heap: list[tuple[int, str]] = []  # (-next use, key), with stale entries skipped
+    hits = 0
+    for index, key in enumerate(trace):
+        if key in cached:
+            hits += 1
+        elif len(cached) >= size:
+            while True:
+                negative, victim = heapq.heappop(heap)
+                if cached.get(victim) == -negative:
+                    del cached[victim]
+                    break
+        cached[key] = following[index]
+        heapq.heappush(heap, (-following[index], key))
+    return 100 * hits / len(trace)

@@ -1,0 +1,1 @@
+"""Eviction policies: which keys a bounded store keeps (see ``tinylfu.py``)."""

@@ -1,0 +1,159 @@
+"""Adaptive W-TinyLFU (pystorage/eviction/tinylfu.py) and the TinyLFU memory layer: the
+bound, the values, and the policy's own books hold under any sequence of operations; it
+keeps what is asked for often where LRU cannot; its counters age."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pystorage import Storage
+from pystorage.eviction.tinylfu import FrequencySketch, WTinyLFU
+from pystorage.layers import LRU, TinyLFU
+from tests.helpers import FakeClock
+
+KEYS = st.sampled_from([f"k{i}" for i in range(12)])
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), KEYS, st.integers()),
+        st.tuples(st.just("set_ttl"), KEYS, st.integers()),
+        st.tuples(st.just("get"), KEYS),
+        st.tuples(st.just("delete"), KEYS),
+        st.tuples(st.just("set_many"), st.lists(KEYS, max_size=5), st.integers()),
+        st.tuples(st.just("delete_many"), st.lists(KEYS, max_size=5)),
+        st.tuples(st.just("add"), KEYS, st.integers()),
+        st.tuples(st.just("incr"), KEYS),
+        st.tuples(
+            st.just("tick"),
+        ),
+        st.tuples(
+            st.just("clear"),
+        ),
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(maxsize=st.integers(1, 8), operations=OPERATIONS)
+def test_any_sequence_keeps_the_bound_the_last_values_and_the_books(
+    maxsize: int, operations: list[tuple[object, ...]]
+) -> None:
+    clock = FakeClock()
+    layer = TinyLFU(maxsize, clock=clock)
+    storage = Storage(layer)
+    written: dict[str, object] = {}  # the last value written to each key: what may come back
+    for operation in operations:
+        name, *args = operation
+        if name == "set":
+            key, value = args
+            storage[key] = written[key] = value
+        elif name == "set_ttl":
+            key, value = args
+            storage.set(key, value, ttl=1.5)
+            written[key] = value
+        elif name == "get":
+            (key,) = args
+            found = storage.get(key, "<missing>")
+            assert found == "<missing>" or found == written[key]
+        elif name == "delete":
+            (key,) = args
+            storage.pop(key, None)
+        elif name == "set_many":
+            keys, value = args
+            storage.set_many(dict.fromkeys(keys, value))
+            written.update(dict.fromkeys(keys, value))
+        elif name == "delete_many":
+            (keys,) = args
+            storage.delete_many(keys)
+        elif name == "add":
+            key, value = args
+            if storage.add(key, value):
+                written[key] = value
+        elif name == "incr":
+            (key,) = args
+            if isinstance(storage.get(key, 0), int):
+                written[key] = storage.incr(key)
+        elif name == "tick":
+            clock.now += 1.0
+        else:
+            storage.clear()
+        stored = layer._data
+        assert len(stored) <= maxsize
+        assert set(stored) == set(layer._policy.keys()), "the policy holds exactly the keys"
+        assert layer._policy.weight == len(stored)
+        for key, value in storage.items():
+            assert value == written[key]
+
+
+def _hit_ratio(cache: Storage, trace: list[str]) -> float:
+    hits = 0
+    for key in trace:
+        if cache.get(key) is not None:
+            hits += 1
+        else:
+            cache[key] = key
+    return hits / len(trace)
+
+
+def test_a_loop_a_little_larger_than_the_cache_is_mostly_hits() -> None:
+    # LRU always evicts the key that the loop asks for next: every access misses.
+    trace = [f"k{i % 110}" for i in range(20_000)]
+    assert _hit_ratio(Storage(LRU(100)), trace) == 0.0
+    assert _hit_ratio(Storage(TinyLFU(100)), trace) > 0.7
+
+
+def test_a_popular_set_survives_a_stream_of_one_off_keys() -> None:
+    rng = random.Random(7)
+    popular = [f"hot{i}" for i in range(50)]
+    trace = [rng.choice(popular) if rng.random() < 0.5 else f"once{i}" for i in range(20_000)]
+    lru, tinylfu = _hit_ratio(Storage(LRU(100)), trace), _hit_ratio(Storage(TinyLFU(100)), trace)
+    assert tinylfu > 0.45  # nearly every access of the popular half
+    assert tinylfu > lru + 0.1
+
+
+def test_the_window_grows_where_recency_is_what_counts() -> None:
+    # Each key is asked for a few times in a short span, then never again: frequency
+    # says nothing, and the climber should move the window up from 1 % (where frequency
+    # refuses each new key in favour of the last block's, asked for three times).
+    trace = []
+    for start in range(0, 40_000, 20):
+        block = [f"k{start + i}" for i in range(20)]
+        trace += block * 3
+    policy = WTinyLFU(100)
+    widest = policy.window_limit
+    for key in trace:
+        if key in policy:
+            policy.hit(key)
+        else:
+            policy.add(key, 1)
+        widest = max(widest, policy.window_limit)
+    assert widest >= 20  # a block fits in the window
+
+
+def test_counts_fade_after_each_sample() -> None:
+    sketch = FrequencySketch(10)
+    for _ in range(12):
+        sketch.record("hot")
+    before = sketch.estimate("hot")
+    assert before >= 12
+    for i in range(sketch.sample):  # one sample of other keys: every count halved
+        sketch.record(f"other{i}")
+    assert sketch.estimate("hot") <= before // 2 + 1
+
+
+def test_a_weighted_policy_keeps_the_total_weight_within_its_capacity() -> None:
+    rng = random.Random(3)
+    policy = WTinyLFU(1_000, entries=50)
+    held: dict[str, int] = {}
+    for _ in range(5_000):
+        key = f"k{rng.randrange(200)}"
+        weight = rng.randrange(1, 120)
+        removed = policy.resize(key, weight) if key in policy else policy.add(key, weight)
+        held[key] = weight
+        for victim in removed:
+            del held[victim]
+        assert policy.weight == sum(held.values()) <= 1_000
+        assert set(held) == set(policy.keys())
