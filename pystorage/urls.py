@@ -16,7 +16,8 @@ memory itself holds at most that many),
 ``eviction`` (``used``, the default, or ``stored``: which entries the limits remove
 first), ``stats`` (a Stats layer on top). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
-Redis ``prefix`` and the options redis-py reads from URLs (``socket_timeout``...); S3
+Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
+(``socket_timeout``...); S3
 ``endpoint_url`` and ``region``.
 
 A URL is checked whole before anything is built: a bad one raises
@@ -258,6 +259,8 @@ def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], La
     from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
 
     prefix = options.pop("prefix", DEFAULT_PREFIX)
+    pipelined = options.pop("autopipeline", None)
+    autopipeline = True if pipelined is None else _flag(pipelined, "autopipeline")
     if parts.scheme == "unix":
         if not parts.path:
             raise ConfigurationError("unix:// needs the socket's path: unix:///run/redis.sock")
@@ -284,7 +287,10 @@ def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], La
         parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    return functools.partial(layers.Redis, url=url, prefix=prefix), "pickle"
+    return (
+        functools.partial(layers.Redis, url=url, prefix=prefix, autopipeline=autopipeline),
+        "pickle",
+    )
 
 
 def _s3(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.groups import (
     async_group,
+    async_load,
     codecs,
     cold_start,
     files,
@@ -76,5 +77,11 @@ GROUPS: tuple[Group, ...] = (
         "Cold start",
         "Cold start: import, open and a command in a new process",
         cold_start.run,
+    ),
+    Group(
+        "async-load",
+        "Async load",
+        "Async Redis under load: autopipelining (100 tasks x 100 ops)",
+        async_load.run,
     ),
 )

@@ -25,9 +25,11 @@ from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
+from pystorage.aio.pipelining import COALESCED, Coalescer
 from pystorage.errors import ConfigurationError
 
 #: The commands of a cluster client that take a connection, each awaited once.
@@ -57,11 +59,12 @@ class WaitingPool(redis.asyncio.BlockingConnectionPool):
 class _Loop:
     """What a ``LoopClients`` keeps for one event loop."""
 
-    __slots__ = ("__weakref__", "client", "gate", "turns")
+    __slots__ = ("__weakref__", "client", "coalescer", "gate", "turns")
 
     def __init__(self, client: Any, gate: asyncio.Semaphore | None) -> None:
         self.client = client
         self.gate = gate
+        self.coalescer: Coalescer | None = None
         #: A lock per key that a transaction of this loop watches: they take turns, and
         #: WATCH conflicts only with other processes (else a burst of increments of one
         #: key would retry each other's transactions, n squared round trips).
@@ -78,12 +81,14 @@ class LoopClients:
         *,
         gate: int | None = None,
         wait: float = 20.0,
+        coalesce: bool = False,
     ) -> None:
         #: A sync client whose options make each loop's client, or the client given.
         self.template = template
         self._make = make
         self._gate = gate
         self._wait = wait
+        self._coalesce = coalesce
         self._lock = threading.Lock()
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Loop] = (
             weakref.WeakKeyDictionary()
@@ -91,9 +96,9 @@ class LoopClients:
         self._given_to: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     @classmethod
-    def given(cls, client: Any) -> LoopClients:
+    def given(cls, client: Any, *, coalesce: bool = False) -> LoopClients:
         """A redis.asyncio client of the user's: on the first loop that uses it only."""
-        return cls(client, None)
+        return cls(client, None, coalesce=coalesce)
 
     def _here(self) -> _Loop:
         loop = asyncio.get_running_loop()
@@ -109,7 +114,7 @@ class LoopClients:
     def _new(self, loop: asyncio.AbstractEventLoop) -> _Loop:
         if self._make is not None:
             gate = None if self._gate is None else asyncio.Semaphore(self._gate)
-            return _Loop(self._make(), gate)
+            return self._coalescing(_Loop(self._make(), gate))
         if self._given_to is not None:
             first = self._given_to()
             closed = " (now closed)" if first is None or first.is_closed() else ""
@@ -121,19 +126,47 @@ class LoopClients:
                 "event loop"
             )
         self._given_to = weakref.ref(loop)
-        return _Loop(self.template, None)
+        return self._coalescing(_Loop(self.template, None))
+
+    def _coalescing(self, here: _Loop) -> _Loop:
+        if not self._coalesce:
+            return here
+        client = here.client
+        cluster = not hasattr(client, "connection_pool")
+
+        def direct(name: str) -> Any:
+            found = getattr(client, name)
+            if here.gate is not None and name in _GATED:
+                return _Turn(here.gate, self._wait, self._gate or 0).around(found)
+            return found
+
+        def pipeline() -> _Pipeline:
+            return _Pipeline(client.pipeline(transaction=False), here, self)
+
+        here.coalescer = Coalescer(direct, pipeline, _one_slot(client) if cluster else None)
+        return here
 
     def __getattr__(self, name: str) -> Any:
         try:
             here = self._here()
         except RuntimeError:  # no running loop: a question about the options
             return getattr(self.template, name)
+        if here.coalescer is not None and name in COALESCED:
+            return here.coalescer.command(name)
         found = getattr(here.client, name)
         if name == "pipeline":
             return lambda *args, **options: _Pipeline(found(*args, **options), here, self)
         if here.gate is not None and name in _GATED:
             return _Turn(here.gate, self._wait, self._gate or 0).around(found)
         return found
+
+    def lock(self, name: Any, **options: Any) -> Any:
+        """A redis.asyncio lock of this loop's client; its commands are coalesced with
+        the others' (memoize's lock traffic) when this object coalesces."""
+        here = self._here()
+        if here.coalescer is None:
+            return here.client.lock(name, **options)
+        return redis.asyncio.lock.Lock(self, name, **options)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         """Close the client of this loop; those of loops still running elsewhere are
@@ -148,6 +181,22 @@ class LoopClients:
                 asyncio.run_coroutine_threadsafe(kept.client.aclose(), other)
         if mine is not None:
             await mine.client.aclose()
+
+
+def _one_slot(cluster: Any) -> Callable[[str, tuple[Any, ...]], bool]:
+    """For a cluster's coalescer: whether a command's keys are in one slot. A script's
+    keys are checked (a pipeline of the cluster would refuse the whole batch for a
+    cross-slot one); GET, SET and TYPE have one key; MGET and MSET go alone."""
+
+    def same_slot(name: str, args: tuple[Any, ...]) -> bool:
+        if name in ("mget", "mset"):
+            return False
+        if name not in ("eval", "evalsha") or len(args) < 2:
+            return True
+        keys = args[2 : 2 + int(args[1])]
+        return len({cluster.keyslot(key) for key in keys}) <= 1
+
+    return same_slot
 
 
 class _Turn:

@@ -293,7 +293,7 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
 
         given = backend.client_is_async
         if given:
-            clients = LoopClients.given(backend.client)
+            clients = LoopClients.given(backend.client, coalesce=backend.autopipeline)
         else:
             wait = backend.connection_wait()
             clients = LoopClients(
@@ -301,6 +301,7 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
                 functools.partial(_async_client, backend.client, wait),
                 gate=_per_node(backend.client) if backend.client_is_cluster else None,
                 wait=wait,
+                coalesce=backend.autopipeline,
             )
         twin = twins.AsyncRedis(
             client=clients,
@@ -308,6 +309,7 @@ def _offloaded(backend: Layer | Storage) -> AsyncLayer:
             lock_timeout=backend.lock_timeout,
             whole_database=backend.whole_database,
             pool_timeout=backend.pool_timeout,
+            autopipeline=backend.autopipeline,
             owned=backend.owned if given else True,
         )
         # The bounds that the limits of a Storage handed to it (those limits left its stack).

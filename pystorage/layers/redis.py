@@ -252,6 +252,11 @@ class Redis(Backend):
     #: clients PyStorage makes when all ``max_connections`` are in use, before a
     #: ``BackendError`` (None: the ``timeout=`` of a redis:// URL, else 20 seconds).
     pool_timeout: float | None = attrs.field(default=None, kw_only=True)
+    #: In an ``AsyncStorage``: the commands that the tasks of an event loop issue in one
+    #: tick of the loop go to the server as one pipeline (autopipelining, see
+    #: docs/async.md). False sends each command on a connection of its own, as
+    #: redis.asyncio does. A sync storage sends each call's commands at once either way.
+    autopipeline: bool = attrs.field(default=True, kw_only=True)
     #: Whether this object made its client (and closes it): from ``url``, or given a
     #: client made for it (the async twin of a Redis).
     owned: bool = attrs.field(default=False, kw_only=True, repr=False)
@@ -290,6 +295,10 @@ class Redis(Backend):
             raise ConfigurationError(
                 "pool_timeout must be a finite positive number of seconds, "
                 f"not {self.pool_timeout!r}"
+            )
+        if not isinstance(self.autopipeline, bool):
+            raise ConfigurationError(
+                f"autopipeline must be True or False, not {self.autopipeline!r}"
             )
         # The async twin's clients, one per event loop, are made after a template.
         probe = (

@@ -225,4 +225,21 @@ def _async(factory: StackFactory) -> StackFactory:
 ASYNC_STACKS: dict[str, StackFactory] = {
     f"async-{name}": _async(factory) for name, factory in SYNC_STACKS.items()
 }
+
+
+def _crowded(factory: StackFactory) -> StackFactory:
+    """The async stack, each operation's first command in a pipeline with others'."""
+
+    def build(place: Place) -> Any:
+        sync = factory(place)
+        return AsyncView(AsyncStorage(sync), sync.layers[-1], crowded=True)
+
+    return build
+
+
+#: Redis stacks whose operations go through autopipelining's pipelines (issue 23).
+ASYNC_STACKS |= {
+    f"async-crowded-{name}": _crowded(SYNC_STACKS[name])
+    for name in ("redis-expiry-countlimit-zstd", "redis-cluster-json")
+}
 ALL_STACKS = SYNC_STACKS | ASYNC_STACKS
