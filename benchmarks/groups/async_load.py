@@ -4,8 +4,8 @@ Concurrent tasks on one event loop each do a run of operations, 90% get and 10% 
 100-byte values over 1,000 keys, through: PyStorage (``AsyncStorage(Codec("raw"),
 Redis(url=...))``, autopipelining on, its default), the same with ``autopipeline=False``,
 raw ``redis.asyncio`` with a blocking pool of 100 connections, and cashews and aiocache
-(each over its own redis.asyncio pool of 100) when they are installed (they are not
-dependencies of PyStorage: ``pip install cashews aiocache`` to have their rows).
+(each over its own redis.asyncio pool of 100; both in the ``bench`` extra; a row is
+left out, with a note, where one is not installed).
 
 Rows: throughput at 100 tasks x 100 operations (a round is the whole load; time per
 operation, so a ratio of 0.33 is three times the throughput); one task alone (the cost
