@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import redis
 
 from benchmarks.harness import compare, fixed
 from benchmarks.model import GroupResult, Settings, Target, row
-from pystorage.layers import LRU, Codec, CountLimit, Redis, SQLite, Tier
+from pystorage.layers import LRU, Codec, CountLimit, Layer, Redis, SQLite, Tier
 from pystorage.storage import Storage
 from pystorage.testing import RedisServer
 
@@ -41,6 +42,7 @@ FRONT_VS_STORE = Target(0.5)
 VALUE = b"v" * 100
 #: The keys read: all in the front, which holds twice as many.
 KEYS = 1_000
+_KEYS = [f"key:{i}" for i in range(KEYS)]
 
 
 def run(settings: Settings, result: GroupResult) -> None:
@@ -132,89 +134,84 @@ def _fill_to_maxmemory(client: Any) -> None:
 
 
 def _redis_front(url: str, settings: Settings, result: GroupResult) -> None:
-    ops = settings.pick(3_000, 300)
-    rounds = settings.pick(15, 3)
-    keys = [f"key:{i}" for i in range(KEYS)]
-    picks = (keys * (ops // len(keys) + 1))[:ops]
     raw = redis.Redis.from_url(url)
-    raw.mset({f"f:{key}": VALUE for key in keys})
+    raw.mset({f"f:{key}": VALUE for key in _KEYS})
 
-    def stack(**tier: Any) -> Storage:
-        return Storage(
-            Tier(LRU(2 * KEYS), **tier), Codec("raw"), Redis(redis.Redis.from_url(url), prefix="f:")
-        )
+    def stack(*front: Layer) -> Storage:
+        return Storage(*front, Codec("raw"), Redis(redis.Redis.from_url(url), prefix="f:"))
 
-    fresh, stale, plain = stack(), stack(watch=False, max_age=None), _plain_redis(url)
+    fresh = stack(Tier(LRU(2 * KEYS)))
     tracker = fresh.top._tracker  # type: ignore[attr-defined]
     if not tracker.wait_connected(10.0):
         raise AssertionError("the Redis front's tracking did not connect within 10 s")
-    for storage in (fresh, stale):
-        deque(map(storage.__getitem__, keys), 0)  # fill the fronts
-    prefixed = [f"f:{key}" for key in picks]
-    try:
-        timed = compare(
-            {
-                "fresh": fixed(lambda: deque(map(fresh.__getitem__, picks), 0), ops),
-                "stale": fixed(lambda: deque(map(stale.__getitem__, picks), 0), ops),
-                "plain": fixed(lambda: deque(map(plain.__getitem__, picks), 0), ops),
-                "GET": fixed(lambda: deque(map(raw.get, prefixed), 0), ops),
-            },
-            rounds,
-        )
-    finally:
-        for closing in (fresh, stale, plain, raw):
-            closing.close()
-    hit = "Redis front hit, Tier(LRU) kept fresh by CLIENT TRACKING"
-    result.rows += [
-        row(hit, timed["fresh"], "redis-py GET", timed["GET"], FRONT_VS_ROUND_TRIP),
-        row(hit, timed["fresh"], "get without a front (PyStorage)", timed["plain"]),
-        row(hit, timed["fresh"], "stale front (watch=False)", timed["stale"]),
-    ]
-    result.notes.append(
-        f"Redis front: {KEYS:,} keys read round-robin, all in a front of {2 * KEYS:,}; "
-        f"{ops} gets per round, {rounds} rounds."
+    stale, plain = stack(Tier(LRU(2 * KEYS), watch=False, max_age=None)), stack()
+    get = raw.get
+    _time_front(
+        "Redis front hit, Tier(LRU) kept fresh by CLIENT TRACKING",
+        (fresh, stale, plain),
+        ("redis-py GET", lambda key: get(f"f:{key}"), raw.close, FRONT_VS_ROUND_TRIP),
+        settings,
+        result,
     )
 
 
-def _plain_redis(url: str) -> Storage:
-    return Storage(Codec("raw"), Redis(redis.Redis.from_url(url), prefix="f:"))
-
-
 def _sqlite_front(folder: Path, settings: Settings, result: GroupResult) -> None:
+    def stack(*front: Layer) -> Storage:
+        return Storage(*front, Codec("raw"), SQLite(folder / "front.db"))
+
+    plain = stack()
+    plain.set_many(dict.fromkeys(_KEYS, VALUE))
+    fresh, stale = stack(Tier(LRU(2 * KEYS))), stack(Tier(LRU(2 * KEYS), watch=False, max_age=None))
+    disk = diskcache.Cache(str(folder / "diskcache"))
+    for key in _KEYS:
+        disk.set(key, VALUE)
+    _time_front(
+        "SQLite front hit, Tier(LRU) kept fresh by the WAL index",
+        (fresh, stale, plain),
+        ("diskcache get", disk.get, disk.close, None),
+        settings,
+        result,
+        plain_target=FRONT_VS_STORE,
+    )
+
+
+def _time_front(
+    hit: str,
+    stacks: tuple[Storage, Storage, Storage],
+    anchor: tuple[str, Callable[[str], object], Callable[[], object], Target | None],
+    settings: Settings,
+    result: GroupResult,
+    plain_target: Target | None = None,
+) -> None:
+    """Time a hit of the fresh front against the anchor, a get without a front and the
+    stale front, all over the same store, on keys that are all in both fronts."""
     ops = settings.pick(3_000, 300)
     rounds = settings.pick(15, 3)
-    keys = [f"key:{i}" for i in range(KEYS)]
-    picks = (keys * (ops // len(keys) + 1))[:ops]
-    path = folder / "front.db"
-    plain = Storage(Codec("raw"), SQLite(path))
-    fresh = Storage(Tier(LRU(2 * KEYS)), Codec("raw"), SQLite(path))
-    stale = Storage(Tier(LRU(2 * KEYS), watch=False, max_age=None), Codec("raw"), SQLite(path))
-    disk = diskcache.Cache(str(folder / "diskcache"))
-    plain.set_many(dict.fromkeys(keys, VALUE))
-    for key in keys:
-        disk.set(key, VALUE)
+    picks = (_KEYS * (ops // KEYS + 1))[:ops]
+    fresh, stale, plain = stacks
+    name, anchor_get, anchor_close, anchor_target = anchor
     for storage in (fresh, stale):
-        deque(map(storage.__getitem__, keys), 0)
+        deque(map(storage.__getitem__, _KEYS), 0)  # fill the fronts
     try:
         timed = compare(
             {
                 "fresh": fixed(lambda: deque(map(fresh.__getitem__, picks), 0), ops),
                 "stale": fixed(lambda: deque(map(stale.__getitem__, picks), 0), ops),
                 "plain": fixed(lambda: deque(map(plain.__getitem__, picks), 0), ops),
-                "diskcache": fixed(lambda: deque(map(disk.get, picks), 0), ops),
+                "anchor": fixed(lambda: deque(map(anchor_get, picks), 0), ops),
             },
             rounds,
         )
     finally:
-        for closing in (fresh, stale, plain, disk):
-            closing.close()
-    hit = "SQLite front hit, Tier(LRU) kept fresh by the WAL index"
+        for storage in stacks:
+            storage.close()
+        anchor_close()
     result.rows += [
-        row(hit, timed["fresh"], "get without a front (PyStorage)", timed["plain"], FRONT_VS_STORE),
-        row(hit, timed["fresh"], "diskcache get", timed["diskcache"]),
+        row(hit, timed["fresh"], name, timed["anchor"], anchor_target),
+        row(hit, timed["fresh"], "get without a front (PyStorage)", timed["plain"], plain_target),
         row(hit, timed["fresh"], "stale front (watch=False)", timed["stale"]),
     ]
     result.notes.append(
-        f"SQLite front: {KEYS:,} keys read round-robin, all in a front of {2 * KEYS:,}; "
-        f"{ops} gets per round, {rounds} rounds."
+        f"{hit.split()[0]} front: {KEYS:,} keys read round-robin, all in a front of "
+        f"{2 * KEYS:,}; {ops} gets per round, {rounds} rounds."
     )
