@@ -166,3 +166,16 @@ def test_the_shipped_conformance_suite_passes_alone_and_as_a_front() -> None:
     alone = check(lambda: [TinyLFU(100_000)]).assert_ok()
     front = check(lambda: [Tier(TinyLFU(3)), Codec("pickle"), Memory()]).assert_ok()
     assert not alone.skipped and not front.skipped and len(alone.passed) >= 10
+
+
+def test_refused_admissions_are_counted_among_the_evictions() -> None:
+    cache = Storage(TinyLFU(100))
+    popular = [f"hot{i}" for i in range(90)]
+    for _ in range(5):
+        for key in popular:
+            cache.get(key) or cache.setdefault(key, 1)
+    for number in range(1_000):  # one-off keys: each refused against a popular one
+        cache[f"once{number}"] = 1
+    counts = cache.stats()
+    assert 0 < counts["refused"] <= counts["evictions"]
+    assert sum(key in cache for key in popular) >= 75  # most stayed (LRU: none)

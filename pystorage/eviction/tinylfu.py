@@ -129,6 +129,7 @@ class WTinyLFU:
         "capacity",
         "probation_weight",
         "protected_weight",
+        "refused",
         "sketch",
         "window_limit",
         "window_weight",
@@ -148,6 +149,9 @@ class WTinyLFU:
         self.window_weight = self.probation_weight = self.protected_weight = 0
         self.window_limit = max(1, round(capacity * _START_WINDOW))
         self._hits = self._misses = 0
+        #: Keys that left the window and were refused by main: asked for less often than
+        #: the entry they would have replaced.
+        self.refused = 0
         self._last_ratio = 0.0
         self._step = _STEP * capacity
         self._direction = 1
@@ -260,10 +264,10 @@ class WTinyLFU:
             if len(self._protected) == 0:
                 return None
             victim = next(iter(self._protected))
-        loser = (
-            victim if self.sketch.estimate(candidate) > self.sketch.estimate(victim) else candidate
-        )
+        estimate = self.sketch.estimate
+        loser = victim if estimate(candidate) > estimate(victim) else candidate
         self.discard(loser)
+        self.refused += loser == candidate
         return loser
 
     def _oldest(self) -> str:

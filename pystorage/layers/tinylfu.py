@@ -23,7 +23,8 @@ class TinyLFU(Memory):
     loop a little larger than the cache, a popular set under a stream of one-off keys),
     and the window's share adapts to workloads where recency is what counts. Use it as
     ``LRU`` is used, alone or as a ``Tier``'s front. Deadlines work as in ``Memory``;
-    expired entries go before any live one is evicted. ``counters()`` has ``evictions``.
+    expired entries go before any live one is evicted. ``counters()`` has ``evictions``
+    (every key removed to keep the bound) and ``refused`` (those of them refused by main).
     """
 
     removes_entries: ClassVar[bool] = True
@@ -99,4 +100,5 @@ class TinyLFU(Memory):
     def counters(self) -> dict[str, int]:
         counts = super().counters()
         counts["evictions"] = self._evictions
+        counts["refused"] = self._policy.refused
         return counts
