@@ -1,5 +1,6 @@
 """results.png: per group, one horizontal bar per row, with the target marked where the row
-has one (grey bars: figures reported without a target)."""
+has one (grey bars: figures reported without a target). hit_ratios.png: per trace and
+cache size, the hit ratio of every policy, the optimal marked."""
 
 from __future__ import annotations
 
@@ -94,3 +95,27 @@ def _panel(ax: Axes, title: str, rows: list[Row]) -> None:
 def _label(r: Row) -> str:
     anchor = r.anchor.split(":")[0].split(" (")[0]
     return f"{r.operation}  vs  {anchor}"
+
+
+def draw_hit_ratios(traces: dict[str, dict[str, float]], file: Path) -> None:
+    """One panel per trace and size: a bar per policy (PyStorage's in green), the optimal
+    hit ratio as a dashed line."""
+    figure, axes = plt.subplots(len(traces), 1, figsize=(9, 1.9 * len(traces) + 0.6), squeeze=False)
+    for ax, (trace, ratios) in zip(axes[:, 0], traces.items(), strict=True):
+        policies = [name for name in ratios if name != "optimal"]
+        values = [ratios[name] for name in policies]
+        colours = [HOLDS if name in ("LRU", "TinyLFU") else REPORTED for name in policies]
+        ax.barh(policies, values, color=colours)
+        ax.axvline(ratios["optimal"], color="black", linestyle="--", linewidth=1)
+        for index, value in enumerate(values):
+            ax.text(value + 0.5, index, f"{value:.1f}", va="center", fontsize=7)
+        ax.set_xlim(0, 100)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+        ax.set_title(
+            f"{trace}: hit ratio, % (dashed: optimal, {ratios['optimal']:.1f})", fontsize=8
+        )
+    figure.suptitle("Hit ratios; green: PyStorage's policies", fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))
+    figure.savefig(file, dpi=100)
+    plt.close(figure)

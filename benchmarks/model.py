@@ -125,6 +125,8 @@ class GroupResult:
     #: When the group was kept from an earlier run (``--merge``): that run's date,
     #: command and machine; None when it was measured in the run that wrote it.
     earlier: dict[str, Any] | None = None
+    #: Figures a group keeps for a chart of its own (e.g. the hit ratios of each policy).
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +138,7 @@ class GroupResult:
             "notes": self.notes,
             "rows": [r.to_dict() for r in self.rows],
             "earlier": self.earlier,
+            "data": self.data,
         }
 
     @classmethod
@@ -152,4 +155,5 @@ class GroupResult:
             data["seconds"],
             data.get("earlier")
             or {key: run[key] for key in ("date", "command", "quick", "machine")},
+            data.get("data", {}),
         )

@@ -217,7 +217,7 @@ def _markdown_row(values: Sequence[str]) -> str:
 
 
 def write(run: Run, folder: Path) -> list[Path]:
-    from benchmarks.chart import draw
+    from benchmarks.chart import draw, draw_hit_ratios
 
     folder.mkdir(parents=True, exist_ok=True)
     json_file = folder / "results.json"
@@ -226,4 +226,11 @@ def write(run: Run, folder: Path) -> list[Path]:
     md_file.write_text(markdown(run))
     png_file = folder / "results.png"
     draw(run, png_file)
-    return [json_file, md_file, png_file]
+    written = [json_file, md_file, png_file]
+    hit_ratios = {
+        trace: ratios for g in run.groups for trace, ratios in g.data.get("hit_ratios", {}).items()
+    }
+    if hit_ratios:
+        written.append(folder / "hit_ratios.png")
+        draw_hit_ratios(hit_ratios, written[-1])
+    return written

@@ -2,8 +2,9 @@
 
 1. The benchmark results live outside docs/, in benchmarks/results/ (written by
    ``make bench``). When they exist, the chart is added to the site as
-   ``benchmarks/results.png``, results.md is copied next to it, and the page
-   benchmarks.md shows both in place of its ``<!-- benchmark-results -->`` marker.
+   ``benchmarks/results.png`` (and the hit-ratio chart as ``benchmarks/hit_ratios.png``),
+   results.md is copied next to it, and the page benchmarks.md shows them in place of
+   its ``<!-- benchmark-results -->`` marker.
    When they do not, the marker becomes a note saying how to produce them.
 2. The docstrings use a few Sphinx roles (``:class:`Tier```) and reST's ``::`` before a
    code block; the API reference shows the roles as plain code and ``::`` as ``:``.
@@ -20,6 +21,7 @@ from mkdocs.utils import get_relative_url
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 CHART, TABLES = RESULTS / "results.png", RESULTS / "results.md"
+HIT_RATIOS = RESULTS / "hit_ratios.png"
 MARKER = "<!-- benchmark-results -->"
 MISSING = (
     '!!! note "No results yet"\n'
@@ -33,6 +35,10 @@ def on_files(files, config):
     if CHART.is_file():
         files.append(
             File.generated(config, "benchmarks/results.png", abs_src_path=str(CHART))
+        )
+    if HIT_RATIOS.is_file():
+        files.append(
+            File.generated(config, "benchmarks/hit_ratios.png", abs_src_path=str(HIT_RATIOS))
         )
     return files
 
@@ -54,8 +60,14 @@ def on_page_markdown(markdown, page, config, files):
         "Each bar is PyStorage's time over its anchor's, for the rows that have a target "
         "(the black mark): green where the target holds, red where it is missed.\n\n"
         f'The tables below are <a href="{copied}">results.md</a> as the last run wrote '
-        "it.\n\n" + tables
+        "it.\n\n"
     )
+    if HIT_RATIOS.is_file():
+        shown += (
+            "![Hit ratios per trace and cache size, every policy, the optimal dashed]"
+            "(benchmarks/hit_ratios.png)\n\n"
+        )
+    shown += tables
     return markdown.replace(MARKER, shown)
 
 

@@ -100,6 +100,11 @@ def _compare(name: str, trace: list[str], size: int, result: GroupResult) -> Non
     optimal = _optimal(trace, size)
     miss_mine, miss_theirs = 100 - mine[best_mine], 100 - theirs[best_theirs]
     every = ", ".join(f"{policy} {hits:.1f}" for policy, hits in (mine | theirs).items())
+    result.data.setdefault("hit_ratios", {})[f"{name} @ {size:,}"] = {
+        **mine,
+        **theirs,
+        "optimal": optimal,
+    }
     result.rows.append(
         Row(
             f"{name} @ {size:,}: miss ratio, {best_mine}",
