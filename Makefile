@@ -106,19 +106,25 @@ bench: $(INSTALLED)
 docs: $(INSTALLED)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-# Mutation testing of the core layers and codecs (not part of `make test`; see "Mutation
-# testing" in docs/reliability.md). A fresh run each time: mutmut's cache of earlier results
-# would not notice every change to the tests. Each process may map at most 2 GiB, so that a
-# mutant that loops while allocating fails alone instead of exhausting the machine. Mutants
-# that ran out of time are run once more: on a busy machine a run can time out that would
-# have failed (or passed), and a timeout counts as a kill.
-MUTMUT := ulimit -v 2097152 && $(VENV)/bin/mutmut
+# Mutation testing of the core layers, codecs and backends (not part of `make test`; see
+# "Mutation testing" in docs/reliability.md). `make mutation MODULE=sqlite` runs one module
+# and its tests on their own (the modules are listed in tests/mutation/run.py); without
+# MODULE, every module of [tool.mutmut] in pyproject.toml in one run. A fresh run each time:
+# mutmut's cache of earlier results would not notice every change to the tests. Each
+# process may map at most 2 GiB, so that a mutant that loops while allocating fails alone
+# instead of exhausting the machine. Mutants that ran out of time are run once more: on a
+# busy machine a run can time out that would have failed (or passed), and a timeout counts
+# as a kill. MUTATION_CHILDREN=1 leaves a core to other work.
+MODULE ?=
+MUTATION_CHILDREN ?= 2
+MUTMUT_CLI := MODULE=$(MODULE) $(PY) tests/mutation/run.py
+MUTMUT := ulimit -v 2097152 && $(MUTMUT_CLI)
 mutation: $(INSTALLED)
 	rm -rf mutants
-	$(MUTMUT) run --max-children 2
-	timeouts="$$($(VENV)/bin/mutmut results | sed -n 's/^ *\(.*\): timeout$$/\1/p')"; \
-	if [ -n "$$timeouts" ]; then $(MUTMUT) run --max-children 2 $$timeouts; fi
-	$(PY) tests/mutation/score.py
+	$(MUTMUT) run --max-children $(MUTATION_CHILDREN)
+	timeouts="$$($(MUTMUT_CLI) results | sed -n 's/^ *\(.*\): timeout$$/\1/p')"; \
+	if [ -n "$$timeouts" ]; then $(MUTMUT) run --max-children $(MUTATION_CHILDREN) $$timeouts; fi
+	MODULE=$(MODULE) $(PY) tests/mutation/score.py
 
 demo: $(DEMO_INSTALLED) servers
 	$(PY) demo/tour.py

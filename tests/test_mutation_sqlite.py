@@ -1,0 +1,414 @@
+"""SQLite behaviour that no test pinned down until `make mutation MODULE=sqlite` showed it:
+bounds of two limits, deadlines at their exact instant, counters, the renewal after a
+fork, and errors that name the key and the action."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pystorage import Storage, _fork
+from pystorage.errors import BackendError, ValueTooLargeError
+from pystorage.layers import Codec, CountLimit, SizeLimit, SQLite
+from pystorage.layers.base import ABSENT
+from pystorage.layers.sqlite import _ABANDONED, _USES_BATCH, _busy
+from tests.helpers import FakeClock, in_child
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db(tmp_path: Path, clock: FakeClock) -> Iterator[SQLite]:
+    backend = SQLite(tmp_path / "c.db", clock=clock)
+    yield backend
+    backend.close()
+
+
+def _rows(path: Path) -> dict[bytes, tuple[bytes, float | None]]:
+    """What the file holds, read by a connection of its own."""
+    with sqlite3.connect(path) as other:
+        found = other.execute("SELECT key, value, deadline FROM entries").fetchall()
+    other.close()
+    return {key: (value, deadline) for key, value, deadline in found}
+
+
+# -- bounds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bounds", [(2, 5), (5, 2)])
+def test_two_limits_over_one_database_keep_the_smaller_bound(
+    tmp_path: Path, bounds: tuple[int, int]
+) -> None:
+    db = SQLite(tmp_path / "c.db")
+    first, second = (Storage(CountLimit(bound), Codec("raw"), db) for bound in bounds)
+    second.set_many({f"k{i}": b"v" for i in range(4)})
+    first["k4"] = b"v"
+    assert len(first) == len(second) == 2
+    assert sorted(second) == ["k3", "k4"]
+    assert repr(db).endswith("limit=2, eviction='used')")
+    assert db.counters()["evictions"] == 3
+
+
+def test_a_size_limit_and_a_count_limit_over_one_database_both_hold(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    count = Storage(CountLimit(3), Codec("raw"), db)
+    size = Storage(Codec("raw"), SizeLimit(10), db)
+    count.set_many({"a": b"1234", "b": b"1234"})  # 8 bytes, 2 entries: within both
+    assert sorted(size) == ["a", "b"]
+    size["c"] = b"1234"  # 12 bytes: the oldest goes for the size
+    assert sorted(count) == ["b", "c"]
+    count["d"] = b"1"
+    count["e"] = b"1"  # 10 bytes in 4 entries: the oldest goes for the count
+    assert sorted(count) == ["c", "d", "e"]
+    with pytest.raises(Exception, match="'big'"):
+        count["big"] = b"x" * 11  # larger than the size bound alone: refused, not stored
+    assert "big" not in count
+
+
+def _flushed_order(db: SQLite) -> list[str]:
+    """The order of use the database holds, once the reads noted so far are written (by
+    a write transaction, as the next write of this object does)."""
+    with db._transaction("test"):
+        pass
+    return db.keys_by_age()
+
+
+def test_get_many_and_peek_many_under_eviction_by_use(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    Storage(CountLimit(10), Codec("raw"), db)  # hands down its bound: eviction by use
+    db.set_many({"a": b"1", "b": b"2", "c": b"3"})
+    assert db.peek_many(["a", "missing"]) == {"a": b"1"}  # not a use
+    assert _flushed_order(db) == ["a", "b", "c"]
+    assert db.get_many(["b", "missing"]) == {"b": b"2"}  # a use of b only
+    assert _flushed_order(db) == ["a", "c", "b"]
+    assert db.get_many_with_ttl(["a"]) == {"a": (b"1", None)}
+    assert _flushed_order(db) == ["c", "b", "a"]
+    assert db.sizes_by_age() == [("c", 1), ("b", 1), ("a", 1)]
+
+
+def test_without_a_limit_the_age_is_the_order_rows_were_made(db: SQLite) -> None:
+    db.set_many({"b": b"22", "a": b"1"})
+    db.set("c", b"333")
+    db.set("b", b"4444")  # rewritten in place: its row keeps its place
+    assert db.get("a") == b"1"  # not a use without eviction by use
+    assert db.keys_by_age() == ["b", "a", "c"]
+    assert db.sizes_by_age() == [("b", 4), ("a", 1), ("c", 3)]
+
+
+def test_a_batch_read_of_more_keys_than_one_query_takes(db: SQLite, clock: FakeClock) -> None:
+    many = {f"k{i}": str(i).encode() for i in range(1234)}
+    db.set_many(many)
+    db.set("gone", b"x", ttl=1)
+    clock.now += 1
+    wanted = [*many, "gone", "missing"]
+    assert db.get_many(wanted) == many
+    assert db.peek_many(wanted) == many
+    assert db.counters() == {"expirations": 1}
+
+
+def test_the_repr_names_the_class_and_the_file(db: SQLite) -> None:
+    assert repr(db).startswith(f"SQLite(path={db.path!r}, timeout=30.0, ")
+
+
+# -- deadlines at their instant, and the counters ----------------------------------------
+
+
+def test_an_entry_is_gone_at_the_exact_instant_of_its_deadline(
+    db: SQLite, clock: FakeClock
+) -> None:
+    db.set("k", b"old", ttl=10)
+    clock.now += 10
+    with pytest.raises(KeyError):
+        db.get("k")
+    assert db.counters() == {"expirations": 1}  # the read removed the row
+    assert _rows(db.path) == {}
+
+
+def test_modify_at_the_exact_deadline_starts_from_absent(db: SQLite, clock: FakeClock) -> None:
+    seen: list[Any] = []
+
+    def change(old: Any) -> bytes:
+        seen.append(old)
+        return b"new" if old is ABSENT else old + b"+"
+
+    db.set("k", b"old", ttl=10)
+    clock.now += 9.5
+    assert db.modify("k", change) == b"old+"  # still live: the value, and its deadline kept
+    assert db.get_with_ttl("k") == (b"old+", pytest.approx(0.5))
+    clock.now += 0.5
+    assert db.modify("k", change, ttl=30) == b"new"  # at the deadline: expired
+    assert seen == [b"old", ABSENT]
+    assert db.get_with_ttl("k") == (b"new", pytest.approx(30))
+
+
+def test_get_never_returns_a_row_past_its_deadline(db: SQLite, clock: FakeClock) -> None:
+    # The row is still in the file (nothing swept it): only get's own check keeps it out.
+    db.set("k", b"v", ttl=1)
+    clock.now += 2
+    assert b"k" in _rows(db.path)
+    with pytest.raises(KeyError):
+        db.get("k")
+    assert _rows(db.path) == {}
+    assert db.counters() == {"expirations": 1}
+
+
+def test_a_batch_read_at_the_exact_deadline_finds_nothing(db: SQLite, clock: FakeClock) -> None:
+    db.set_many({"a": b"1", "b": b"2"}, ttl=10)
+    db.set("c", b"3", ttl=20)
+    clock.now += 10
+    assert db.get_many_with_ttl(["a", "b", "c"]) == {"c": (b"3", pytest.approx(10))}
+    assert db.counters() == {"expirations": 2}  # both rows the read met, removed
+    assert set(_rows(db.path)) == {b"c"}
+
+
+def test_expire_counts_what_it_removed(db: SQLite, clock: FakeClock) -> None:
+    assert db.counters() == {}  # nothing to count yet
+    db.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl=5)
+    db.set("kept", b"k")
+    clock.now += 5
+    assert db.expire() == 3
+    assert db.counters() == {"expirations": 3}
+    assert db.expire() == 0
+    assert db.counters() == {"expirations": 3}
+    assert _rows(db.path) == {b"kept": (b"k", None)}
+    db.set_many({"d": b"4", "e": b"5"}, ttl=1)
+    clock.now += 1
+    assert db.expire() == 2
+    assert db.counters() == {"expirations": 5}  # counted on, not restarted
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda db, key: db.set(key, b"v"),
+        lambda db, key: db.add(key, b"v"),
+        lambda db, key: db.modify(key, lambda old: b"v"),
+    ],
+    ids=["set", "add", "modify"],
+)
+def test_every_thousandth_write_sweeps_at_most_a_hundred_expired_rows(
+    db: SQLite, clock: FakeClock, write: Any
+) -> None:
+    db.set_many({f"old{i}": b"x" for i in range(150)}, ttl=1)  # 150 writes
+    clock.now += 1
+    for i in range(849):
+        write(db, f"new{i}")
+    assert db.counters() == {}  # 999 writes: no sweep yet
+    write(db, "last")
+    assert db.counters() == {"expirations": 100}
+    assert len(_rows(db.path)) == 50 + 850
+    for i in range(1000):
+        write(db, f"more{i}")
+    assert db.counters() == {"expirations": 150}
+
+
+# -- after fork() ------------------------------------------------------------------------
+
+
+def test_the_renewal_after_a_fork_leaves_the_parents_connection_alone(
+    tmp_path: Path,
+) -> None:
+    # What os.fork() runs in the child, run here: mutmut maps a test only to the code that
+    # the test's own process runs. A lock another thread held at the fork is replaced,
+    # the parent's connection is kept open (never closed, never used), and the child's
+    # reads are recorded afresh.
+    db = SQLite(tmp_path / "c.db")
+    storage = Storage(CountLimit(2), Codec("raw"), db)
+    storage.set_many({"a": b"1", "b": b"2"})
+    assert storage["a"] == b"1"  # a use noted, not yet written
+    parents = db._local.db
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with db._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(30)
+    try:
+        _fork._renewals[db](db)
+        storage["c"] = b"3"  # b was read last in the child's view: a is the oldest use
+        assert storage["b"] == b"2"
+    finally:
+        release.set()
+        holder.join(30)
+    assert db._local.db is not parents
+    assert parents in _ABANDONED
+    assert parents.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+    assert sorted(storage) == ["b", "c"]
+    assert db.counters()["evictions"] == 1
+
+
+def test_a_forked_child_writes_on_a_connection_of_its_own(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    db.set("parent", b"p")
+
+    def child() -> tuple[bytes, int]:
+        db.set("child", b"c")
+        return db.get("parent"), len(db._mine)
+
+    assert in_child(child) == (b"p", 1)
+    assert db.get("child") == b"c"
+    assert len(db._mine) == 1
+
+
+# -- errors name the key and the action --------------------------------------------------
+
+
+@pytest.fixture
+def locked(db: SQLite) -> Iterator[SQLite]:
+    """``db`` with a timeout of 0, while another connection holds the write lock."""
+    db.set("k", b"v")
+    db.timeout = 0
+    db.close()  # its next connection waits for no lock
+    other = sqlite3.connect(db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    yield db
+    other.execute("ROLLBACK")
+    other.close()
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda db: db.set("k", b"new"), "cannot write 'k'"),
+        (lambda db: db.delete("k"), "cannot delete 'k'"),
+        (lambda db: db.add("fresh", b"v"), "cannot add 'fresh'"),
+        (lambda db: db.modify("k", lambda old: b"new"), "cannot modify 'k'"),
+        (lambda db: db.set_many({"a": b"1", "b": b"2"}), "cannot write 2 keys"),
+        (lambda db: db.delete_many(["a", "b", "c"]), "cannot delete 3 keys"),
+    ],
+)
+def test_a_write_refused_for_a_lock_names_the_key_and_the_action(
+    locked: SQLite, action: Any, message: str
+) -> None:
+    where = re.escape(str(locked.path))
+    with pytest.raises(BackendError, match=f"^SQLite {where}: {message}: database is locked"):
+        action(locked)
+    assert locked.get("k") == b"v"  # reads never wait for the writer
+
+
+@pytest.fixture
+def broken(db: SQLite) -> SQLite:
+    """``db`` whose table another connection dropped."""
+    db.set("k", b"v")
+    with sqlite3.connect(db.path) as other:
+        other.execute("DROP TABLE entries")
+    other.close()
+    return db
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda db: db.get("k"), "cannot read 'k'"),
+        (lambda db: db.get_with_ttl("k"), "cannot read 'k'"),
+        (lambda db: db.contains("k"), "cannot check 'k'"),
+        (lambda db: db.get_many(["k", "j"]), "cannot read 2 keys"),
+        (lambda db: db.set("k", b"w"), "cannot write 'k'"),
+    ],
+)
+def test_a_read_of_a_broken_database_names_the_key_and_the_action(
+    broken: SQLite, action: Any, message: str
+) -> None:
+    where = re.escape(str(broken.path))
+    with pytest.raises(BackendError, match=f"^SQLite {where}: {message}: no such table"):
+        action(broken)
+
+
+def test_a_bounded_write_refused_for_a_lock_names_the_key_and_the_action(
+    tmp_path: Path,
+) -> None:
+    db = SQLite(tmp_path / "c.db", timeout=0)
+    Storage(CountLimit(10), Codec("raw"), db)
+    db.set("k", b"v")
+    with sqlite3.connect(db.path, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")
+        for action, message in [
+            (lambda: db.set("k", b"new"), "cannot write 'k'"),
+            (lambda: db.add("fresh", b"v"), "cannot add 'fresh'"),
+        ]:
+            with pytest.raises(BackendError, match=f": {message}: database is locked$"):
+                action()
+        other.execute("ROLLBACK")
+    other.close()
+    assert db.get_many(["k", "fresh"]) == {"k": b"v"}
+
+
+def test_a_value_larger_than_the_size_bound_is_refused_naming_its_key(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    Storage(Codec("raw"), SizeLimit(4), db)
+    db.set("k", b"1234")
+    with pytest.raises(ValueTooLargeError, match=r"^the value of 'big' weighs 5 bytes"):
+        db.add("big", b"12345")
+    with pytest.raises(ValueTooLargeError, match=r"^the value of 'k' weighs 5 bytes"):
+        db.modify("k", lambda old: old + b"5")
+    with pytest.raises(ValueTooLargeError, match=r"^the value of 'new' weighs 6 bytes"):
+        db.modify("new", lambda old: b"123456")
+    assert db.get_many(["k", "big", "new"]) == {"k": b"1234"}  # nothing written
+
+
+# -- the book-keeping of reads, and locks ------------------------------------------------
+
+
+def _order_on_disk(path: Path) -> list[bytes]:
+    """The order of use another connection sees: what this one has written of it."""
+    with sqlite3.connect(path) as other:
+        found = [key for (key,) in other.execute("SELECT key FROM uses ORDER BY used")]
+    other.close()
+    return found
+
+
+def test_reads_kept_while_locked_are_written_a_batch_of_reads_later(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    storage = Storage(CountLimit(10), Codec("raw"), db)
+    storage.set_many({"a": b"1", "b": b"2", "c": b"3"})
+    other = sqlite3.connect(db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    for _ in range(_USES_BATCH):
+        assert storage["a"] == b"1"  # the batch is due: its write is tried, and put off
+    other.execute("ROLLBACK")
+    other.close()
+    assert _order_on_disk(db.path) == [b"a", b"b", b"c"]
+    for _ in range(_USES_BATCH - 1):
+        assert storage["b"] == b"2"  # the next try is a whole batch of reads later
+    assert _order_on_disk(db.path) == [b"a", b"b", b"c"]
+    assert storage["b"] == b"2"
+    assert _order_on_disk(db.path) == [b"c", b"a", b"b"]
+
+
+def _operational(message: str, code: int | None = None) -> sqlite3.OperationalError:
+    exc = sqlite3.OperationalError(message)
+    if code is not None:
+        exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "busy"),
+    [
+        (_operational("any words", 5), True),  # SQLITE_BUSY
+        (_operational("any words", 6), True),  # SQLITE_LOCKED
+        (_operational("any words", 5 | 2 << 8), True),  # SQLITE_BUSY_SNAPSHOT
+        (_operational("database is locked", 1), False),  # the code decides, not the words
+        (_operational("database is locked"), True),  # Python 3.10: the message
+        (_operational("database table is locked"), True),
+        (_operational("disk I/O error"), False),
+    ],
+)
+def test_busy_is_a_lock_held_elsewhere_by_code_or_else_by_message(
+    exc: sqlite3.OperationalError, busy: bool
+) -> None:
+    assert _busy(exc) is busy
