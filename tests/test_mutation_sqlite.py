@@ -18,7 +18,7 @@ from pystorage.errors import BackendError, ValueTooLargeError
 from pystorage.layers import Codec, CountLimit, SizeLimit, SQLite
 from pystorage.layers.base import ABSENT
 from pystorage.layers.sqlite import _ABANDONED, _USES_BATCH, _busy
-from tests.helpers import FakeClock, in_child
+from tests.helpers import FakeClock, run_in_child
 
 
 @pytest.fixture
@@ -92,7 +92,9 @@ def test_get_many_and_peek_many_under_eviction_by_use(tmp_path: Path) -> None:
     assert _flushed_order(db) == ["a", "c", "b"]
     assert db.get_many_with_ttl(["a"]) == {"a": (b"1", None)}
     assert _flushed_order(db) == ["c", "b", "a"]
-    assert db.sizes_by_age() == [("c", 1), ("b", 1), ("a", 1)]
+    assert db.get_with_ttl("c") == (b"3", None)
+    assert _flushed_order(db) == ["b", "a", "c"]
+    assert db.sizes_by_age() == [("b", 1), ("a", 1), ("c", 1)]
 
 
 def test_without_a_limit_the_age_is_the_order_rows_were_made(db: SQLite) -> None:
@@ -170,6 +172,22 @@ def test_a_batch_read_at_the_exact_deadline_finds_nothing(db: SQLite, clock: Fak
     assert set(_rows(db.path)) == {b"c"}
 
 
+@pytest.mark.parametrize("read", [SQLite.get, SQLite.get_with_ttl])
+def test_a_read_of_a_missing_or_expired_key_is_a_key_error_naming_it(
+    db: SQLite, clock: FakeClock, read: Any
+) -> None:
+    with pytest.raises(KeyError) as missing:
+        read(db, "missing")
+    assert missing.value.args == ("missing",)
+    db.set("k", b"v", ttl=1)
+    clock.now += 1
+    with pytest.raises(KeyError) as expired:
+        read(db, "k")
+    assert expired.value.args == ("k",)
+    assert _rows(db.path) == {}  # the read removed the row it met
+    assert db.counters() == {"expirations": 1}
+
+
 def test_expire_counts_what_it_removed(db: SQLite, clock: FakeClock) -> None:
     assert db.counters() == {}  # nothing to count yet
     db.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl=5)
@@ -239,8 +257,8 @@ def test_the_renewal_after_a_fork_leaves_the_parents_connection_alone(
     assert held.wait(30)
     try:
         _fork._renewals[db](db)
-        storage["c"] = b"3"  # b was read last in the child's view: a is the oldest use
-        assert storage["b"] == b"2"
+        assert storage["b"] == b"2"  # the child's first read: a use noted afresh
+        storage["c"] = b"3"  # the parent's read of a is not the child's: a goes
     finally:
         release.set()
         holder.join(30)
@@ -259,7 +277,7 @@ def test_a_forked_child_writes_on_a_connection_of_its_own(tmp_path: Path) -> Non
         db.set("child", b"c")
         return db.get("parent"), len(db._mine)
 
-    assert in_child(child) == (b"p", 1)
+    assert run_in_child(child) == (b"p", 1)
     assert db.get("child") == b"c"
     assert len(db._mine) == 1
 
@@ -412,3 +430,24 @@ def test_busy_is_a_lock_held_elsewhere_by_code_or_else_by_message(
     exc: sqlite3.OperationalError, busy: bool
 ) -> None:
     assert _busy(exc) is busy
+
+
+def test_the_version_grows_only_with_commits_of_other_connections(db: SQLite) -> None:
+    first = db.version()
+    assert db.version() == first
+    db.set("mine", b"1")  # this connection's own commit: not a change from elsewhere
+    assert db.version() == first
+    with sqlite3.connect(db.path) as other:
+        other.execute("INSERT INTO entries VALUES (?, ?, NULL)", (b"theirs", b"2"))
+    other.close()
+    second = db.version()
+    assert second > first
+    assert db.version() == second
+    assert db.get("theirs") == b"2"
+
+
+def test_a_failed_check_for_changes_names_the_action(db: SQLite) -> None:
+    db.version()
+    db._local.db.close()  # this thread's connection, closed underneath
+    with pytest.raises(BackendError, match=r": cannot check for changes: Cannot operate on a"):
+        db.version()

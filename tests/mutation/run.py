@@ -9,8 +9,9 @@ configuration is narrowed before mutmut starts, and mutmut forks (never re-reads
 file) for its workers, so they see the narrowed one. ``score.py`` calls mutmut through
 this script too, so ``results`` and ``show`` see the same selection as the run.
 
-Usage: ``MODULE=sqlite python tests/mutation/run.py run --max-children 1``; without
-``MODULE``, exactly ``mutmut`` with the configuration of ``pyproject.toml``.
+Usage: ``MODULE=sqlite python tests/mutation/run.py run --max-children 1``; with
+``MODULE=core`` or without ``MODULE``, exactly ``mutmut`` with the configuration of
+``pyproject.toml``; ``--list`` prints the modules.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
 
 
 def narrow(module: str) -> None:
-    """Make the loaded configuration mutate ``module`` only, judged by its tests only."""
+    """Make the loaded configuration mutate ``module`` only, judged by its tests only
+    (``core``: pyproject.toml's configuration as it is)."""
+    if module == "core":
+        return
     if module not in MODULES:
-        sys.exit(f"MODULE={module}: not one of {', '.join(sorted(MODULES))}")
+        sys.exit(f"MODULE={module}: not one of core, {', '.join(MODULES)}")
     files, tests, left_out = MODULES[module]
     loaded = config()
     selection = loaded.pytest_add_cli_args_test_selection
@@ -66,6 +70,9 @@ def narrow(module: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--list"]:  # what a plain `make mutation` runs, one after another
+        print("core", *MODULES)
+        sys.exit(0)
     if os.environ.get("MODULE"):
         narrow(os.environ["MODULE"])
     cli(sys.argv[1:])
