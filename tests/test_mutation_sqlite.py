@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pystorage import Storage, _fork
-from pystorage.errors import BackendError, ValueTooLargeError
+from pystorage.errors import BackendError, ConfigurationError, ValueTooLargeError
 from pystorage.layers import Codec, CountLimit, SizeLimit, SQLite
 from pystorage.layers.base import ABSENT
 from pystorage.layers.sqlite import _ABANDONED, _USES_BATCH, _busy
@@ -56,6 +56,17 @@ def test_two_limits_over_one_database_keep_the_smaller_bound(
     assert sorted(second) == ["k3", "k4"]
     assert repr(db).endswith("limit=2, eviction='used')")
     assert db.counters()["evictions"] == 3
+
+
+def test_two_limits_over_one_database_must_evict_in_the_same_order(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    Storage(CountLimit(5), Codec("raw"), db)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^two limits over one SQLite must evict in the same order \('used' and 'stored'\)$",
+    ):
+        Storage(CountLimit(2, eviction="stored"), Codec("raw"), db)
+    assert repr(db).endswith("limit=5, eviction='used')")
 
 
 def test_a_size_limit_and_a_count_limit_over_one_database_both_hold(tmp_path: Path) -> None:
@@ -119,6 +130,26 @@ def test_a_batch_read_of_more_keys_than_one_query_takes(db: SQLite, clock: FakeC
 
 def test_the_repr_names_the_class_and_the_file(db: SQLite) -> None:
     assert repr(db).startswith(f"SQLite(path={db.path!r}, timeout=30.0, ")
+
+
+@pytest.mark.parametrize("limit", [CountLimit(3), SizeLimit(3)], ids=["count", "size"])
+def test_a_limit_goes_for_expired_rows_first_and_only_beyond_its_bound(
+    tmp_path: Path, clock: FakeClock, limit: CountLimit | SizeLimit
+) -> None:
+    db = SQLite(tmp_path / "c.db", clock=clock)
+    Storage(Codec("raw"), limit, db)
+    db.set("old", b"1", ttl=1)
+    db.set_many({"a": b"2", "b": b"3"})
+    clock.now += 1
+    db.set("b", b"4")  # 3 entries, 3 bytes: at the bound, not beyond it
+    assert db.counters() == {"evictions": 0}  # nothing removed, the expired row either
+    assert set(_rows(db.path)) == {b"old", b"a", b"b"}
+    db.set("c", b"5")  # beyond: the expired row goes, and no live one
+    assert db.counters() == {"expirations": 1, "evictions": 0}
+    assert db.keys_by_age() == ["a", "b", "c"]
+    db.set("d", b"6")  # beyond again, nothing expired: the least recent live one goes
+    assert db.counters() == {"expirations": 1, "evictions": 1}
+    assert db.keys_by_age() == ["b", "c", "d"]
 
 
 # -- deadlines at their instant, and the counters ----------------------------------------
@@ -369,7 +400,10 @@ def test_a_value_larger_than_the_size_bound_is_refused_naming_its_key(tmp_path: 
     db = SQLite(tmp_path / "c.db")
     Storage(Codec("raw"), SizeLimit(4), db)
     db.set("k", b"1234")
-    with pytest.raises(ValueTooLargeError, match=r"^the value of 'big' weighs 5 bytes"):
+    with pytest.raises(
+        ValueTooLargeError,
+        match=r"^the value of 'big' weighs 5 bytes, more than the whole limit of 4: not stored$",
+    ):
         db.add("big", b"12345")
     with pytest.raises(ValueTooLargeError, match=r"^the value of 'k' weighs 5 bytes"):
         db.modify("k", lambda old: old + b"5")
