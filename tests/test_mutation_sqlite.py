@@ -108,6 +108,17 @@ def test_get_many_and_peek_many_under_eviction_by_use(tmp_path: Path) -> None:
     assert db.sizes_by_age() == [("b", 1), ("a", 1), ("c", 1)]
 
 
+def test_the_reads_of_a_batch_are_written_in_the_order_of_their_last_read(
+    tmp_path: Path,
+) -> None:
+    db = SQLite(tmp_path / "c.db")
+    Storage(CountLimit(10), Codec("raw"), db)
+    db.set_many({"a": b"1", "b": b"2", "c": b"3", "d": b"4"})
+    for key in ["a", "b", "c", "a", "b"]:
+        db.get(key)
+    assert _flushed_order(db) == ["d", "c", "a", "b"]
+
+
 def test_without_a_limit_the_age_is_the_order_rows_were_made(db: SQLite) -> None:
     db.set_many({"b": b"22", "a": b"1"})
     db.set("c", b"333")
@@ -255,8 +266,10 @@ def test_every_thousandth_write_sweeps_at_most_a_hundred_expired_rows(
     write(db, "last")
     assert db.counters() == {"expirations": 100}
     assert len(_rows(db.path)) == 50 + 850
-    for i in range(1000):
+    for i in range(999):
         write(db, f"more{i}")
+    assert db.counters() == {"expirations": 100}  # counted again from the sweep
+    write(db, "lastmore")
     assert db.counters() == {"expirations": 150}
 
 
