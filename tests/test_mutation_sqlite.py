@@ -230,6 +230,19 @@ def test_a_read_of_a_missing_or_expired_key_is_a_key_error_naming_it(
     assert db.counters() == {"expirations": 1}
 
 
+def test_a_delete_of_a_missing_or_expired_key_is_a_key_error_naming_it(
+    db: SQLite, clock: FakeClock
+) -> None:
+    with pytest.raises(KeyError) as missing:
+        db.delete("missing")
+    assert missing.value.args == ("missing",)
+    db.set("k", b"v", ttl=1)
+    clock.now += 1
+    with pytest.raises(KeyError) as expired:
+        db.delete("k")
+    assert expired.value.args == ("k",)
+
+
 def test_expire_counts_what_it_removed(db: SQLite, clock: FakeClock) -> None:
     assert db.counters() == {}  # nothing to count yet
     db.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl=5)
