@@ -41,6 +41,7 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
             "tests/test_atomic.py",
             "tests/test_tier.py",
             "tests/test_ttl_bound.py",
+            "tests/test_hostile_keys.py",
             "tests/conformance",
         ],
         "killed or another_process or across_processes or racing",
