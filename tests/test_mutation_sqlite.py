@@ -511,3 +511,39 @@ def test_a_failed_check_for_changes_names_the_action(db: SQLite) -> None:
     db._local.db.close()  # this thread's connection, closed underneath
     with pytest.raises(BackendError, match=r": cannot check for changes: Cannot operate on a"):
         db.version()
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("synchronous", "level"), [("OFF", 0), ("NORMAL", 1), ("FULL", 2), ("EXTRA", 3)]
+)
+def test_each_synchronous_level_is_accepted_and_in_effect(
+    tmp_path: Path, synchronous: str, level: int
+) -> None:
+    db = SQLite(tmp_path / "c.db", synchronous=synchronous)
+    db.set("k", b"v")
+    assert db._local.db.execute("PRAGMA synchronous").fetchone() == (level,)
+    assert db.get("k") == b"v"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"synchronous": "full"},
+            "^synchronous must be OFF, NORMAL, FULL or EXTRA, not 'full'$",
+        ),
+        ({"timeout": True}, "^timeout must be a number of seconds$"),
+        ({"timeout": "30"}, "^timeout must be a number of seconds$"),
+        ({"timeout": -1}, "^timeout must be a finite number of seconds, at least 0$"),
+        ({"timeout": float("inf")}, "^timeout must be a finite number of seconds, at least 0$"),
+    ],
+)
+def test_a_bad_option_is_refused_saying_what_it_must_be(
+    tmp_path: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        SQLite(tmp_path / "c.db", **options)
+    assert not (tmp_path / "c.db").exists()  # refused before the file is made
