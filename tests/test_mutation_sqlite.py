@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from pystorage import Storage, _fork
-from pystorage.errors import BackendError, ConfigurationError, ValueTooLargeError
+from pystorage.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidKeyError,
+    ValueTooLargeError,
+)
 from pystorage.layers import Codec, CountLimit, SizeLimit, SQLite
 from pystorage.layers.base import ABSENT
 from pystorage.layers.sqlite import _ABANDONED, _USES_BATCH, _busy
@@ -511,6 +516,23 @@ def test_a_failed_check_for_changes_names_the_action(db: SQLite) -> None:
     db._local.db.close()  # this thread's connection, closed underneath
     with pytest.raises(BackendError, match=r": cannot check for changes: Cannot operate on a"):
         db.version()
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_a_key_with_a_lone_surrogate_round_trips(db: SQLite) -> None:
+    key = "half \ud800 of a pair"
+    db.set(key, b"v")
+    assert db.get(key) == b"v"
+    assert list(db.keys()) == [key]
+    assert _rows(db.path) == {key.encode("utf-8", "surrogatepass"): (b"v", None)}
+
+
+def test_a_key_that_is_not_a_str_is_refused_naming_it(db: SQLite) -> None:
+    with pytest.raises(InvalidKeyError, match=r"^keys are str, not bytes: b'k'$"):
+        db.set(b"k", b"v")  # type: ignore[arg-type]
+    assert _rows(db.path) == {}
 
 
 # -- options -----------------------------------------------------------------------------
