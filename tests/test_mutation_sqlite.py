@@ -576,3 +576,34 @@ def test_a_bad_option_is_refused_saying_what_it_must_be(
     with pytest.raises(ConfigurationError, match=message):
         SQLite(tmp_path / "c.db", **options)
     assert not (tmp_path / "c.db").exists()  # refused before the file is made
+
+
+def test_a_folder_is_refused_as_a_database(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"is a folder: SQLite needs a database file$"):
+        SQLite(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("setup", "version"),
+    [
+        ("PRAGMA user_version = 3", 3),  # a newer pystorage's
+        ("CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB)", 0),  # an older one's
+    ],
+)
+def test_a_database_of_another_format_is_refused(tmp_path: Path, setup: str, version: int) -> None:
+    path = tmp_path / "c.db"
+    with sqlite3.connect(path) as other:
+        other.execute(setup)
+    other.close()
+    path.chmod(0o600)
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"holds a cache of another format \({version}\) than this pystorage's \(2\): "
+        r"delete it, or open it with the version that wrote it$",
+    ):
+        SQLite(path)
+
+
+def test_a_database_of_this_format_opens_again(tmp_path: Path) -> None:
+    SQLite(tmp_path / "c.db").set("k", b"v")
+    assert SQLite(tmp_path / "c.db").get("k") == b"v"
