@@ -607,3 +607,22 @@ def test_a_database_of_another_format_is_refused(tmp_path: Path, setup: str, ver
 def test_a_database_of_this_format_opens_again(tmp_path: Path) -> None:
     SQLite(tmp_path / "c.db").set("k", b"v")
     assert SQLite(tmp_path / "c.db").get("k") == b"v"
+
+
+def test_missing_folders_are_made_and_the_database_folder_is_private(tmp_path: Path) -> None:
+    SQLite(tmp_path / "a" / "b" / "c.db").set("k", b"v")
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+
+
+def test_each_connection_waits_for_a_lock_up_to_the_timeout(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db", timeout=2.5)
+    db.set("k", b"v")
+    assert db._local.db.execute("PRAGMA busy_timeout").fetchone() == (2500,)
+
+
+def test_a_database_removed_underneath_is_a_backend_error_naming_it(tmp_path: Path) -> None:
+    db = SQLite(tmp_path / "c.db")
+    db.close()
+    (tmp_path / "c.db").unlink()
+    with pytest.raises(BackendError, match=r"^the database .*c\.db was removed$"):
+        db.set("k", b"v")  # a new connection checks the files first
