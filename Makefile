@@ -106,19 +106,33 @@ bench: $(INSTALLED)
 docs: $(INSTALLED)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-# Mutation testing of the core layers and codecs (not part of `make test`; see "Mutation
-# testing" in docs/reliability.md). A fresh run each time: mutmut's cache of earlier results
-# would not notice every change to the tests. Each process may map at most 2 GiB, so that a
-# mutant that loops while allocating fails alone instead of exhausting the machine. Mutants
-# that ran out of time are run once more: on a busy machine a run can time out that would
-# have failed (or passed), and a timeout counts as a kill.
-MUTMUT := ulimit -v 2097152 && $(VENV)/bin/mutmut
+# Mutation testing of the core layers, codecs and backends (not part of `make test`; see
+# "Mutation testing" in docs/reliability.md), one module at a time: `core` (the layers and
+# codecs of [tool.mutmut] in pyproject.toml), then each module of tests/mutation/run.py
+# with its own tests; `make mutation MODULE=sqlite` runs one. A fresh run each time:
+# mutmut's cache of earlier results would not notice every change to the tests. Each
+# process may map at most 2 GiB, so that a mutant that loops while allocating fails alone
+# instead of exhausting the machine. Mutants that ran out of time are run once more: on a
+# busy machine a run can time out that would have failed (or passed), and a timeout counts
+# as a kill. MUTATION_CHILDREN=1 leaves a core to other work.
+MODULE ?=
+MUTATION_CHILDREN ?= 2
+MUTMUT_CLI = MODULE=$(MODULE) $(PY) tests/mutation/run.py
+MUTMUT = ulimit -v 2097152 && $(MUTMUT_CLI)
 mutation: $(INSTALLED)
+ifeq ($(MODULE),)
+	@failed=; for module in $$($(PY) tests/mutation/run.py --list); do \
+		echo "make mutation MODULE=$$module"; \
+		$(MAKE) --no-print-directory mutation MODULE=$$module || failed="$$failed $$module"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "mutation: failed for$$failed"; exit 1; fi
+else
 	rm -rf mutants
-	$(MUTMUT) run --max-children 2
-	timeouts="$$($(VENV)/bin/mutmut results | sed -n 's/^ *\(.*\): timeout$$/\1/p')"; \
-	if [ -n "$$timeouts" ]; then $(MUTMUT) run --max-children 2 $$timeouts; fi
-	$(PY) tests/mutation/score.py
+	$(MUTMUT) run --max-children $(MUTATION_CHILDREN)
+	timeouts="$$($(MUTMUT_CLI) results | sed -n 's/^ *\(.*\): timeout$$/\1/p')"; \
+	if [ -n "$$timeouts" ]; then $(MUTMUT) run --max-children $(MUTATION_CHILDREN) $$timeouts; fi
+	MODULE=$(MODULE) $(PY) tests/mutation/score.py
+endif
 
 demo: $(DEMO_INSTALLED) servers
 	$(PY) demo/tour.py

@@ -1,0 +1,79 @@
+"""mutmut, narrowed to one module and its tests when ``MODULE`` is set (``make mutation
+MODULE=...``).
+
+mutmut reads its configuration from ``[tool.mutmut]`` in ``pyproject.toml`` only, and that
+selection (every server-free module, every server-free test) is what a plain
+``make mutation`` runs. A run of one module needs neither the other modules' mutants nor
+the clean run of their tests that maps each test to the code it reaches: here the loaded
+configuration is narrowed before mutmut starts, and mutmut forks (never re-reads the
+file) for its workers, so they see the narrowed one. ``score.py`` calls mutmut through
+this script too, so ``results`` and ``show`` see the same selection as the run.
+
+Usage: ``MODULE=sqlite python tests/mutation/run.py run --max-children 1``; with
+``MODULE=core`` or without ``MODULE``, exactly ``mutmut`` with the configuration of
+``pyproject.toml``; ``--list`` prints the modules.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mutmut.__main__ import cli
+from mutmut.configuration import config
+
+# Each module: the files mutmut changes, the tests that judge its mutants, and the tests
+# among them left out (a ``-k`` expression, added to pyproject.toml's, which leaves out
+# the tests of servers, races and several processes): tests that fork or start children
+# judge only what the test's own process runs (mutmut maps a test to that code alone),
+# which the tests of one process cover in a fraction of the time. The tests marked
+# ``long`` are the quick ones at a larger scale: left out too.
+MODULES: dict[str, tuple[list[str], list[str], str]] = {
+    "sqlite": (
+        ["pystorage/layers/sqlite.py"],
+        [
+            "tests/test_sqlite.py",
+            "tests/test_mutation_sqlite.py",
+            "tests/test_review_findings.py",
+            "tests/test_sqlite_shared.py",
+            "tests/test_limits.py",
+            "tests/test_limit_index.py",
+            "tests/test_atomic.py",
+            "tests/test_tier.py",
+            "tests/test_ttl_bound.py",
+            "tests/test_hostile_keys.py",
+            "tests/conformance",
+        ],
+        "killed or another_process or across_processes or racing",
+    ),
+}
+
+
+def narrow(module: str) -> None:
+    """Make the loaded configuration mutate ``module`` only, judged by its tests only
+    (``core``: pyproject.toml's configuration as it is)."""
+    if module == "core":
+        return
+    if module not in MODULES:
+        sys.exit(f"MODULE={module}: not one of core, {', '.join(MODULES)}")
+    files, tests, left_out = MODULES[module]
+    loaded = config()
+    selection = loaded.pytest_add_cli_args_test_selection
+    kept = selection[selection.index("-k") + 1] if "-k" in selection else "True"
+    loaded.only_mutate = files
+    loaded.pytest_add_cli_args_test_selection = [
+        *tests,
+        "-m",
+        "not long",
+        "-k",
+        f"({kept}) and not ({left_out})",
+    ]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--list"]:  # what a plain `make mutation` runs, one after another
+        print("core", *MODULES)
+        sys.exit(0)
+    if os.environ.get("MODULE"):
+        narrow(os.environ["MODULE"])
+    cli(sys.argv[1:])
