@@ -520,7 +520,10 @@ def test_the_version_grows_only_with_commits_of_other_connections(db: SQLite) ->
 
 def test_a_failed_check_for_changes_names_the_action(db: SQLite) -> None:
     db.version()
-    db._local.db.close()  # this thread's connection, closed underneath
+    # Another connection commits, so that the check asks SQLite (while nobody commits it
+    # only reads the WAL index)...
+    SQLite(db.path).set("theirs", b"1")
+    db._local.db.close()  # ...on this thread's connection, closed underneath
     with pytest.raises(BackendError, match=r": cannot check for changes: Cannot operate on a"):
         db.version()
 
