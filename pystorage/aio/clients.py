@@ -45,15 +45,39 @@ def _waited(wait: float, connections: int, what: str) -> MaxConnectionsError:
 
 class WaitingPool(redis.asyncio.BlockingConnectionPool):
     """redis.asyncio's pool that waits for a free connection, whose timeout says what it
-    waited for (its own says only ``No connection available``)."""
+    waited for (its own says only ``No connection available``).
+
+    A connection that can be had at once (one is idle, or fewer than the maximum are in
+    use) is taken as the plain pool takes it, without the waiting pool's condition,
+    timeout and records: in redis-py 8.2 those made a GET cost 150 µs against 70 with the
+    plain pool. Only while no task waits: then the waiting pool hands out every connection,
+    as it did before (it is not first come, first served either: a newcomer can take a
+    connection that a waiting task was woken for, which then waits again).
+    """
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self._waiting = 0
 
     async def get_connection(self, *args: Any, **options: Any) -> Any:
+        if not self._waiting and self.can_get_connection():
+            # Nothing is awaited between the check and the take: no other task runs.
+            connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await self.release(connection)
+                raise
+            return connection
+        self._waiting += 1
         try:
             return await super().get_connection(*args, **options)  # type: ignore[no-untyped-call]
         except RedisConnectionError as exc:
             if not isinstance(exc.__cause__, asyncio.TimeoutError):
                 raise
             raise _waited(self.timeout or 0, self.max_connections, "connections") from exc
+        finally:
+            self._waiting -= 1
 
 
 class _Loop:
