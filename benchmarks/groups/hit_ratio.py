@@ -85,8 +85,8 @@ def _zipf(rng: random.Random, keys: int, exponent: float, length: int) -> list[s
 
 def _compare(name: str, trace: list[str], size: int, result: GroupResult) -> None:
     mine = {
-        "LRU": _storage(lambda: Storage(LRU(size)))(trace, size),
-        "TinyLFU": _storage(lambda: Storage(TinyLFU(size)))(trace, size),
+        "LRU": _mapping(lambda size: Storage(LRU(size)))(trace, size),
+        "TinyLFU": _mapping(lambda size: Storage(TinyLFU(size)))(trace, size),
     }
     theirs = {
         "cachetools LRU": _mapping(cachetools.LRUCache)(trace, size),
@@ -119,21 +119,9 @@ def _compare(name: str, trace: list[str], size: int, result: GroupResult) -> Non
     )
 
 
-def _storage(make: Callable[[], Storage]) -> Replay:
-    def replay(trace: list[str], size: int) -> float:
-        cache = make()
-        get, hits = cache.get, 0
-        for key in trace:
-            if get(key) is None:
-                cache[key] = 1
-            else:
-                hits += 1
-        return 100 * hits / len(trace)
-
-    return replay
-
-
 def _mapping(kind: Callable[[int], object]) -> Replay:
+    """A replay through a mapping of the given size (a Storage, cachetools, cachebox)."""
+
     def replay(trace: list[str], size: int) -> float:
         cache = kind(size)
         get, hits = cache.get, 0  # type: ignore[attr-defined]
