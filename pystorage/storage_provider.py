@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
     from pystorage.codecs import BaseCodec
     from pystorage.layers import Codec
+    from pystorage.layers.base import Layer
     from pystorage.layers.limit import Eviction
 
 Factory = Callable[..., Any]
@@ -39,6 +40,7 @@ def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> P
     if path is not None:
         return Path(path)
     import tempfile  # with shutil, bz2 and lzma: not for a preset given its path
+
     if not _runs_code(codec):
         return Path(tempfile.gettempdir())
     return _private_folder(Path(tempfile.gettempdir()) / f"pystorage-{os.getuid()}")
@@ -148,12 +150,29 @@ def memory(codec: str | BaseCodec | None = None, secret: Secret = None) -> Stora
     return Storage(codec_layer(codec, secret), layers.Memory())
 
 
+def memory_tier(maxsize: int, eviction: Eviction = "used") -> Layer:
+    """At most ``maxsize`` entries in memory, chosen by ``eviction``: ``LRU`` for "used",
+    ``TinyLFU`` for "tinylfu". "stored" is refused: the memory tier orders by use (a limit
+    over ``Memory`` evicts by age of the write: ``CountLimit(n, eviction="stored")``)."""
+    if eviction == "tinylfu":
+        return layers.TinyLFU(maxsize)
+    if eviction != "used":
+        raise StorageProviderError(
+            f"the memory tier evicts by 'used' or 'tinylfu', not {eviction!r} (for the "
+            "oldest write first, bound Memory with CountLimit(n, eviction='stored'))"
+        )
+    return layers.LRU(maxsize)
+
+
 def lru(
     maxsize: int | None = None,
     storage: Storage | None = None,
     memory_blocks: int | None = None,
+    eviction: Eviction = "used",
 ) -> Storage:
     """At most ``maxsize`` entries in memory; with ``storage=``, a memory tier in front of it.
+    ``eviction="tinylfu"`` keeps the entries asked for most (``TinyLFU``) rather than the
+    most recent (``LRU``).
 
     ``memory_blocks`` is the original name of ``maxsize``.
     """
@@ -163,8 +182,8 @@ def lru(
     if size is None:
         size = 128
     if storage is None:
-        return Storage(layers.LRU(size))
-    return Storage(layers.Tier(layers.LRU(size)), storage)
+        return Storage(memory_tier(size, eviction))
+    return Storage(layers.Tier(memory_tier(size, eviction)), storage)
 
 
 def disk_lru(
@@ -173,10 +192,12 @@ def disk_lru(
     suffix: str = "storage.lru",
     codec: str | BaseCodec = "pickle",
     secret: Secret = None,
+    eviction: Eviction = "used",
 ) -> Storage:
-    """One file per key, at most ``limit`` files; the least recently used one goes first."""
+    """One file per key, at most ``limit`` files; the least recently used one goes first
+    (``eviction="stored"``: the oldest write; ``"tinylfu"``: the one valued least)."""
     return Storage(
-        layers.CountLimit(limit),
+        layers.CountLimit(limit, eviction=eviction),
         codec_layer(codec, secret),
         layers.Files(_default_path(path, codec), suffix),
     )
@@ -256,8 +277,9 @@ def sqlite(
     """One row per key in the SQLite database ``path`` (default: ``cache.db`` in the
     temp folder, or in a private one for pickles); ``limit`` caps the entries and
     ``max_bytes`` the bytes of the encoded values, both in SQL in the transaction of
-    each write, removing the least recently ``eviction`` ("used" or "stored") first;
-    ``expiration`` gives every write a TTL."""
+    each write, removing the least recently ``eviction`` ("used" or "stored") first, or
+    with ``"tinylfu"`` the entries adaptive W-TinyLFU values least; ``expiration`` gives
+    every write a TTL."""
     if path is None:
         path = _default_path(None, codec if secret is None else "json") / "cache.db"
     above: list[Any] = [] if expiration is None else [layers.Expiry(expiration)]

@@ -13,8 +13,9 @@ Options of every scheme: ``codec`` (a codec name; default ``pickle``, none for m
 layer, seconds), ``lru`` (a memory tier of that many entries; on ``memory://``, the
 memory itself holds at most that many),
 ``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
-``eviction`` (``used``, the default, or ``stored``: which entries the limits remove
-first), ``stats`` (a Stats layer on top). Files also take ``suffix``;
+``eviction`` (``used``, the default, ``stored`` or ``tinylfu``: which entries the limits
+remove first; ``tinylfu`` makes the memory tier a ``TinyLFU``), ``stats`` (a Stats layer
+on top). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
 (``socket_timeout``...); S3
@@ -37,10 +38,11 @@ import attrs
 
 from pystorage import layers
 from pystorage.errors import ConfigurationError, StorageProviderError
+from pystorage.eviction import POLICIES
 from pystorage.layers.base import Layer, ttl_error
 from pystorage.layers.defaults import DEFAULT_PREFIX
 from pystorage.storage import Storage
-from pystorage.storage_provider import positive_seconds, signed_codec
+from pystorage.storage_provider import memory_tier, positive_seconds, signed_codec
 
 if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
@@ -83,6 +85,11 @@ class ParsedURL:
     #: The folder of a ``file://`` URL.
     folder: Path | None
 
+    def memory_tier(self, maxsize: int) -> Layer:
+        """The memory tier of ``lru=``: a TinyLFU with ``eviction=tinylfu``, else an LRU
+        (a tier is ordered by use; ``stored`` is the limits' order)."""
+        return memory_tier(maxsize, "tinylfu" if self.eviction == "tinylfu" else "used")
+
     def build(self, *, limit: bool = True, values: bool = True) -> Storage:
         """The stack, in the order of the options table of ``docs/urls.md``.
 
@@ -99,7 +106,7 @@ class ParsedURL:
         sized = limit and self.max_bytes is not None
         # The memory tier goes below the layers that remove entries: under a SizeLimit
         # (which weighs encoded values) it keeps them encoded.
-        tier = [layers.Tier(layers.LRU(self.lru))] if values and self.lru is not None else []
+        tier = [] if not values or self.lru is None else [layers.Tier(self.memory_tier(self.lru))]
         if not sized:
             stack += tier
         if self.codec is not None:
@@ -146,8 +153,10 @@ def _parse(url: str, shown: str) -> ParsedURL:
     limit = _count(options.pop("limit"), "limit") if "limit" in options else None
     max_bytes = _count(options.pop("max_bytes"), "max_bytes") if "max_bytes" in options else None
     eviction = options.pop("eviction", "used")
-    if eviction not in ("used", "stored"):
-        raise ConfigurationError(f"eviction= must be used or stored, not {eviction!r}")
+    if eviction not in POLICIES:
+        raise ConfigurationError(
+            f"eviction= must be one of {', '.join(POLICIES)}, not {eviction!r}"
+        )
     lru = _count(options.pop("lru"), "lru") if "lru" in options else None
     name = options.pop("codec", None)
     # secret= may be repeated, newest first: values are written with the first and read
@@ -220,7 +229,16 @@ def _memory(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], L
     if parts.netloc or parts.path:
         raise ConfigurationError("memory:// takes no host or path")
     if "lru" in options:  # the memory is the tier: bound it rather than add one in front
-        return functools.partial(layers.LRU, _count(options.pop("lru"), "lru")), None
+        eviction = options.get("eviction", "used")
+        if eviction == "stored":
+            raise ConfigurationError(
+                "memory://?lru= evicts by use (or eviction=tinylfu); for the oldest write "
+                "first, use limit= with eviction=stored"
+            )
+        size = _count(options.pop("lru"), "lru")
+        if eviction == "tinylfu":
+            return functools.partial(layers.TinyLFU, size), None
+        return functools.partial(layers.LRU, size), None
     return layers.Memory, None
 
 

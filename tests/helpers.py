@@ -53,11 +53,14 @@ class DiskStack:
     preset: str
     suffix: str
     limit: int = 0  # 0: no limit
+    eviction: str = "used"
 
     def open(self, folder: Path) -> Storage:
         options: dict[str, Any] = {"path": folder}
         if self.limit:
             options["limit"] = self.limit
+        if self.eviction != "used":
+            options["eviction"] = self.eviction
         storage: Storage = StorageProvider().create(self.preset, **options)
         return storage
 

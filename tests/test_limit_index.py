@@ -62,7 +62,7 @@ def test_limits_must_be_positive_and_evict_in_a_known_order() -> None:
             SizeLimit(bad)
     with pytest.raises(ConfigurationError) as caught:  # a pystorage error, like every other
         CountLimit(3, eviction="random")  # type: ignore[arg-type]
-    assert str(caught.value) == "eviction must be 'used' or 'stored', not 'random'"
+    assert str(caught.value) == "eviction must be one of 'used', 'stored', 'tinylfu', not 'random'"
 
 
 # -- the order of eviction -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Several processes on one folder: mixed operations, no errors, no corrupt entry, one limit.
 
 Four processes each run 2,000 random operations (set, get, delete, get_many, set_many,
-len) on one folder, through STORAGE_PICKLE and through STORAGE_DISKLRU. Values describe
+len) on one folder, through STORAGE_PICKLE and through STORAGE_DISKLRU (evicting by use,
+and by adaptive W-TinyLFU). Values describe
 themselves (key, writer, number, payload, checksum), so any value read can be checked to
 be one complete value written for its key. For DISKLRU the parent counts the entry files
 while the processes run.
@@ -42,10 +43,12 @@ MIXED = {"set": 30, "get": 25, "delete": 10, "get_many": 12, "set_many": 15, "le
 
 PICKLE = DiskStack(StorageProvider.STORAGE_PICKLE, "storage.pkl")
 DISKLRU = DiskStack(StorageProvider.STORAGE_DISKLRU, "storage.lru", limit=LIMIT)
+TINYLFU = DiskStack(StorageProvider.STORAGE_DISKLRU, "storage.lru", LIMIT, "tinylfu")
 #: name: (stack, operation weights)
 CASES = {
     "pickle": (PICKLE, MIXED),
     "disklru": (DISKLRU, MIXED),
+    "disklru-tinylfu": (TINYLFU, MIXED),
 }
 
 
@@ -167,6 +170,7 @@ def _worker(name: str, folder: str, writer: int, seed: int, start: Barrier, resu
     [
         "pickle",
         "disklru",
+        "disklru-tinylfu",
     ],
 )
 def test_four_processes_of_mixed_operations_share_one_folder(name: str, tmp_path: Path) -> None:

@@ -128,7 +128,8 @@ def test_the_window_grows_where_recency_is_what_counts() -> None:
         if key in policy:
             policy.hit(key)
         else:
-            policy.add(key, 1)
+            policy.write(key, 1)
+            policy.evict()
         widest = max(widest, policy.window_limit)
     assert widest >= 20  # a block fits in the window
 
@@ -151,7 +152,8 @@ def test_a_weighted_policy_keeps_the_total_weight_within_its_capacity() -> None:
     for _ in range(5_000):
         key = f"k{rng.randrange(200)}"
         weight = rng.randrange(1, 120)
-        removed = policy.resize(key, weight) if key in policy else policy.add(key, weight)
+        policy.write(key, weight)
+        removed = policy.evict()
         held[key] = weight
         for victim in removed:
             del held[victim]

@@ -6,7 +6,6 @@ Each ``AsyncX`` is the sync class ``X`` with the methods that do I/O awaited; se
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Literal
@@ -680,7 +679,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
 
     async def count(self) -> int:  # type: ignore[override,unused-ignore]
         count = await self._inner.count()
-        if count != len(self._order):
+        if count != len(self._stamps):
             async with self._inner.exclusive():
                 await self._reconcile()
                 await self._written(())
@@ -691,14 +690,13 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         async with self._inner.exclusive():
             await self._inner.clear()
             with self._lock:
-                self._order.clear()
-                self._weights.clear()
-                self._total = 0
+                self._stamps.clear()
+                self._policy.restore({}, keep_order=False)
 
     async def _used(self, entries: Iterable[tuple[str, Any]], stamp: int) -> None:  # type: ignore[override,unused-ignore]
-        """Record reads that began at ``stamp``, each with the value it read: with
-        ``eviction="used"`` each key becomes the most recent (and its use is recorded
-        below); otherwise only keys the index did not know enter it.
+        """Record reads that began at ``stamp``, each with the value it read: keys the
+        index did not know enter it; with ``eviction="stored"`` that is all, otherwise
+        each read is a use for the policy (and with ``"used"`` it is recorded below too).
 
         The weight of a value read is learnt only if the index has made no entry for its
         key since the read began (it may have been written by another program). Once a
@@ -706,38 +704,33 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         weight back would under-count, and the bytes below go over the bound (issue 17,
         item 3). Then the read is only a use.
         """
-        by_use = self.eviction == "used"
+        counts_reads = self.eviction != "stored"
         read = []
         with self._lock:
-            order = self._order
+            stamps = self._stamps
             for key, value in entries:
-                entered = order.get(key)
-                if entered is None:
+                entered = stamps.get(key)
+                if entered is None or (counts_reads and entered <= stamp):
                     self._enter(key, self.weigh(value))
-                elif not by_use:
+                elif not counts_reads:
                     continue
-                elif entered <= stamp:
-                    self._enter(key, self.weigh(value))
                 else:
                     self._stamp += 1
-                    order[key] = self._stamp
-                    order.move_to_end(key)
+                    stamps[key] = self._stamp
+                    self._policy.hit(key)
                 read.append(key)
-        if by_use:
+        if self.eviction == "used":
             for key in read:
                 await self._inner.touch(key)
 
     async def _written(self, entries: Iterable[tuple[str, int]]) -> None:  # type: ignore[override,unused-ignore]
-        """Record writes, then evict the least recent entries beyond the bound."""
-        victims = []
+        """Record writes, then evict what the policy says must go to keep the bound."""
         with self._lock:
             for key, weight in entries:
                 self._enter(key, weight)
-            order = self._order
-            while self._total > self.bound:
-                victim, _ = order.popitem(last=False)
-                self._total -= self._weights.pop(victim)
-                victims.append(victim)
+            victims = self._policy.evict()
+            for victim in victims:
+                del self._stamps[victim]
             self._evictions += len(victims)
         if victims:
             await self._inner.delete_many(victims)
@@ -749,20 +742,20 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         await self._written(())
 
     async def _reconcile(self) -> None:  # type: ignore[override,unused-ignore]
-        """Keep the order of use known here for the keys still below; keys this index did
-        not know go before them (least recent first), in the backend's order of age."""
+        """Keep what the policy knows of the keys still below; keys this index did not
+        know go before them (least recent first), in the backend's order of age."""
         below = dict(await self.weights_by_age())
         with self._lock:
             self._stamp += 1
-            order = OrderedDict((key, self._stamp) for key in below if key not in self._order)
-            order.update(((key, stamp) for key, stamp in self._order.items() if key in below))
-            self._install(order, below)
+            self._stamps = {key: self._stamps.get(key, self._stamp) for key in below}
+            self._policy.restore(below, keep_order=True)
 
     async def _reindex(self) -> None:  # type: ignore[override,unused-ignore]
         below = dict(await self.weights_by_age())
         with self._lock:
             self._stamp += 1
-            self._install(OrderedDict.fromkeys(below, self._stamp), below)
+            self._stamps = dict.fromkeys(below, self._stamp)
+            self._policy.restore(below, keep_order=False)
 
 
 class AsyncCountLimit(CountLimit, AsyncLimit):  # type: ignore[misc,override,unused-ignore]

@@ -27,6 +27,7 @@ to remove and removes them itself.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 #: Counters saturate here: beyond, "asked for often" needs no finer degree.
 _MAX_COUNT = 15
@@ -108,11 +109,11 @@ class FrequencySketch:
 class WTinyLFU:
     """The adaptive W-TinyLFU policy over keys of a total weight of at most ``capacity``.
 
-    ``hit(key)`` records a use of a key it holds; ``add(key, weight)`` a new key, and
-    returns the keys to remove to stay within the capacity (the new key among them when
-    it is refused); ``resize(key, weight)`` a new weight of a key it holds (a rewrite),
-    with the keys to remove; ``discard(key)`` forgets a key removed by someone else.
-    Not thread-safe: the layer using it holds its lock around each call.
+    A ``Policy`` (see ``pystorage.eviction``): ``hit(key)`` records a use of a key it
+    holds; ``write(key, weight)`` a new key, or a rewrite; ``evict()`` removes and returns
+    the keys that must go to stay within the capacity (a new key among them when main
+    refused it); ``discard(key)`` forgets a key removed by someone else. Not thread-safe:
+    the layer using it holds its lock around each call.
     """
 
     __slots__ = (
@@ -196,28 +197,25 @@ class WTinyLFU:
         if self._hits + self._misses >= self._sample:
             self._climb()
 
-    def add(self, key: str, weight: int) -> list[str]:
+    def write(self, key: str, weight: int) -> None:
+        old = self._weights.get(key)
+        if old is not None:  # a rewrite: a use, maybe of a new weight
+            self._weights[key] = weight
+            if key in self._window:
+                self.window_weight += weight - old
+            elif key in self._probation:
+                self.probation_weight += weight - old
+            else:
+                self.protected_weight += weight - old
+            self.hit(key)
+            return
         self.sketch.record(key)
         self._misses += 1
         self._weights[key] = weight
         self._window[key] = None
         self.window_weight += weight
-        removed = self._evict()
         if self._hits + self._misses >= self._sample:
             self._climb()
-        return removed
-
-    def resize(self, key: str, weight: int) -> list[str]:
-        old = self._weights[key]
-        self._weights[key] = weight
-        if key in self._window:
-            self.window_weight += weight - old
-        elif key in self._probation:
-            self.probation_weight += weight - old
-        else:
-            self.protected_weight += weight - old
-        self.hit(key)
-        return self._evict()
 
     def discard(self, key: str) -> None:
         weight = self._weights.pop(key, None)
@@ -231,9 +229,9 @@ class WTinyLFU:
             del self._protected[key]
             self.protected_weight -= weight
 
-    def _evict(self) -> list[str]:
+    def evict(self) -> list[str]:
         """Move the window's overflow to main, each key admitted against main's victim or
-        refused, until the whole weight fits."""
+        refused, until the whole weight fits; the keys removed."""
         removed: list[str] = []
         window, weights = self._window, self._weights
         while self.window_weight > self.window_limit and len(window) > 1:
@@ -254,6 +252,28 @@ class WTinyLFU:
             self.discard(victim)
             removed.append(victim)
         return removed
+
+    def restore(self, weights: Mapping[str, int], keep_order: bool) -> None:
+        """Hold exactly ``weights``. Keys new here go on probation, before those held (or
+        before nothing, without ``keep_order``): no use of them is known. The sketch
+        stays: what was learnt of a key's popularity outlives its entry."""
+        if not keep_order:
+            self._window.clear()
+            self._probation.clear()
+            self._protected.clear()
+            self._weights.clear()
+        for key in [key for key in self._weights if key not in weights]:
+            self.discard(key)
+        probation = OrderedDict.fromkeys(key for key in weights if key not in self._weights)
+        probation.update(self._probation)
+        self._probation = probation
+        self._weights.update(weights)
+        self.window_weight = sum(weights[key] for key in self._window)
+        self.probation_weight = sum(weights[key] for key in probation)
+        self.protected_weight = sum(weights[key] for key in self._protected)
+
+    def counters(self) -> dict[str, int]:
+        return {"refused": self.refused}
 
     def _victim(self, candidate: str) -> str | None:
         """Remove and return main's victim or the candidate, whichever was asked for less

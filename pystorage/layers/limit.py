@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -11,17 +10,18 @@ import attrs
 
 from pystorage import _fork
 from pystorage.errors import ConfigurationError, ValueTooLargeError
+from pystorage.eviction import POLICIES, Eviction, Policy
 from pystorage.layers.base import Layer, Wrapper, stack_from
 from pystorage.layers.protocol import require
 
-#: Which entries go first: the least recently used, or the least recently stored.
-Eviction = Literal["used", "stored"]
+__all__ = ["Eviction", "Limit", "a_policy", "positive", "too_large"]
 
 
-def an_order(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+def a_policy(_: object, attribute: attrs.Attribute[str], value: object) -> None:
     """attrs validator: an ``Eviction``; anything else is a ``ConfigurationError``."""
-    if value not in ("used", "stored"):
-        raise ConfigurationError(f"{attribute.name} must be 'used' or 'stored', not {value!r}")
+    if value not in POLICIES:
+        names = ", ".join(repr(name) for name in POLICIES)
+        raise ConfigurationError(f"{attribute.name} must be one of {names}, not {value!r}")
 
 
 def positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -48,10 +48,14 @@ class Limit(Wrapper):
     ``eviction="used"`` removes the least recently used entries first: every read is
     recorded below (``touch``) so the order survives a restart, which costs a write per
     read on backends that keep it (a file's time, a row). ``eviction="stored"`` removes
-    the least recently written first and costs nothing on a read.
+    the least recently written first and costs nothing on a read. ``eviction="tinylfu"``
+    keeps the entries adaptive W-TinyLFU values most (``pystorage/eviction/tinylfu.py``):
+    a new entry stays once past a small window only if it was asked for more often than
+    the one it would replace. Reads write nothing below; what it learnt of each key's
+    popularity is kept in this process (a restart begins with the backend's order of age).
 
-    The order and weights are an in-memory index, built once when the stack is assembled
-    from the backend's listing, then kept in O(1) per operation. Writes run in the
+    The order and weights are an in-memory index (the policy), built once when the stack
+    is assembled from the backend's listing, then kept in O(1) per operation. Writes run in the
     backend's exclusive section; when another process wrote in the meantime the index is
     rebuilt from the backend, so processes sharing a folder keep one bound between them.
     A backend that enforces the bound itself, in the transaction of each write (SQLite),
@@ -60,15 +64,15 @@ class Limit(Wrapper):
 
     removes_entries: ClassVar[bool] = True
 
-    eviction: Eviction = attrs.field(default="used", kw_only=True, validator=an_order)
+    eviction: Eviction = attrs.field(default="used", kw_only=True, validator=a_policy)
     #: Accept a bound kept by each process apart over a store that processes share and
     #: that cannot keep it (S3, a Redis Cluster): N processes may store N times the bound.
     per_process: bool = attrs.field(default=False, kw_only=True, repr=False)
     # Each key with the stamp of its last entry in the index: a read that misses forgets
     # a key only if it entered before the read began (not if a write put it back since).
-    _order: OrderedDict[str, int] = attrs.field(factory=OrderedDict, init=False, repr=False)
-    _weights: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
-    _total: int = attrs.field(default=0, init=False, repr=False)
+    # The policy holds the same keys, with their weights and order.
+    _stamps: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
+    _policy: Policy = attrs.field(init=False, repr=False)
     _stamp: int = attrs.field(default=0, init=False, repr=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
@@ -95,7 +99,12 @@ class Limit(Wrapper):
     # -- assembly ------------------------------------------------------------------------
 
     def __attrs_post_init__(self) -> None:
+        self._policy = POLICIES[self.eviction](self.bound, self.expected_entries())
         _fork.renew_in_child(self, Limit._renew_lock)
+
+    def expected_entries(self) -> int:
+        """About how many entries the bound holds (what a policy sizes its memory by)."""
+        return self.bound
 
     def _renew_lock(self) -> None:
         """In a forked child: a thread of the parent may have held the lock at the fork."""
@@ -248,7 +257,7 @@ class Limit(Wrapper):
 
     def count(self) -> int:
         count = self._inner.count()
-        if count != len(self._order):
+        if count != len(self._stamps):
             # Entries were added or removed behind our back (expired, evicted below):
             # the backend says which keys there are, this index how recently each was used.
             with self._inner.exclusive():
@@ -261,13 +270,15 @@ class Limit(Wrapper):
         with self._inner.exclusive():
             self._inner.clear()
             with self._lock:
-                self._order.clear()
-                self._weights.clear()
-                self._total = 0
+                self._stamps.clear()
+                self._policy.restore({}, keep_order=False)
 
     def counters(self) -> dict[str, int]:
         counts = self._inner.counters()
         counts["evictions"] = counts.get("evictions", 0) + self._evictions
+        with self._lock:
+            for name, count in self._policy.counters().items():
+                counts[name] = counts.get(name, 0) + count
         return counts
 
     # -- the index -----------------------------------------------------------------------
@@ -281,17 +292,15 @@ class Limit(Wrapper):
         return weight
 
     def _enter(self, key: str, weight: int) -> None:
-        """Put ``key`` in the index as the most recent, with its weight (lock held)."""
+        """Put ``key`` in the index as written now, with its weight (lock held)."""
         self._stamp += 1
-        self._order[key] = self._stamp
-        self._order.move_to_end(key)
-        self._total += weight - self._weights.get(key, 0)
-        self._weights[key] = weight
+        self._stamps[key] = self._stamp
+        self._policy.write(key, weight)
 
     def _used(self, entries: Iterable[tuple[str, Any]], stamp: int) -> None:
-        """Record reads that began at ``stamp``, each with the value it read: with
-        ``eviction="used"`` each key becomes the most recent (and its use is recorded
-        below); otherwise only keys the index did not know enter it.
+        """Record reads that began at ``stamp``, each with the value it read: keys the
+        index did not know enter it; with ``eviction="stored"`` that is all, otherwise
+        each read is a use for the policy (and with ``"used"`` it is recorded below too).
 
         The weight of a value read is learnt only if the index has made no entry for its
         key since the read began (it may have been written by another program). Once a
@@ -299,38 +308,33 @@ class Limit(Wrapper):
         weight back would under-count, and the bytes below go over the bound (issue 17,
         item 3). Then the read is only a use.
         """
-        by_use = self.eviction == "used"
+        counts_reads = self.eviction != "stored"
         read = []
         with self._lock:
-            order = self._order
+            stamps = self._stamps
             for key, value in entries:
-                entered = order.get(key)
-                if entered is None:
+                entered = stamps.get(key)
+                if entered is None or (counts_reads and entered <= stamp):
                     self._enter(key, self.weigh(value))
-                elif not by_use:
+                elif not counts_reads:
                     continue
-                elif entered <= stamp:
-                    self._enter(key, self.weigh(value))
                 else:  # a newer entry than this read: a use, with the weight known
                     self._stamp += 1
-                    order[key] = self._stamp
-                    order.move_to_end(key)
+                    stamps[key] = self._stamp
+                    self._policy.hit(key)
                 read.append(key)
-        if by_use:
+        if self.eviction == "used":
             for key in read:
                 self._inner.touch(key)
 
     def _written(self, entries: Iterable[tuple[str, int]]) -> None:
-        """Record writes, then evict the least recent entries beyond the bound."""
-        victims = []
+        """Record writes, then evict what the policy says must go to keep the bound."""
         with self._lock:
             for key, weight in entries:
                 self._enter(key, weight)
-            order = self._order
-            while self._total > self.bound:
-                victim, _ = order.popitem(last=False)
-                self._total -= self._weights.pop(victim)
-                victims.append(victim)
+            victims = self._policy.evict()
+            for victim in victims:
+                del self._stamps[victim]
             self._evictions += len(victims)
         if victims:
             self._inner.delete_many(victims)
@@ -342,14 +346,14 @@ class Limit(Wrapper):
 
     def _drop(self, key: str) -> None:
         """Remove ``key`` from the index, if it is there (lock held)."""
-        if self._order.pop(key, None) is not None:
-            self._total -= self._weights.pop(key)
+        if self._stamps.pop(key, None) is not None:
+            self._policy.discard(key)
 
     def _missed(self, key: str, stamp: int) -> None:
         """A read that began at ``stamp`` found ``key`` missing: forget it, unless it
         entered the index since (a write of another thread landed after the miss)."""
         with self._lock:
-            if self._order.get(key, stamp) <= stamp:
+            if self._stamps.get(key, stamp) <= stamp:
                 self._drop(key)
 
     def _relearn(self) -> None:
@@ -359,23 +363,17 @@ class Limit(Wrapper):
         self._written(())
 
     def _reconcile(self) -> None:
-        """Keep the order of use known here for the keys still below; keys this index did
-        not know go before them (least recent first), in the backend's order of age."""
+        """Keep what the policy knows of the keys still below; keys this index did not
+        know go before them (least recent first), in the backend's order of age."""
         below = dict(self.weights_by_age())
         with self._lock:
             self._stamp += 1
-            order = OrderedDict((key, self._stamp) for key in below if key not in self._order)
-            order.update((key, stamp) for key, stamp in self._order.items() if key in below)
-            self._install(order, below)
+            self._stamps = {key: self._stamps.get(key, self._stamp) for key in below}
+            self._policy.restore(below, keep_order=True)
 
     def _reindex(self) -> None:
         below = dict(self.weights_by_age())
         with self._lock:
             self._stamp += 1
-            self._install(OrderedDict.fromkeys(below, self._stamp), below)
-
-    def _install(self, order: OrderedDict[str, int], weights: dict[str, int]) -> None:
-        """Replace the index (lock held)."""
-        self._order = order
-        self._weights = weights
-        self._total = sum(weights.values())
+            self._stamps = dict.fromkeys(below, self._stamp)
+            self._policy.restore(below, keep_order=False)

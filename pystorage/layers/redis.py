@@ -272,6 +272,8 @@ class Redis(Backend):
     _bounds: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _eviction: str | None = attrs.field(default=None, init=False, repr=False)
     _touches: bool = attrs.field(default=False, init=False, repr=False)
+    # A limit whose eviction this server cannot keep (bound_per_process says so).
+    _untaken: str | None = attrs.field(default=None, init=False, repr=False)
     _books: list[bytes] = attrs.field(factory=list, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
 
@@ -381,6 +383,9 @@ class Redis(Backend):
         index would pin every key to one slot (``bound_per_process`` says so)."""
         if self._cluster:
             return False
+        if eviction == "tinylfu":
+            self._untaken = eviction
+            return False
         if self._eviction not in (None, eviction):
             raise ConfigurationError(
                 "two limits over one Redis must evict in the same order "
@@ -398,6 +403,11 @@ class Redis(Backend):
                 "on a Redis Cluster, one index of every key would pin them all to one slot "
                 "and undo the sharding. Bound the servers instead: maxmemory with "
                 "maxmemory-policy allkeys-lru (or allkeys-lfu) on every node"
+            )
+        if self._untaken:
+            return (
+                f"Redis keeps a shared bound in order of use or of writes; "
+                f"eviction={self._untaken!r} is not kept in Redis (yet): use 'used' or 'stored'"
             )
         return (
             "a layer between the limit and Redis (such as a Tier, whose front would "

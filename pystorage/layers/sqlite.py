@@ -621,6 +621,8 @@ class SQLite(Backend):
         """Enforce the bound of a ``CountLimit``/``SizeLimit`` in SQL: each write and its
         evictions are one transaction, so the bound holds across processes (those that
         write through a stack with the same limit)."""
+        if eviction == "tinylfu":
+            return False  # not in SQL yet: the limit's own index keeps it, in the section
         if self._eviction not in (None, eviction):
             raise ConfigurationError(
                 "two limits over one SQLite must evict in the same order "

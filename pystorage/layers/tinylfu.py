@@ -88,7 +88,8 @@ class TinyLFU(Memory):
             return
         if self._heap and len(data) > self.maxsize:
             self._purge_locked()  # expired entries go before any live one
-        removed = policy.add(key, 1)
+        policy.write(key, 1)
+        removed = policy.evict()
         for victim in removed:
             del data[victim]
         self._evictions += len(removed)

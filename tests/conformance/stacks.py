@@ -132,6 +132,21 @@ STACKS: dict[str, StackFactory] = {
     "sizelimit-by-write-age-memory": lambda place: Storage(
         Codec("msgpack"), SizeLimit(50_000_000, eviction="stored"), Memory()
     ),
+    # Adaptive W-TinyLFU behind the limits (issue 18), on every kind of backend.
+    "expiry-countlimit-tinylfu-files": lambda place: Storage(
+        Expiry(3600), CountLimit(10_000, eviction="tinylfu"), Codec("pickle"), Files(place.folder)
+    ),
+    "sizelimit-tinylfu-memory": lambda place: Storage(
+        Codec("msgpack"), SizeLimit(50_000_000, eviction="tinylfu"), Memory()
+    ),
+    "sqlite-limited-tinylfu": lambda place: provider.create(
+        StorageProvider.STORAGE_SQLITE,
+        path=place.folder / "cache.db",
+        limit=10_000,
+        max_bytes=50_000_000,
+        expiration=3600,
+        eviction="tinylfu",
+    ),
 }
 
 
@@ -205,6 +220,13 @@ REMOTE_STACKS: dict[str, StackFactory] = {
     )(place),
     "s3-expiry-countlimit-gzip-pickle": lambda place: _s3(
         "gzip-pickle", Expiry(3600), CountLimit(10_000, per_process=True)
+    )(place),
+    # Redis keeps shared bounds by recency only: tinylfu is a bound per process there.
+    "redis-countlimit-tinylfu-json": lambda place: _redis(
+        "json", CountLimit(10_000, eviction="tinylfu", per_process=True)
+    )(place),
+    "s3-sizelimit-tinylfu-pickle": lambda place: _s3(
+        "pickle", below=(SizeLimit(50_000_000, eviction="tinylfu", per_process=True),)
     )(place),
 }
 
