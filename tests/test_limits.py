@@ -250,7 +250,7 @@ def test_a_database_of_another_format_is_refused(tmp_path: Path) -> None:
     [
         ("memory://?max_bytes=100", "needs a codec"),
         ("sqlite:///nowhere/x.db?max_bytes=0", "positive whole number"),
-        ("sqlite:///nowhere/x.db?eviction=random", "used or stored"),
+        ("sqlite:///nowhere/x.db?eviction=random", "one of used, stored, tinylfu"),
     ],
 )
 def test_bad_limit_options_fail_before_anything_is_built(url: str, message: str) -> None:
