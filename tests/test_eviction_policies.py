@@ -4,6 +4,7 @@ once gone does not come back unwritten, and adaptive W-TinyLFU keeps what LRU lo
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -67,9 +68,7 @@ STACKS: dict[str, tuple[Build, int, Callable[[bytes], int]]] = {
 class LimitMachine(RuleBasedStateMachine):
     """Random writes, reads and deletes through a bounded stack, against what was written."""
 
-    @initialize(
-        stack=st.sampled_from(sorted(STACKS)), policy=st.sampled_from(sorted(POLICIES))
-    )
+    @initialize(stack=st.sampled_from(sorted(STACKS)), policy=st.sampled_from(sorted(POLICIES)))
     def build(self, stack: str, policy: str) -> None:
         self.folder = Path(tempfile.mkdtemp())
         make, self.bound, self.weigh = STACKS[stack]
@@ -273,3 +272,56 @@ def test_bad_evictions_are_refused_before_anything_is_built(tmp_path: Path) -> N
     with pytest.raises(StorageProviderError, match="evicts by 'used' or 'tinylfu'"):
         StorageProvider().create(StorageProvider.STORAGE_LRU, maxsize=3, eviction="stored")
     assert not (tmp_path / "x").exists()
+
+
+def _files_stack(folder: Path, suffix: str = "") -> Storage:
+    return Storage(CountLimit(50, eviction="tinylfu"), Codec("pickle"), Files(folder, suffix))
+
+
+def test_what_tinylfu_learnt_outlives_a_restart_on_files(tmp_path: Path) -> None:
+    storage = _files_stack(tmp_path)
+    for _ in range(8):
+        storage.get("hot")
+        storage["hot"] = 1
+    learnt = storage.layers[0]._policy.sketch.estimate("hot")  # type: ignore[attr-defined]
+    assert learnt >= 5
+    storage.close()
+    again = _files_stack(tmp_path)
+    sketch = again.layers[0]._policy.sketch  # type: ignore[attr-defined]
+    assert sketch.estimate("hot") == learnt
+    assert sketch.estimate("cold") == 0
+    assert sorted(again) == ["hot"]  # the note is no entry, under any suffix
+    assert len(again) == 1
+
+
+def test_a_damaged_or_foreign_note_is_ignored(tmp_path: Path) -> None:
+    storage = _files_stack(tmp_path)
+    storage["a"] = 1
+    storage.close()
+    (note,) = tmp_path.glob(".note-*")
+    note.write_bytes(b"PSK1" + b"\0" * 40)  # the magic, then the wrong length
+    again = _files_stack(tmp_path)
+    assert again.layers[0]._policy.sketch.estimate("a") == 0  # type: ignore[attr-defined]
+    assert again["a"] == 1
+    again.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the note to another user")
+def test_a_note_of_another_user_is_not_read(tmp_path: Path) -> None:
+    storage = _files_stack(tmp_path)
+    storage["a"] = 1
+    storage.close()
+    (note,) = tmp_path.glob(".note-*")
+    assert Files(tmp_path).read_note("entries-tinylfu") == note.read_bytes()
+    os.chown(note, 65534, 65534)  # as if another user had planted it
+    assert Files(tmp_path).read_note("entries-tinylfu") is None
+    assert Files(tmp_path, trust_others=True).read_note("entries-tinylfu") == note.read_bytes()
+
+
+def test_backends_without_a_place_for_notes_begin_afresh(tmp_path: Path) -> None:
+    memory = Memory()
+    memory.write_note("entries-tinylfu", b"x")
+    assert memory.read_note("entries-tinylfu") is None
+    stack = Storage(CountLimit(5, eviction="tinylfu"), Memory())
+    stack["a"] = 1
+    stack.close()  # nothing to keep it in: no error either

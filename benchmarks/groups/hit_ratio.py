@@ -16,6 +16,12 @@ workload that shifts halfway from recency (short bursts) to frequency (Zipf 1.0)
 
 A row compares miss ratios, PyStorage's best policy over the best anchor's (lower is
 better); the target is the issue's: a hit ratio at least the best anchor's minus one point.
+
+Then the policy behind a limit on disk: ``CountLimit(size, eviction="tinylfu")`` over
+Files and over SQLite replays a prefix of three traces (a replay on disk costs a file or
+a row per miss), against ``TinyLFU`` in memory on the same prefix (target: within 2
+points); and what a restart costs: the second half of the prefix after the store was
+closed and opened again, against the same half without a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import heapq
 import lzma
 import random
 import struct
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,7 +40,7 @@ import theine
 
 from benchmarks.model import GroupResult, Row, Settings, Target
 from pystorage import Storage
-from pystorage.layers import LRU, TinyLFU
+from pystorage.layers import LRU, Codec, CountLimit, Files, SQLite, TinyLFU
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 Replay = Callable[[list[str], int], float]
@@ -42,9 +49,16 @@ Replay = Callable[[list[str], int], float]
 def run(settings: Settings, result: GroupResult) -> None:
     if not TRACES.is_dir():
         result.notes.append(f"The real traces are not in {TRACES}: generated ones only.")
-    for name, trace, sizes in _traces(settings):
+    traces = list(_traces(settings))
+    for name, trace, sizes in traces:
         for size in sizes:
             _compare(name, trace, size, result)
+    # On disk each miss writes a file or a row: a prefix of each trace; --quick, one.
+    length = 2_000 if settings.quick else 50_000
+    on_disk = ("loop 1.1x",) if settings.quick else ("web07", "zipf 0.9", "loop 1.1x")
+    for name, trace, sizes in traces:
+        if name in on_disk:
+            _on_disk(name, trace[:length], sizes[0], result)
     result.notes.append(
         "Hit ratios in %; rows: PyStorage's best policy's miss ratio over the best "
         "anchor's. Real traces by headissue GmbH / Jens Wilke, CC BY 4.0 (cache2k)."
@@ -119,18 +133,72 @@ def _compare(name: str, trace: list[str], size: int, result: GroupResult) -> Non
     )
 
 
+DISKS: dict[str, Callable[[Path], object]] = {
+    "Files": lambda folder: Files(folder),
+    "SQLite": lambda folder: SQLite(folder / "cache.db"),
+}
+
+
+def _on_disk(name: str, trace: list[str], size: int, result: GroupResult) -> None:
+    """The policy behind a limit over each disk backend, against the memory layer, and
+    the hit ratio a restart halfway costs."""
+    memory = _replay(Storage(TinyLFU(size)), trace)
+    half = len(trace) // 2
+    for disk, make in DISKS.items():
+
+        def stack(place: Path, make: Callable[[Path], object] = make) -> Storage:
+            below = make(place)
+            return Storage(CountLimit(size, eviction="tinylfu"), Codec("pickle"), below)  # type: ignore[arg-type]
+
+        with tempfile.TemporaryDirectory() as folder:
+            hits = _replay(stack(Path(folder)), trace)
+        with tempfile.TemporaryDirectory() as folder:
+            kept = stack(Path(folder))
+            _replay(kept, trace[:half])
+            unbroken = _replay(kept, trace[half:])
+        with tempfile.TemporaryDirectory() as folder:
+            first = stack(Path(folder))
+            _replay(first, trace[:half])
+            first.close()
+            restarted = _replay(stack(Path(folder)), trace[half:])
+        result.data.setdefault("on_disk", {})[f"{name} @ {size:,}, {disk}"] = {
+            "TinyLFU in memory": memory,
+            "tinylfu limit": hits,
+            "second half": unbroken,
+            "second half after a restart": restarted,
+        }
+        result.rows.append(
+            Row(
+                f"{name} @ {size:,} ({len(trace):,} reads): miss ratio, tinylfu limit over {disk}",
+                100 - hits,
+                "TinyLFU in memory",
+                100 - memory,
+                (100 - hits) / (100 - memory) if memory < 100 else 1.0,
+                Target((100 - memory + 2) / (100 - memory), "<= memory + 2 points"),
+                f"hit %: {hits:.1f} vs {memory:.1f} in memory; second half {unbroken:.1f}, "
+                f"after a restart halfway {restarted:.1f} "
+                f"(a restart costs {unbroken - restarted:.1f} points)",
+                "%",
+            )
+        )
+
+
+def _replay(cache: object, trace: list[str]) -> float:
+    """The hit ratio, in %, of ``trace`` through ``cache``: a read, and a write on a miss."""
+    get, hits = cache.get, 0  # type: ignore[attr-defined]
+    for key in trace:
+        if get(key) is None:
+            cache[key] = 1  # type: ignore[index]
+        else:
+            hits += 1
+    return 100 * hits / len(trace)
+
+
 def _mapping(kind: Callable[[int], object]) -> Replay:
     """A replay through a mapping of the given size (a Storage, cachetools, cachebox)."""
 
     def replay(trace: list[str], size: int) -> float:
-        cache = kind(size)
-        get, hits = cache.get, 0  # type: ignore[attr-defined]
-        for key in trace:
-            if get(key) is None:
-                cache[key] = 1  # type: ignore[index]
-            else:
-                hits += 1
-        return 100 * hits / len(trace)
+        return _replay(kind(size), trace)
 
     return replay
 

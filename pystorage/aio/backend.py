@@ -175,6 +175,12 @@ class OffLoop(AsyncLayer):
     async def sizes_by_age(self) -> list[tuple[str, int]]:
         return await self._run(self.backend.sizes_by_age)
 
+    async def read_note(self, name: str) -> bytes | None:
+        return await self._run(self.backend.read_note, name)
+
+    async def write_note(self, name: str, note: bytes) -> None:
+        await self._run(self.backend.write_note, name, note)
+
     async def close(self) -> None:
         await self._run(self.backend.close)
         if self._pool is not None:

@@ -160,6 +160,15 @@ class AsyncLayer:
         """Each key with the length of its stored bytes, least recently used first."""
         raise unsupported(self, "order")
 
+    async def read_note(self, name: str) -> bytes | None:  # type: ignore[override,unused-ignore]
+        """A note kept beside the entries under ``name`` (what an eviction policy learnt,
+        so that it outlives the process), never among them; None if there is none."""
+        raise unsupported(self, "order")
+
+    async def write_note(self, name: str, note: bytes) -> None:  # type: ignore[override,unused-ignore]
+        """Keep ``note`` under ``name`` beside the entries (where the backend can)."""
+        raise unsupported(self, "order")
+
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:  # type: ignore[override,unused-ignore]
         """Enforce a bound on the entries (or their bytes) here, in the transaction of each
         write, evicting by ``eviction`` ("used" or "stored"); False if this stack cannot,
@@ -256,6 +265,12 @@ class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,override,unused-ig
     async def sizes_by_age(self) -> list[tuple[str, int]]:  # type: ignore[override,unused-ignore]
         return await self._inner.sizes_by_age()
 
+    async def read_note(self, name: str) -> bytes | None:  # type: ignore[override,unused-ignore]
+        return await self._inner.read_note(name)
+
+    async def write_note(self, name: str, note: bytes) -> None:  # type: ignore[override,unused-ignore]
+        await self._inner.write_note(name, note)
+
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
         return self._inner.exclusive()
 
@@ -337,6 +352,12 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ig
         aged = await self.keys_by_age()
         found = await self.peek_many(aged)
         return [(key, len(found[key])) for key in aged if key in found]
+
+    async def read_note(self, name: str) -> bytes | None:  # type: ignore[override,unused-ignore]
+        return None
+
+    async def write_note(self, name: str, note: bytes) -> None:  # type: ignore[override,unused-ignore]
+        pass
 
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
         return _SECTIONS.of(self)
@@ -567,7 +588,22 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
     async def prepare(self) -> None:  # type: ignore[override,unused-ignore]
         async with self._inner.exclusive():
             await self._reindex()
+            saved = await self._inner.read_note(self._note)
+            if saved is not None:
+                with self._lock:
+                    self._policy.load(saved)
             await self._written(())
+
+    async def close(self) -> None:  # type: ignore[override,unused-ignore]
+        """Keep what the policy learnt beside the entries (where the backend can), so
+        that the next process to open the store begins with it; then close below."""
+        with self._lock:
+            saved = self._policy.save()
+        try:
+            if saved is not None and (not self._handed_down):
+                await self._inner.write_note(self._note, saved)
+        finally:
+            await self._inner.close()
 
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         stamp = self._stamp

@@ -51,6 +51,13 @@ class Policy(Protocol):
     def counters(self) -> dict[str, int]:
         """What it counts beyond evictions (e.g. ``refused`` admissions)."""
 
+    def save(self) -> bytes | None:
+        """What it learnt that the store's order of age does not keep, to outlive the
+        process (None: nothing)."""
+
+    def load(self, saved: bytes) -> bool:
+        """Take back what ``save`` gave (perhaps another process's); False if it cannot."""
+
 
 def _recency(by_use: bool) -> Callable[[int, int], Policy]:
     def make(capacity: int, entries: int) -> Policy:
@@ -64,7 +71,7 @@ def _recency(by_use: bool) -> Callable[[int, int], Policy]:
 def _tinylfu(capacity: int, entries: int) -> Policy:
     from pystorage.eviction.tinylfu import WTinyLFU
 
-    return WTinyLFU(capacity, entries)
+    return WTinyLFU(capacity, entries, stable=True)  # a sketch to save with the entries
 
 
 #: Each ``eviction=`` name with how to make its policy for a capacity (a total weight)

@@ -26,8 +26,11 @@ to remove and removes them itself.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import struct
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 #: Counters saturate here: beyond, "asked for often" needs no finer degree.
 _MAX_COUNT = 15
@@ -51,15 +54,26 @@ _FLAT = 0.01
 _PROTECTED = 0.8
 
 
+#: A saved sketch: magic, records since the last halving, width; then the salt, the two
+#: rows of counters and the doorkeeper.
+_SAVED = struct.Struct(">4sQI16s")
+_MAGIC = b"PSK1"
+
+
 class FrequencySketch:
     """How often each key was seen lately, approximately: a count-min sketch of two rows
     of 4-bit counters (one byte each here) with a doorkeeper, halved every ``sample``
     records. Estimates never fall short of the true count since the last halving (halved
-    with it); collisions only make them larger."""
+    with it); collisions only make them larger.
 
-    __slots__ = ("_counts", "_door", "_mask", "_records", "sample")
+    ``stable=True`` hashes keys with a salted BLAKE2b rather than ``hash()`` (which each
+    process seeds anew), so that the sketch can be saved (``save``) and read back by
+    another process (``load``); the salt, random and saved with it, keeps anyone from
+    choosing keys that collide."""
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = ("_counts", "_door", "_hash", "_mask", "_records", "_salt", "sample")
+
+    def __init__(self, capacity: int, *, stable: bool = False) -> None:
         width = 16
         while width < 4 * capacity:
             width <<= 1
@@ -68,9 +82,39 @@ class FrequencySketch:
         self._door = bytearray(width)
         self._records = 0
         self.sample = 10 * max(capacity, 1)
+        self._salt = os.urandom(16) if stable else b""
+        self._hash: Callable[[str], int] = self._stable_hash if stable else hash
+
+    def _stable_hash(self, key: str) -> int:
+        digest = hashlib.blake2b(
+            key.encode("utf-8", "surrogatepass"), digest_size=8, key=self._salt
+        ).digest()
+        return int.from_bytes(digest, "little")
+
+    def save(self) -> bytes:
+        """The sketch as bytes, for ``load`` in another process (``stable=True`` only)."""
+        width = self._mask + 1
+        head = _SAVED.pack(_MAGIC, self._records, width, self._salt)
+        return head + bytes(self._counts) + bytes(self._door)
+
+    def load(self, saved: bytes) -> bool:
+        """Take the counts of a saved sketch of the same width; False (and nothing
+        changed) for anything else: another size, another format, a damaged file."""
+        width = self._mask + 1
+        if not self._salt or len(saved) != _SAVED.size + 3 * width:
+            return False
+        magic, records, saved_width, salt = _SAVED.unpack_from(saved)
+        if magic != _MAGIC or saved_width != width:
+            return False
+        body = saved[_SAVED.size :]
+        self._records = min(records, self.sample)
+        self._salt = salt
+        self._counts = bytearray(body[: 2 * width])
+        self._door = bytearray(body[2 * width :])
+        return True
 
     def record(self, key: str) -> None:
-        h = hash(key)
+        h = self._hash(key)
         mask = self._mask
         door = h & mask
         if not self._door[door]:
@@ -93,7 +137,7 @@ class FrequencySketch:
             self._age()
 
     def estimate(self, key: str) -> int:
-        h = hash(key)
+        h = self._hash(key)
         mask = self._mask
         counts = self._counts
         a = counts[(h >> 17) & mask]
@@ -136,12 +180,12 @@ class WTinyLFU:
         "window_weight",
     )
 
-    def __init__(self, capacity: int, entries: int | None = None) -> None:
+    def __init__(self, capacity: int, entries: int | None = None, *, stable: bool = False) -> None:
         self.capacity = capacity
         # Sized by the number of entries it may hold: the capacity itself when every
         # entry weighs 1, a guess from the caller when weights are bytes.
         entries = capacity if entries is None else entries
-        self.sketch = FrequencySketch(entries)
+        self.sketch = FrequencySketch(entries, stable=stable)
         self._sample = max(entries, _MIN_SAMPLE)
         self._window: OrderedDict[str, None] = OrderedDict()
         self._probation: OrderedDict[str, None] = OrderedDict()
@@ -274,6 +318,14 @@ class WTinyLFU:
 
     def counters(self) -> dict[str, int]:
         return {"refused": self.refused}
+
+    def save(self) -> bytes | None:
+        """What it learnt that the store's listing cannot tell: the sketch (``stable``
+        only; None otherwise)."""
+        return self.sketch.save() if self.sketch._salt else None
+
+    def load(self, saved: bytes) -> bool:
+        return self.sketch.load(saved)
 
     def _victim(self, candidate: str) -> str | None:
         """Remove and return main's victim or the candidate, whichever was asked for less

@@ -260,6 +260,12 @@ class Backend(Layer):
         found = self.peek_many(aged)
         return [(key, len(found[key])) for key in aged if key in found]
 
+    def read_note(self, name: str) -> bytes | None:
+        return None  # no place for notes here: a policy begins afresh each process
+
+    def write_note(self, name: str, note: bytes) -> None:
+        pass
+
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         return False
 
@@ -362,6 +368,12 @@ class Wrapper(Layer):
 
     def sizes_by_age(self) -> list[tuple[str, int]]:
         return self._inner.sizes_by_age()
+
+    def read_note(self, name: str) -> bytes | None:
+        return self._inner.read_note(name)
+
+    def write_note(self, name: str, note: bytes) -> None:
+        self._inner.write_note(name, note)
 
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         return self._inner.take_bound(measure, bound, eviction)

@@ -36,6 +36,8 @@ from pystorage.layers.base import ABSENT, Backend, ValueKind
 
 _MAX_NAME = 255
 _TEMP_PREFIX = ".tmp-"
+#: Notes beside the entries (``write_note``): a leading dot, which no escaped key has.
+_NOTE_PREFIX = ".note-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 # O_NONBLOCK: a FIFO planted under a key's name must not block a reader forever.
@@ -543,6 +545,45 @@ class Files(Backend):
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def read_note(self, name: str) -> bytes | None:
+        """The note ``name`` of this suffix, if it is a regular file of this user (or
+        ``trust_others``) no larger than ``max_value_bytes``; None otherwise."""
+        file = self._note_file(name)
+        try:
+            fd = os.open(file, _READ_FLAGS)
+        except OSError as exc:
+            if exc.errno in _NOT_OURS:
+                return None
+            raise BackendError(f"cannot read the note {file}: {exc}") from exc
+        try:
+            info = os.fstat(fd)
+            mine = info.st_uid == self._uid or self._trusting
+            if not stat.S_ISREG(info.st_mode) or not mine or info.st_size > self.max_value_bytes:
+                return None
+            return _read_all(fd, info.st_size)
+        except OSError as exc:
+            raise BackendError(f"cannot read the note {file}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def write_note(self, name: str, note: bytes) -> None:
+        """Write the note whole to a temporary file, then put it in place."""
+        file = self._note_file(name)
+        temp = f"{self._slash_root}{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}"
+        try:
+            fd = os.open(temp, _WRITE_FLAGS, 0o600)
+            try:
+                _write_all(fd, note)
+            finally:
+                os.close(fd)
+            os.replace(temp, file)
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise BackendError(f"cannot write the note {file}: {exc}") from exc
+
+    def _note_file(self, name: str) -> str:
+        return f"{self._slash_root}{_NOTE_PREFIX}{names.escape(name)}{self._ending}"
 
     def close(self) -> None:
         self._after_fork()

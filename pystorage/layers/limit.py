@@ -132,9 +132,29 @@ class Limit(Wrapper):
     def prepare(self) -> None:
         with self._inner.exclusive():
             self._reindex()
+            saved = self._inner.read_note(self._note)
+            if saved is not None:
+                with self._lock:
+                    self._policy.load(saved)
             # A writer killed mid-eviction, or a smaller bound than last time, may have
             # left too much: trim it now rather than at the next write.
             self._written(())
+
+    def close(self) -> None:
+        """Keep what the policy learnt beside the entries (where the backend can), so
+        that the next process to open the store begins with it; then close below."""
+        with self._lock:
+            saved = self._policy.save()
+        try:
+            if saved is not None and not self._handed_down:
+                self._inner.write_note(self._note, saved)
+        finally:
+            self._inner.close()
+
+    @property
+    def _note(self) -> str:
+        """The name of this limit's note: one per measure and policy."""
+        return f"{self.measure}-{self.eviction}"
 
     def leaves_stack(self) -> bool:
         return self._handed_down

@@ -201,6 +201,17 @@ class Ordered:
         """Each key with the length of its stored bytes, least recently used first."""
         raise unsupported(self, "order")
 
+    @io
+    def read_note(self, name: str) -> bytes | None:
+        """A note kept beside the entries under ``name`` (what an eviction policy learnt,
+        so that it outlives the process), never among them; None if there is none."""
+        raise unsupported(self, "order")
+
+    @io
+    def write_note(self, name: str, note: bytes) -> None:
+        """Keep ``note`` under ``name`` beside the entries (where the backend can)."""
+        raise unsupported(self, "order")
+
 
 class Bounded:
     """A bound on entries or bytes kept by the backend itself."""
