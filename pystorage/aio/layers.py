@@ -37,7 +37,7 @@ from pystorage.layers.redis import (
     _wrong_type,
 )
 from pystorage.layers.size_limit import SizeLimit
-from pystorage.layers.stats import Stats, _size, _size_with_ttl
+from pystorage.layers.stats import _MISSING, _SIZED, Stats, _size, _size_with_ttl
 from pystorage.layers.tier import _STRIPES, Tier
 
 
@@ -945,37 +945,49 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         try:
             value = await self._inner.get(key)
         except KeyError:
-            self._add(misses=1)
+            self._add("misses", 1)
             raise
-        self._add(hits=1, bytes_read=_size(value))
+        self._add("hits", 1, _size(value))
+        return value
+
+    async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
+        value = await self._inner.lookup(key, _MISSING)
+        counts = self._counts
+        with self._lock:
+            if value is _MISSING:
+                counts["misses"] += 1
+                return default
+            counts["hits"] += 1
+            if isinstance(value, _SIZED):
+                counts["bytes_read"] += len(value)
         return value
 
     async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
         try:
             value, ttl = await self._inner.get_with_ttl(key)
         except KeyError:
-            self._add(misses=1)
+            self._add("misses", 1)
             raise
-        self._add(hits=1, bytes_read=_size(value))
+        self._add("hits", 1, _size(value))
         return (value, ttl)
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set(key, value, ttl)
-        self._add(writes=1, bytes_written=_size(value))
+        self._add("writes", 1, _size(value))
 
     async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.delete(key)
-        self._add(deletes=1)
+        self._add("deletes", 1)
 
     async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
         stored = await self._inner.add(key, value, ttl)
         if stored:
-            self._add(writes=1, bytes_written=_size(value))
+            self._add("writes", 1, _size(value))
         return stored
 
     async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
         value = await self._inner.modify(key, change, ttl)
-        self._add(writes=1, bytes_written=_size(value))
+        self._add("writes", 1, _size(value))
         return value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
@@ -992,12 +1004,12 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,override,unused-igno
 
     async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set_many(items, ttl)
-        self._add(writes=len(items), bytes_written=sum(map(_size, items.values())))
+        self._add("writes", len(items), sum(map(_size, items.values())))
 
     async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
         keys = list(keys)
         await self._inner.delete_many(keys)
-        self._add(deletes=len(keys))
+        self._add("deletes", len(keys))
 
 
 class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,override,unused-ignore]

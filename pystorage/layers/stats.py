@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -13,9 +12,18 @@ from pystorage import _fork
 from pystorage.layers.base import Wrapper
 
 
+#: What Stats counts, and the bytes counter that goes with a count of reads or writes.
+COUNTERS = ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written")
+_BYTES = {"hits": "bytes_read", "writes": "bytes_written"}
+_MISSING = object()
+
+
+_SIZED = (bytes, bytearray, memoryview)
+
+
 def _size(value: Any) -> int:
     """Bytes of an encoded value; objects above a Codec have no size and count 0."""
-    return len(value) if isinstance(value, (bytes, bytearray, memoryview)) else 0
+    return len(value) if isinstance(value, _SIZED) else 0
 
 
 def _size_with_ttl(entry: tuple[Any, float | None]) -> int:
@@ -30,7 +38,9 @@ class Stats(Wrapper):
     writes. ``storage.stats()`` adds the evictions and expirations the layers below count
     themselves. Costs nothing when absent."""
 
-    _counts: Counter[str] = attrs.field(factory=Counter, init=False, repr=False)
+    _counts: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(COUNTERS, 0), init=False, repr=False
+    )
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -44,37 +54,50 @@ class Stats(Wrapper):
         try:
             value = self._inner.get(key)
         except KeyError:
-            self._add(misses=1)
+            self._add("misses", 1)
             raise
-        self._add(hits=1, bytes_read=_size(value))
+        self._add("hits", 1, _size(value))
+        return value
+
+    def lookup(self, key: str, default: Any = None) -> Any:
+        # storage.get(key), the hot path, written out: a miss raises nothing here.
+        value = self._inner.lookup(key, _MISSING)
+        counts = self._counts
+        with self._lock:
+            if value is _MISSING:
+                counts["misses"] += 1
+                return default
+            counts["hits"] += 1
+            if isinstance(value, _SIZED):
+                counts["bytes_read"] += len(value)
         return value
 
     def get_with_ttl(self, key: str) -> tuple[Any, float | None]:
         try:
             value, ttl = self._inner.get_with_ttl(key)
         except KeyError:
-            self._add(misses=1)
+            self._add("misses", 1)
             raise
-        self._add(hits=1, bytes_read=_size(value))
+        self._add("hits", 1, _size(value))
         return value, ttl
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         self._inner.set(key, value, ttl)
-        self._add(writes=1, bytes_written=_size(value))
+        self._add("writes", 1, _size(value))
 
     def delete(self, key: str) -> None:
         self._inner.delete(key)
-        self._add(deletes=1)
+        self._add("deletes", 1)
 
     def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
         stored = self._inner.add(key, value, ttl)
         if stored:  # one that found the key wrote nothing
-            self._add(writes=1, bytes_written=_size(value))
+            self._add("writes", 1, _size(value))
         return stored
 
     def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:
         value = self._inner.modify(key, change, ttl)
-        self._add(writes=1, bytes_written=_size(value))
+        self._add("writes", 1, _size(value))
         return value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
@@ -91,19 +114,19 @@ class Stats(Wrapper):
 
     def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
         self._inner.set_many(items, ttl)
-        self._add(writes=len(items), bytes_written=sum(map(_size, items.values())))
+        self._add("writes", len(items), sum(map(_size, items.values())))
 
     def delete_many(self, keys: Iterable[str]) -> None:
         keys = list(keys)
         self._inner.delete_many(keys)
-        self._add(deletes=len(keys))
+        self._add("deletes", len(keys))
 
     def counters(self) -> dict[str, int]:
         below = self._inner.counters()
         with self._lock:
             mine = dict(self._counts)
-        for name in ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written"):
-            below[name] = below.get(name, 0) + mine.get(name, 0)
+        for name in COUNTERS:
+            below[name] = below.get(name, 0) + mine[name]
         return below
 
     def _count_reads(
@@ -120,8 +143,13 @@ class Stats(Wrapper):
                 if key in found:
                     hits += 1
                     read += size(found[key])
-        self._add(hits=hits, misses=len(keys) - hits, bytes_read=read)
+        self._add("hits", hits, read)
+        self._add("misses", len(keys) - hits)
 
-    def _add(self, **amounts: int) -> None:
+    def _add(self, name: str, count: int, size: int = 0) -> None:
+        """Count ``count`` more ``name`` and, for hits and writes, ``size`` more bytes."""
+        counts = self._counts
         with self._lock:
-            self._counts.update(amounts)
+            counts[name] += count
+            if size:
+                counts[_BYTES[name]] += size
