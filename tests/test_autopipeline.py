@@ -34,8 +34,17 @@ DEADLINE = 120.0
 MISSING = "<missing>"
 
 
-def _storage(kind: str, url: str, autopipeline: bool = True, **options: Any) -> AsyncStorage:
-    client: Any = RedisCluster.from_url(url) if kind == "cluster" else redis.Redis.from_url(url)
+def _storage(
+    kind: str, url: str, autopipeline: bool = True, timeout: float | None = None, **options: Any
+) -> AsyncStorage:
+    """``timeout``: the client's socket timeouts instead of redis-py's 5 s (a burst of 100
+    connects can take longer than that on a loaded machine)."""
+    more = {} if timeout is None else {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    client: Any = (
+        RedisCluster.from_url(url, **more)
+        if kind == "cluster"
+        else redis.Redis.from_url(url, **more)
+    )
     backend = Redis(client, prefix=unique("ap:") + ":", autopipeline=autopipeline, **options)
     return AsyncStorage(Codec("json"), backend)
 
@@ -77,7 +86,7 @@ def test_a_burst_of_100_tasks_takes_one_connection_when_coalesced(
     autopipeline: bool, request: pytest.FixtureRequest
 ) -> None:
     url = _url("server", request)
-    storage = _storage("server", url, autopipeline)
+    storage = _storage("server", url, autopipeline, timeout=DEADLINE)
 
     async def main() -> list[Any]:
         await storage.set("k", 7)

@@ -11,7 +11,6 @@ import attrs
 from pystorage import _fork
 from pystorage.layers.base import Wrapper
 
-
 #: What Stats counts, and the bytes counter that goes with a count of reads or writes.
 COUNTERS = ("hits", "misses", "writes", "deletes", "bytes_read", "bytes_written")
 _BYTES = {"hits": "bytes_read", "writes": "bytes_written"}
