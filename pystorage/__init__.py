@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pystorage import storage_provider as storage_provider
     from pystorage import urls as urls
     from pystorage.aio.storage import AsyncStorage
+    from pystorage.stampede import Refresh
     from pystorage.storage import Storage
     from pystorage.storage_provider import ServiceProvider, StorageProvider
     from pystorage.urls import open_async
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncStorage",
+    "Refresh",
     "ServiceProvider",
     "Storage",
     "StorageProvider",
@@ -46,6 +48,7 @@ __version__ = "0.1.0"
 # Where each name above is, imported on first access.
 _WHERE = {
     "AsyncStorage": "pystorage.aio.storage:AsyncStorage",
+    "Refresh": "pystorage.stampede:Refresh",
     "ServiceProvider": "pystorage.storage_provider:ServiceProvider",
     "Storage": "pystorage.storage:Storage",
     "StorageProvider": "pystorage.storage_provider:StorageProvider",

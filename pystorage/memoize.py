@@ -18,6 +18,8 @@ import functools
 import hashlib
 import inspect
 import struct
+import threading
+import time
 import uuid
 import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +35,7 @@ from pystorage.layers.protocol import require
 
 if TYPE_CHECKING:
     from pystorage.aio.storage import AsyncStorage
+    from pystorage.stampede import Refresh, Refresher
     from pystorage.storage import Storage
 
 P = ParamSpec("P")
@@ -53,6 +56,7 @@ class Memoized(Protocol[P, R_co]):
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
     def cache_clear(self) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 
 _MISSING: Any = object()
@@ -376,12 +380,18 @@ def memoize(
     key: str | None = None,
     typed: bool = False,
     key_func: Callable[..., Any] | None = None,
+    refresh: Refresh | None = None,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """See ``Storage.memoize``."""
     from pystorage.storage import Storage, check_ttl
 
-    if ttl is not None:
-        check_ttl(storage.top, ttl)  # a stack that cannot expire fails here, not at the call
+    kept = ttl
+    if refresh is not None:
+        if ttl is None:
+            raise ConfigurationError("refresh= refreshes entries before and after a ttl: give one")
+        kept = ttl + refresh.grace  # the stale value stays to be served
+    if kept is not None:
+        check_ttl(storage.top, kept)  # a stack that cannot expire fails here, not at the call
     awaited = not isinstance(storage, Storage)
 
     def decorate(function: Callable[P, R]) -> Memoized[P, R]:
@@ -399,6 +409,8 @@ def memoize(
                 prefix = name
                 if seed != _encoded(name, True):  # a closure or a bound method
                     prefix += "#" + hashlib.sha256(seed).hexdigest()[:16]
+                if refresh is not None:  # records, never read as plain entries (nor these)
+                    prefix += "~refresh"
                 identity.append((prefix + ":", hashlib.sha256(seed)))
             return identity[0]
 
@@ -426,6 +438,13 @@ def memoize(
             hexdigest: str = digest.hexdigest()
             return prefix + hexdigest[:32]
 
+        refresher: Refresher | None = None
+        if refresh is not None:
+            from pystorage.stampede import Refresher
+
+            assert ttl is not None
+            refresher = Refresher(refresh, ttl)
+
         wrapper: Any
         if awaited and not inspect.iscoroutinefunction(function):
             raise ConfigurationError(
@@ -433,14 +452,65 @@ def memoize(
             )
         if inspect.iscoroutinefunction(function):
             async_locks = _AsyncKeyLocks()
-            read, write = _async_access(storage, ttl)
+            read, write = _async_access(storage, kept)
             across_processes: Callable[[str], AbstractAsyncContextManager[Any]] = (
                 storage.top.key_lock if awaited else _no_lock  # type: ignore[assignment]
             )
 
+            background: set[asyncio.Task[Any]] = set()  # referenced until done
+
+            async def acompute(entry: str, args: Any, kwargs: Any) -> Any:
+                assert refresher is not None
+                began = time.perf_counter()
+                value = await function(*args, **kwargs)
+                await write(entry, refresher.record(value, began))
+                return value
+
+            async def arefresh(entry: str, args: Any, kwargs: Any, cached: Any) -> Any:
+                """Recompute now, having claimed ``entry``; ``cached`` if it fails."""
+                assert refresher is not None
+                try:
+                    return await acompute(entry, args, kwargs)
+                except Exception as error:
+                    refresher.failed(entry, error, served_stale=False)
+                    return cached
+                finally:
+                    refresher.release(entry)
+
+            async def arefreshing(entry: str, args: Any, kwargs: Any) -> Any:
+                assert refresher is not None
+                verdict, cached = refresher.judge(await read(entry))
+                if verdict == "fresh":
+                    return cached
+                if verdict in ("early", "stale"):
+                    if not refresher.claim(entry):
+                        return cached  # another caller refreshes it
+                    refresher.count("early_refreshes" if verdict == "early" else "stale_served")
+                    if not refresher.options.background:
+                        return await arefresh(entry, args, kwargs, cached)
+                    task = asyncio.get_running_loop().create_task(
+                        arefresh(entry, args, kwargs, cached)
+                    )
+                    background.add(task)
+                    task.add_done_callback(background.discard)
+                    return cached
+                async with async_locks(entry), across_processes(entry):
+                    again, value = refresher.judge(await read(entry))
+                    if again in ("fresh", "early"):
+                        return value  # computed meanwhile
+                    try:
+                        return await acompute(entry, args, kwargs)
+                    except Exception as error:
+                        if verdict != "expired":
+                            raise
+                        refresher.failed(entry, error, served_stale=True)
+                        return cached
+
             @functools.wraps(function)
             async def amemoized(*args: Any, **kwargs: Any) -> Any:
                 entry = key_of(args, kwargs)
+                if refresher is not None:
+                    return await arefreshing(entry, args, kwargs)
                 cached = await read(entry)
                 if cached is not _MISSING:
                     return cached
@@ -461,9 +531,68 @@ def memoize(
             require(storage.top, "key_lock")
             lock = storage.top.key_lock
 
+            def called(args: Any, kwargs: Any) -> Any:
+                value = function(*args, **kwargs)
+                if inspect.isawaitable(value):  # e.g. an async def behind a plain decorator
+                    if inspect.iscoroutine(value):
+                        value.close()  # never awaited: this error says so, not a warning
+                    raise ConfigurationError(
+                        f"{name} returned an awaitable, which can be awaited only once: "
+                        "memoize an async def instead"
+                    )
+                return value
+
+            def compute(entry: str, args: Any, kwargs: Any) -> Any:
+                assert refresher is not None and isinstance(storage, Storage)
+                began = time.perf_counter()
+                value = called(args, kwargs)
+                storage.set(entry, refresher.record(value, began), ttl=kept)
+                return value
+
+            def refresh_now(entry: str, args: Any, kwargs: Any, cached: Any) -> Any:
+                """Recompute now, having claimed ``entry``; ``cached`` if it fails."""
+                assert refresher is not None
+                try:
+                    return compute(entry, args, kwargs)
+                except Exception as error:
+                    refresher.failed(entry, error, served_stale=False)
+                    return cached
+                finally:
+                    refresher.release(entry)
+
+            def refreshing(entry: str, args: Any, kwargs: Any) -> Any:
+                assert refresher is not None and isinstance(storage, Storage)
+                verdict, cached = refresher.judge(storage.get(entry))
+                if verdict == "fresh":
+                    return cached
+                if verdict in ("early", "stale"):
+                    if not refresher.claim(entry):
+                        return cached  # another caller refreshes it
+                    refresher.count("early_refreshes" if verdict == "early" else "stale_served")
+                    if not refresher.options.background:
+                        return refresh_now(entry, args, kwargs, cached)
+                    threading.Thread(
+                        target=refresh_now, args=(entry, args, kwargs, cached), daemon=True
+                    ).start()
+                    return cached
+                with lock(entry):
+                    again, value = refresher.judge(storage.get(entry))
+                    if again in ("fresh", "early"):
+                        return value  # computed meanwhile
+                    try:
+                        return compute(entry, args, kwargs)
+                    except Exception as error:
+                        if verdict != "expired":
+                            raise
+                        refresher.failed(entry, error, served_stale=True)
+                        return cached
+
             @functools.wraps(function)
             def memoized(*args: P.args, **kwargs: P.kwargs) -> R:
                 entry = key_of(args, kwargs)
+                if refresher is not None:
+                    result: R = refreshing(entry, args, kwargs)
+                    return result
                 try:
                     cached: R = storage[entry]
                     return cached
@@ -476,14 +605,7 @@ def memoize(
                         return cached
                     except KeyError:
                         pass
-                    value = function(*args, **kwargs)
-                    if inspect.isawaitable(value):  # e.g. an async def behind a plain decorator
-                        if inspect.iscoroutine(value):
-                            value.close()  # never awaited: this error says so, not a warning
-                        raise ConfigurationError(
-                            f"{name} returned an awaitable, which can be awaited only once: "
-                            "memoize an async def instead"
-                        )
+                    value: R = called(args, kwargs)
                     storage.set(entry, value, ttl=ttl)
                     return value
 
@@ -505,9 +627,13 @@ def memoize(
                 return storage.delete_many([key for key in storage if mine(key)])
             return _aclear(storage, mine)
 
+        def stats() -> dict[str, int]:
+            return {} if refresher is None else refresher.stats()
+
         wrapper.cache_key = cache_key
         wrapper.invalidate = invalidate
         wrapper.cache_clear = cache_clear
+        wrapper.stats = stats
         cells = getattr(function, "__closure__", None) or ()
         if all(_contents(cell) is not _UNBOUND for cell in cells):
             prefix_and_seed()  # refuse a closure over unstable values now, not at the first call

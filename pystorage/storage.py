@@ -12,6 +12,7 @@ from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, checked_ttl
 
 if TYPE_CHECKING:  # memoize (asyncio, inspect, zoneinfo...) is imported by its first use
     from pystorage.memoize import Memoized, P, R
+    from pystorage.stampede import Refresh
 
 _MISSING: Any = object()
 
@@ -173,6 +174,7 @@ class Storage(MutableMapping[str, Any]):
         key: str | None = None,
         typed: bool = False,
         key_func: Callable[..., Any] | None = None,
+        refresh: Refresh | None = None,
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
         """Cache a function's results here, keyed by the function and its arguments' values.
 
@@ -193,10 +195,15 @@ class Storage(MutableMapping[str, Any]):
         that result (a per-key lock in this process; a Redis lock across processes on a
         Redis stack; for an ``async def``, an asyncio lock per key in each event loop).
         The function gains ``invalidate(*args)``, ``cache_clear()`` and ``cache_key(*args)``.
+
+        ``refresh=Refresh(early=1.0, stale=30, stale_if_error=300)`` (with a ``ttl``)
+        keeps a hot key's expiry from sending every caller to the function: early
+        recomputation (XFetch), stale-while-revalidate, stale-if-error (see
+        ``pystorage.Refresh``); ``stats()`` of the function counts what it did.
         """
         from pystorage.memoize import memoize
 
-        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func)
+        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh)
 
     def stats(self) -> dict[str, int]:
         """What the stack counted: hits, misses, writes and deletes (with a ``Stats``

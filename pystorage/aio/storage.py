@@ -9,7 +9,7 @@ import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,6 +21,9 @@ from pystorage.errors import ConfigurationError, not_a_str
 from pystorage.layers import LRU, Layer, Memory, Redis, Tier, Wrapper
 from pystorage.layers.base import stack_from
 from pystorage.storage import Storage, assemble, check_ttl, checked_delta, increment
+
+if TYPE_CHECKING:
+    from pystorage.stampede import Refresh
 
 #: The async twin of each wrapper layer (the generated ``pystorage.aio.layers``).
 TWINS: dict[type[Layer], type[Layer]] = {
@@ -217,6 +220,7 @@ class AsyncStorage:
         key: str | None = None,
         typed: bool = False,
         key_func: Callable[..., Any] | None = None,
+        refresh: Refresh | None = None,
     ) -> Callable[[Callable[..., Any]], Any]:
         """Cache an ``async def``'s results here: see ``Storage.memoize`` (the same keys).
 
@@ -226,7 +230,7 @@ class AsyncStorage:
         """
         from pystorage.memoize import memoize
 
-        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func)
+        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh)
 
     async def aclose(self) -> None:
         """Release the backend's resources (connections, pools, threads)."""
