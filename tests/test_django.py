@@ -103,6 +103,15 @@ def test_incr_of_a_missing_key_raises_and_creates_nothing(location: str) -> None
     assert asyncio.run(cache.adecr("counter", 3)) == 12
 
 
+def test_incr_keeps_the_deadline(location: str) -> None:
+    cache = PyStorageCache(location, {})
+    cache.set("n", 1, timeout=30)
+    cache.incr("n")
+    value, left = cache._storage.get_with_ttl(cache.make_key("n"))
+    assert value == 2
+    assert left is not None and 25 < left <= 30
+
+
 def test_timeouts_are_ttls_of_the_stack(tmp_path: Path, redis_url: str) -> None:
     cache = PyStorageCache(stacks(tmp_path, redis_url)["redis"], {"TIMEOUT": 60})
     storage = cache._storage
@@ -148,6 +157,9 @@ def test_max_entries_is_a_count_limit(tmp_path: Path) -> None:
     for number in range(5):
         cache.set(f"k{number}", number)
     assert cache.get_many([f"k{number}" for number in range(5)]) == {"k2": 2, "k3": 3, "k4": 4}
+    cache.get("k2")  # now the most recently used: k3 goes first
+    cache.set("k5", 5)
+    assert sorted(cache.get_many([f"k{number}" for number in range(6)])) == ["k2", "k4", "k5"]
 
 
 def test_options_are_url_options(tmp_path: Path) -> None:
