@@ -74,8 +74,21 @@ class Awaited:
 
     API = frozenset(
         {
-            "get", "set", "add", "delete", "touch", "incr", "decr", "get_many", "set_many",
-            "delete_many", "clear", "has_key", "get_or_set", "incr_version", "decr_version",
+            "get",
+            "set",
+            "add",
+            "delete",
+            "touch",
+            "incr",
+            "decr",
+            "get_many",
+            "set_many",
+            "delete_many",
+            "clear",
+            "has_key",
+            "get_or_set",
+            "incr_version",
+            "decr_version",
             "close",
         }
     )
@@ -148,6 +161,44 @@ def stack_tests(stack, base):
         CACHES=caches_setting_for_tests(BACKEND=BACKEND, LOCATION=location(stack, Tests.__name__))
     )(Tests)
 
+
+#: The classes of tests.py that use a cache through Django's code above the API
+#: (middleware, cache_page, i18n keys, template responses) on LocMemCache: run on a
+#: stack too, each alias at a location of its own.
+ABOVE_THE_API = (
+    "CacheUtils",
+    "PrefixedCacheUtils",
+    "CacheHEADTest",
+    "CacheI18nTest",
+    "PrefixedCacheI18nTest",
+    "CacheMiddlewareTest",
+    "TestWithTemplateResponse",
+)
+
+
+def on_stack(stack, name):
+    """Django's test class ``name`` with its caches on ``stack`` (their other settings,
+    KEY_PREFIX and TIMEOUT, kept). Taken from the module, not imported: an imported
+    class would be collected here and run on LocMemCache again."""
+    django_class = getattr(django_tests, name)
+    tests = type(f"{stack.title()}{name}", (django_class,), {"__module__": __name__})
+    caches = {
+        alias: {
+            **params,
+            "BACKEND": BACKEND,
+            "LOCATION": location(stack, f"{tests.__name__}-{alias}"),
+        }
+        for alias, params in django_class._overridden_settings["CACHES"].items()
+    }
+    tests = override_settings(CACHES=caches)(tests)
+    assert tests._overridden_settings["CACHES"] == caches  # not the parent's LocMemCache
+    return tests
+
+
+for _stack in ("sqlite", "redis"):
+    for _name in ABOVE_THE_API:
+        _tests = on_stack(_stack, _name)
+        globals()[_tests.__name__] = _tests
 
 SqlitePyStorageCacheTests = stack_tests("sqlite", PyStorageCacheTests)
 FilesPyStorageCacheTests = stack_tests("files", PyStorageCacheTests)
