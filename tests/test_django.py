@@ -149,6 +149,15 @@ def test_clear_removes_only_this_storage_s_entries(tmp_path: Path, redis_url: st
     client.close()
 
 
+def test_clear_leaves_other_files_of_a_folder_with_a_suffix(tmp_path: Path) -> None:
+    cache = PyStorageCache(f"file://{tmp_path}?suffix=djcache", {})
+    cache.set("a", 1)
+    (tmp_path / "not-a-cache-file").write_text("kept")
+    cache.clear()
+    assert cache.get("a") is None
+    assert (tmp_path / "not-a-cache-file").read_text() == "kept"
+
+
 def test_max_entries_is_a_count_limit(tmp_path: Path) -> None:
     cache = PyStorageCache(
         f"file://{tmp_path}/bounded", {"OPTIONS": {"MAX_ENTRIES": 3, "CULL_FREQUENCY": 0}}
