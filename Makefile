@@ -92,7 +92,7 @@ test: lint servers
 
 # Django's own cache suite (tests/cache/tests.py of Django's source distribution, fetched
 # into .cache/django/ once) against pystorage.contrib.django, sync and async, on SQLite,
-# files, Redis and memory, with Django's runtests.py (tools/test_django.py).
+# files, Redis, S3 and memory, with Django's runtests.py (tools/test_django.py).
 test-django: $(INSTALLED) servers
 	$(PY) tools/test_django.py --parallel=2
 

@@ -12,12 +12,14 @@ reason; docs/django.md lists them.
 import os
 import tempfile
 
+import boto3
 from asgiref.sync import async_to_sync
 from django.core import cache as django_cache
 from django.test import TestCase, override_settings
 
 from pystorage.contrib.django import PyStorageCache
-from pystorage.testing import RedisServer
+from pystorage.errors import ConfigurationError
+from pystorage.testing import RedisServer, SeaweedS3Server
 
 from . import tests as django_tests
 from .tests import BaseCacheTests, caches_setting_for_tests
@@ -36,6 +38,27 @@ def _redis_url():
 REDIS_URL = _redis_url()
 
 
+def _s3_url():
+    """A bucket on a SeaweedFS started here on loopback (or PYSTORAGE_TEST_S3_ENDPOINT's
+    server, with the usual AWS variables); the URL's storage finds the credentials in
+    the environment, as boto3 does."""
+    if not os.environ.get("PYSTORAGE_TEST_S3_ENDPOINT"):
+        server = SeaweedS3Server().start()
+        os.environ.update(
+            PYSTORAGE_TEST_S3_ENDPOINT=server.endpoint_url,
+            AWS_ACCESS_KEY_ID=server.access_key,
+            AWS_SECRET_ACCESS_KEY=server.secret_key,
+            AWS_DEFAULT_REGION=server.region,
+        )
+    endpoint = os.environ["PYSTORAGE_TEST_S3_ENDPOINT"]
+    bucket = f"pystorage-django-{os.getpid()}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/{{name}}?endpoint_url={endpoint}"
+
+
+S3_URL = _s3_url()
+
+
 def location(stack, name):
     """A location of its own for each test class: the parallel runner's processes run
     classes side by side, and tearDown clears the whole storage."""
@@ -45,6 +68,8 @@ def location(stack, name):
         return f"file://{FOLDER}/{name}"
     if stack == "redis":
         return f"{REDIS_URL}?prefix=django-{name}:"
+    if stack == "s3":
+        return S3_URL.format(name=name)
     return "memory://"  # one memory per URL and process: the classes of one process share it
 
 
@@ -149,6 +174,19 @@ class NativeAsyncPyStorageCacheTests(AsyncPyStorageCacheTests):
         self.skipTest(self.QUERY_ON_LOOP)
 
 
+class BoundlessPyStorageCacheTests(PyStorageCacheTests):
+    """The suite on S3, which keeps no bound that every process sees: MAX_ENTRIES is
+    refused there (safe by default) rather than kept per process."""
+
+    def _perform_cull_test(self, cull_cache_name, initial_count, final_count):
+        # Replaced: the cull caches cannot be built on S3.
+        with self.assertRaisesMessage(ConfigurationError, "bound per process"):
+            django_cache.caches[cull_cache_name].set("cull1", "value")
+
+    def test_cull_delete_when_store_empty(self):
+        self.skipTest("MAX_ENTRIES is refused on S3: the 'cull' cache cannot be built")
+
+
 def stack_tests(stack, base):
     """A TestCase of ``base`` over ``stack``, its caches at a location of their own."""
 
@@ -156,7 +194,8 @@ def stack_tests(stack, base):
         pass
 
     Tests.stack = stack
-    Tests.__name__ = Tests.__qualname__ = f"{stack.title()}{base.__name__.replace('Native', '')}"
+    kind = base.__name__.replace("Native", "").replace("Boundless", "")
+    Tests.__name__ = Tests.__qualname__ = f"{stack.title()}{kind}"
     return override_settings(
         CACHES=caches_setting_for_tests(BACKEND=BACKEND, LOCATION=location(stack, Tests.__name__))
     )(Tests)
@@ -204,6 +243,7 @@ SqlitePyStorageCacheTests = stack_tests("sqlite", PyStorageCacheTests)
 FilesPyStorageCacheTests = stack_tests("files", PyStorageCacheTests)
 RedisPyStorageCacheTests = stack_tests("redis", PyStorageCacheTests)
 MemoryPyStorageCacheTests = stack_tests("memory", PyStorageCacheTests)
+S3PyStorageCacheTests = stack_tests("s3", BoundlessPyStorageCacheTests)
 SqliteAsyncPyStorageCacheTests = stack_tests("sqlite", AsyncPyStorageCacheTests)
 FilesAsyncPyStorageCacheTests = stack_tests("files", AsyncPyStorageCacheTests)
 RedisAsyncPyStorageCacheTests = stack_tests("redis", NativeAsyncPyStorageCacheTests)
