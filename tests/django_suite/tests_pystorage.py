@@ -11,6 +11,7 @@ reason; docs/django.md lists them.
 
 import os
 import tempfile
+import uuid
 
 import boto3
 from asgiref.sync import async_to_sync
@@ -51,7 +52,7 @@ def _s3_url():
             AWS_DEFAULT_REGION=server.region,
         )
     endpoint = os.environ["PYSTORAGE_TEST_S3_ENDPOINT"]
-    bucket = f"pystorage-django-{os.getpid()}"
+    bucket = f"pystorage-django-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/{{name}}?endpoint_url={endpoint}"
 
