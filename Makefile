@@ -20,7 +20,7 @@ TESTS ?=
 # the tests wait on servers and child processes much of the time, so more than the cores.
 WORKERS ?= 4
 
-.PHONY: test test-long test-versions test-latest pytest servers demo lint docs bench mutation clean \
+.PHONY: test test-django test-long test-versions test-latest pytest servers demo lint docs bench mutation clean \
 	generate lock
 
 $(UV):
@@ -89,6 +89,12 @@ test: lint servers
 	$(PY) -m pytest -n $(WORKERS) -m "not long"
 	$(MAKE) docs
 	$(PY) -m benchmarks --quick
+
+# Django's own cache suite (tests/cache/tests.py of Django's source distribution, fetched
+# into .cache/django/ once) against pystorage.contrib.django, sync and async, on SQLite,
+# files, Redis, S3 and memory, with Django's runtests.py (tools/test_django.py).
+test-django: $(INSTALLED) servers
+	$(PY) tools/test_django.py --parallel=2
 
 test-long: $(INSTALLED) servers
 	$(PY) -m pytest -n 2 -m long

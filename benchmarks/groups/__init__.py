@@ -10,6 +10,7 @@ from benchmarks.groups import (
     async_load,
     codecs,
     cold_start,
+    django_group,
     files,
     hit_ratio,
     local_open,
@@ -40,6 +41,12 @@ GROUPS: tuple[Group, ...] = (
     Group("codecs", "Codecs", "Codecs (Storage(Codec(c), Memory()))", codecs.run),
     Group("redis", "Redis", "Redis (local redis-server)", redis_group.run),
     Group("s3", "S3", "S3 (local SeaweedFS)", s3_group.run),
+    Group(
+        "django",
+        "Django",
+        "Django cache backends (SQLite, Redis)",
+        django_group.run,
+    ),
     Group("local", "Local store", "Local store (STORAGE_SQLITE)", local_store.run),
     Group(
         "local-scaling",
