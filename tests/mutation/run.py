@@ -46,6 +46,11 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ],
         "killed or another_process or across_processes or racing",
     ),
+    "stats": (
+        ["pystorage/layers/stats.py"],
+        ["tests/test_stats.py", "tests/test_mutation_stats.py"],
+        "False",
+    ),
 }
 
 
