@@ -68,6 +68,18 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ["tests/test_stats.py", "tests/test_mutation_stats.py"],
         "False",
     ),
+    # Every test goes through a Storage: those of the facade itself, of the atomic
+    # operations and of the dict model judge it; the others would only repeat them.
+    "storage": (
+        ["pystorage/storage.py"],
+        [
+            "tests/test_storage.py",
+            "tests/test_mutation_storage.py",
+            "tests/test_atomic.py",
+            "tests/test_model.py",
+        ],
+        "processes",
+    ),
 }
 
 
