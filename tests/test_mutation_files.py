@@ -5,6 +5,7 @@ flock, and the temporary files of writers still alive."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
@@ -21,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from pystorage import Storage, _fork
-from pystorage.errors import BackendError, UnsupportedError
+from pystorage.errors import BackendError, ConfigurationError, InvalidKeyError, UnsupportedError
 from pystorage.layers import Codec, Files
 from pystorage.layers import files as files_module
-from pystorage.layers.names import escape
+from pystorage.layers.names import HASHED_LENGTH, escape
 from tests.helpers import CHILD_DEADLINE, FakeClock, in_child, other_user, shared_folder
 from tests.test_fork import _within_deadline, held_by_another_thread
 
@@ -215,9 +216,11 @@ def test_without_flock_add_and_incr_are_refused_naming_the_operation(
     )
     with pytest.raises(UnsupportedError, match=r"^Files has no atomic modify \(incr, decr\) "):
         storage.incr("n")
+    with pytest.raises(UnsupportedError, match=r"^Files has no native expiry "):
+        storage.set("t", b"v", ttl=5)  # no gate to expire files under
     storage["k"] = b"plain writes still work"
     assert storage["k"] == b"plain writes still work"
-    assert "n" not in storage
+    assert "n" not in storage and "t" not in storage
 
 
 # -- temporary files of writers still alive ------------------------------------------------
@@ -453,3 +456,158 @@ def test_a_value_read_in_pieces_comes_back_whole() -> None:
 def _unread(fd: int) -> int:
     """How many bytes wait in the pipe ``fd``."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+# -- the options refused at construction ---------------------------------------------------
+
+
+def test_options_that_cannot_work_are_refused_with_what_is_wrong(tmp_path: Path) -> None:
+    refusals: list[tuple[Callable[[], object], str]] = [
+        (lambda: Files(tmp_path, "a/b"), "suffix 'a/b' must not contain a separator"),
+        (lambda: Files(tmp_path, "x" * 300), f"suffix {'x' * 300!r} is too long for a file name"),
+        (lambda: Files(tmp_path, max_value_bytes=1.5), "max_value_bytes must be an int"),  # type: ignore[arg-type]
+        (lambda: Files(tmp_path, max_value_bytes=True), "max_value_bytes must be an int"),
+        (lambda: Files(tmp_path, max_value_bytes=0), "max_value_bytes must be positive"),
+    ]
+    for make, message in refusals:
+        with pytest.raises(ConfigurationError) as refused:
+            make()
+        assert str(refused.value) == message
+    plain = tmp_path / "elsewhere" / "plain"
+    plain.parent.mkdir()
+    plain.write_bytes(b"")
+    with pytest.raises(ConfigurationError) as refused:
+        Files(plain)
+    assert str(refused.value) == f"{plain} is not a folder"
+    assert Files(tmp_path / "ok", max_value_bytes=1).max_value_bytes == 1  # the least that works
+
+
+@pytest.mark.parametrize(
+    ("suffix", "name"),
+    [("", "k"), (".", "k"), ("..", "k"), ("json", "k.json"), ("..json", "k.json"),
+     ("X", "k.X"), ("Xml", "k.Xml"), (" ", "k. ")],
+)  # fmt: skip
+def test_a_suffix_is_kept_as_given_but_for_its_leading_dots(
+    tmp_path: Path, suffix: str, name: str
+) -> None:
+    storage = Storage(Codec("raw"), Files(tmp_path / "store", suffix))
+    storage["k"] = b"v"
+    assert sorted(os.listdir(tmp_path / "store")) == [".pystorage", name]
+    assert list(storage) == ["k"]
+
+
+def test_the_longest_suffix_that_leaves_room_for_a_hashed_name_works(tmp_path: Path) -> None:
+    longest = "x" * (255 - HASHED_LENGTH - 1)  # with its dot: a hashed name of 255 bytes
+    storage = Storage(Codec("raw"), Files(tmp_path / "store", longest))
+    storage["k" * 300] = b"v"
+    assert storage["k" * 300] == b"v" and list(storage) == ["k" * 300]
+    with pytest.raises(ConfigurationError, match="is too long for a file name"):
+        Files(tmp_path / "store", longest + "x")
+
+
+def test_a_folder_that_cannot_be_made_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_bytes(b"")
+    with pytest.raises(BackendError) as failed:
+        Files(tmp_path / "plain" / "store")
+    assert str(failed.value).startswith(
+        f"cannot open the folder {tmp_path / 'plain' / 'store'}: [Errno 20] "
+    )
+
+
+def test_where_owners_cannot_be_known_files_of_any_owner_are_read(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage, _, _ = _raw(folder)
+    storage["k"] = b"planted?"
+    os.chown(folder / "k.bin", 65534, 65534)
+    monkeypatch.delattr(os, "geteuid")  # as on Windows: no user to compare with
+    assert Storage(Codec("raw"), Files(folder, "bin"))["k"] == b"planted?"
+
+
+def test_a_link_at_a_key_name_is_neither_listed_nor_counted(folder: Path, tmp_path: Path) -> None:
+    storage, _, _ = _raw(folder)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not ours")
+    os.symlink(outside, folder / "k.bin")
+    assert list(storage) == [] and len(storage) == 0 and "k" not in storage
+
+
+def test_a_read_with_a_key_that_is_not_a_str_names_the_key(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    with pytest.raises(InvalidKeyError) as refused:
+        storage[b"k"]  # type: ignore[index]
+    assert str(refused.value) == "keys are str, not bytes: b'k'"
+
+
+def test_a_missing_key_is_a_key_error_naming_it_whatever_holds_its_name(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    (folder / "dir.bin").mkdir()  # a folder at a key's name: no entry
+    for key in ("missing", "dir"):
+        with pytest.raises(KeyError) as missing:
+            storage[key]
+        assert missing.value.args == (key,)
+
+
+def test_an_io_error_reading_a_value_names_the_key_and_the_action(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage, _, _ = _raw(folder)
+    storage["k"] = b"v"
+
+    def failing_disk(fd: int, size: int) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files_module, "_read_all", failing_disk)
+    with pytest.raises(BackendError) as failed:
+        storage["k"]
+    assert str(failed.value) == f"cannot read key 'k' in {folder}: [Errno 5] Input/output error"
+
+
+def test_a_hashed_file_holding_another_keys_line_is_a_key_error_naming_the_key(
+    folder: Path,
+) -> None:
+    storage, _, _ = _raw(folder)
+    first, second = "a" * 300, "b" * 300
+    storage[first] = b"v"
+    storage[second] = b"w"
+    names_ = {key: _only_new(folder, key, storage) for key in (first, second)}
+    os.replace(folder / names_[first], folder / names_[second])  # a's file under b's name
+    with pytest.raises(KeyError) as missing:
+        storage[second]
+    assert missing.value.args == (second,)
+
+
+def _only_new(folder: Path, key: str, storage: Storage) -> str:
+    """The file name of ``key``: the one that goes when it is deleted and comes back."""
+    before = set(os.listdir(folder))
+    value = storage[key]
+    del storage[key]
+    (name,) = before - set(os.listdir(folder))
+    storage[key] = value
+    return str(name)
+
+
+def test_a_key_as_long_as_the_bound_is_stored_and_listed_and_a_longer_one_refused(
+    folder: Path,
+) -> None:
+    storage, _, _ = _raw(folder, max_value_bytes=300)
+    storage["k" * 300] = b"v"  # escaped, exactly the bound: listing reads it whole
+    assert list(storage) == ["k" * 300]
+    with pytest.raises(InvalidKeyError) as refused:
+        storage["k" * 301] = b"v"
+    assert str(refused.value) == (
+        f"key {'k' * 40!r}... is too long: escaped, it exceeds max_value_bytes=300, so it "
+        "could be stored but never listed"
+    )
+
+
+def test_a_link_at_a_key_name_does_not_make_a_folder_look_like_an_old_format(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not ours")
+    os.symlink(outside, folder / "k.bin")  # no marker yet: a folder of format 0 if an entry
+    storage = Storage(Codec("raw"), Files(folder, "bin"))
+    assert list(storage) == [] and (folder / ".pystorage").exists()
