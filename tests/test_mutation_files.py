@@ -9,7 +9,9 @@ import errno
 import fcntl
 import os
 import resource
+import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -360,6 +362,7 @@ def test_a_file_marked_as_framed_without_our_header_is_refused_as_not_ours(folde
             f"the file of key 'k' in {folder} is marked as holding a deadline "
             "(owner-execute bit) but has no pystorage header: not a value of ours"
         )
+        assert "k" not in storage  # no deadline of ours: long past
 
 
 def test_a_key_longer_than_the_bound_a_folder_is_opened_with_is_not_listed(
@@ -611,3 +614,51 @@ def test_a_link_at_a_key_name_does_not_make_a_folder_look_like_an_old_format(
     os.symlink(outside, folder / "k.bin")  # no marker yet: a folder of format 0 if an entry
     storage = Storage(Codec("raw"), Files(folder, "bin"))
     assert list(storage) == [] and (folder / ".pystorage").exists()
+
+
+def test_a_file_with_a_deadline_is_private_with_its_mark(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    storage.set("t", b"v", ttl=60)
+    assert stat.S_IMODE(os.stat(folder / "t.bin").st_mode) == 0o700
+
+
+def test_a_failed_replace_names_the_key_and_the_action(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    (folder / "d.bin").mkdir()  # os.replace cannot put a file over a folder
+    with pytest.raises(BackendError) as failed:
+        storage["d"] = b"v"
+    assert str(failed.value).startswith(f"cannot write key 'd' in {folder}: [Errno 21] ")
+
+
+def test_a_delete_of_what_is_no_entry_is_a_key_error_naming_the_key(folder: Path) -> None:
+    storage, _, clock = _raw(folder)
+    (folder / "dir.bin").mkdir()
+    storage.set("old", b"v", ttl=1)
+    clock.now += 1
+    for key in ("missing", "dir", "old"):
+        with pytest.raises(KeyError) as missing:
+            del storage[key]
+        assert missing.value.args == (key,)
+
+
+def test_sizes_by_age_give_each_value_its_own_size_and_drop_the_expired(folder: Path) -> None:
+    storage, files, clock = _raw(folder)
+    long = "k" * 300  # a hashed name: the key line before the value is not its size
+    storage.set_many({"plain": b"123", long: b"12345"})
+    storage.set_many({"framed": b"1234", long + "t": b"123456"}, ttl=100)
+    storage.set_many({f"gone{i}": b"x" for i in range(8)}, ttl=10)
+    clock.now += 10  # those at their deadline exactly: expired
+    assert len(storage) == 4
+    assert sorted(storage) == sorted(["plain", long, "framed", long + "t"])
+    assert dict(files.sizes_by_age()) == {"plain": 3, long: 5, "framed": 4, long + "t": 6}
+    assert files.counters() == {"expirations": 8}
+    assert len(os.listdir(folder)) == 1 + 4  # the marker and the live files
+
+
+def test_a_folder_removed_underneath_is_an_error_naming_it(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    storage["k"] = b"v"
+    shutil.rmtree(folder)
+    with pytest.raises(BackendError) as failed:
+        list(storage)
+    assert str(failed.value).startswith(f"cannot list {folder}: [Errno 2] ")
