@@ -479,7 +479,8 @@ def memoize(
 
             async def arefreshing(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None
-                verdict, cached = refresher.judge(await read(entry))
+                record = await read(entry)
+                verdict, cached = refresher.judge(record)
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
@@ -501,7 +502,7 @@ def memoize(
                     try:
                         return await acompute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired":
+                        if verdict != "expired" or refresher.past_grace(record):
                             raise
                         refresher.failed(entry, error, served_stale=True)
                         return cached
@@ -562,7 +563,8 @@ def memoize(
 
             def refreshing(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None and isinstance(storage, Storage)
-                verdict, cached = refresher.judge(storage.get(entry))
+                record = storage.get(entry)
+                verdict, cached = refresher.judge(record)
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
@@ -582,7 +584,7 @@ def memoize(
                     try:
                         return compute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired":
+                        if verdict != "expired" or refresher.past_grace(record):
                             raise
                         refresher.failed(entry, error, served_stale=True)
                         return cached

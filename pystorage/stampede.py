@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError
 
 _log = logging.getLogger("pystorage.memoize")
@@ -79,7 +80,7 @@ class Refresh:
         return max(self.stale, self.stale_if_error)
 
 
-@attrs.define
+@attrs.define(eq=False)  # hashable by identity: _fork keeps it in a weak dict
 class Refresher:
     """One memoized function's stampede control: judge records, claim refreshes, count."""
 
@@ -89,6 +90,16 @@ class Refresher:
     counts: Counter[str] = attrs.field(factory=Counter)
     _claims: set[str] = attrs.field(factory=set)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Refresher._renew)
+
+    def _renew(self) -> None:
+        """In a forked child: the claims were held by the parent's threads, which the
+        child has not (kept, no caller there would refresh those keys again while stale),
+        and one of them may have held the lock at the fork."""
+        self._lock = threading.Lock()
+        self._claims = set()
 
     def record(self, value: Any, began: float) -> list[Any]:
         """The record of a value computed from ``began`` (a ``time.perf_counter()``)."""
@@ -117,6 +128,11 @@ class Refresher:
         if now < fresh_until + self.options.stale_if_error:
             return "expired", value
         return "missing", None
+
+    def past_grace(self, record: Any) -> bool:
+        """Whether a record judged servable when a call began is now too old to serve
+        (the call took long, or waited for another's): its error is then the caller's."""
+        return self.judge(record)[0] == "missing"
 
     def claim(self, key: str) -> bool:
         """Whether this caller refreshes ``key`` (no other caller of this process is)."""
