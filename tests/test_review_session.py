@@ -95,3 +95,77 @@ def test_a_child_forked_during_a_background_refresh_refreshes_the_key() -> None:
         release.set()
     assert outcome != HUNG
     assert outcome == 3
+
+
+@pytest.mark.parametrize("awaited", [False, True])
+def test_a_caller_refreshing_a_stale_key_gets_no_value_past_its_grace(awaited: bool) -> None:
+    """``stale`` without ``background``: the caller that refreshes got the old value when
+    its function raised, even once the function had run past the end of the grace."""
+    clock = FakeClock()
+    storage = Storage(Expiry(clock=clock), Memory())
+    failing = [False]
+
+    def body() -> int:
+        if failing[0]:
+            clock.now += 20  # the stale grace (5 s after expiry) ends while it runs
+            raise ConnectionError("upstream down")
+        return 7
+
+    refresh = Refresh(stale=5, clock=clock)
+    if awaited:
+        astorage = AsyncStorage(storage)
+
+        @astorage.memoize(ttl=10, key="a", refresh=refresh)
+        async def arate() -> int:
+            return body()
+
+        async def run() -> int:
+            return await arate()
+
+        assert asyncio.run(run()) == 7
+        failing[0] = True
+        clock.now += 12  # expired 2 s ago: stale, and this caller refreshes
+        with pytest.raises(ConnectionError):
+            asyncio.run(run())
+    else:
+
+        @storage.memoize(ttl=10, key="s", refresh=refresh)
+        def rate() -> int:
+            return body()
+
+        assert rate() == 7
+        failing[0] = True
+        clock.now += 12
+        with pytest.raises(ConnectionError):
+            rate()
+
+
+def test_a_refresh_thread_that_cannot_start_releases_its_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Thread.start`` raising (no thread left, interpreter shutting down) left the key
+    claimed for good: no later caller of the process refreshed it while stale."""
+    clock = FakeClock()
+    storage = Storage(Expiry(clock=clock), Memory())
+    calls: list[int] = []
+
+    @storage.memoize(ttl=10, key="k", refresh=Refresh(stale=1000, background=True, clock=clock))
+    def value() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert value() == 1
+    clock.now += 11
+
+    def cannot_start(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError):
+            value()
+    assert value() == 1  # stale: this caller's thread refreshes
+    deadline = time.monotonic() + DEADLINE
+    while len(calls) < 2:
+        assert time.monotonic() < deadline, "never refreshed"
+        time.sleep(0.001)
