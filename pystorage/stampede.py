@@ -47,6 +47,13 @@ def _beta(_: object, attribute: attrs.Attribute[float], value: float) -> None:
         raise ConfigurationError(f"early must be a factor in [0, 100) (1: XFetch), not {value!r}")
 
 
+def _callable(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Checked here: a hook that is not callable failed only when a refresh failed, in the
+    # refresh thread (a traceback on stderr) or as a TypeError instead of the stale value.
+    if not callable(value) and not (value is None and attribute.name == "on_error"):
+        raise ConfigurationError(f"{attribute.name} must be callable, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Refresh:
     """How ``memoize(ttl, refresh=Refresh(...))`` keeps a hot key from sending every
@@ -69,10 +76,12 @@ class Refresh:
     stale: float = attrs.field(default=0.0, validator=_seconds)
     stale_if_error: float = attrs.field(default=0.0, validator=_seconds)
     background: bool = False
-    on_error: Callable[[str, BaseException], None] | None = None
+    on_error: Callable[[str, BaseException], None] | None = attrs.field(
+        default=None, validator=_callable
+    )
     #: The clock of the deadlines in records: the storage's (an ``Expiry``'s) if not
     #: ``time.time``.
-    clock: Callable[[], float] = attrs.field(default=time.time, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.time, repr=False, validator=_callable)
 
     @property
     def grace(self) -> float:

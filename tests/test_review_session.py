@@ -10,6 +10,7 @@ import time
 import pytest
 
 from pystorage import AsyncStorage, Refresh, Storage
+from pystorage.errors import ConfigurationError
 from pystorage.layers import Expiry, Memory
 from tests.helpers import CHILD_DEADLINE, HUNG, FakeClock, run_in_child
 
@@ -169,3 +170,14 @@ def test_a_refresh_thread_that_cannot_start_releases_its_claim(
     while len(calls) < 2:
         assert time.monotonic() < deadline, "never refreshed"
         time.sleep(0.001)
+
+
+def test_a_refresh_hook_or_clock_that_cannot_be_called_is_refused_at_once() -> None:
+    """``on_error="log"`` was accepted, and failed only when a function first raised: a
+    ``TypeError`` (no ``pystorage.errors`` error) instead of the stale value, or a traceback
+    from the refresh thread."""
+    with pytest.raises(ConfigurationError, match="on_error must be callable"):
+        Refresh(stale_if_error=5, on_error="log")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="clock must be callable"):
+        Refresh(stale=5, clock=None)  # type: ignore[arg-type]
+    assert Refresh(on_error=None).on_error is None
