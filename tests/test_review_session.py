@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
+import pystorage.memoize as memoize_module
 from pystorage import AsyncStorage, Refresh, Storage
 from pystorage.errors import ConfigurationError
 from pystorage.layers import Expiry, Memory
@@ -158,11 +160,13 @@ def test_a_refresh_thread_that_cannot_start_releases_its_claim(
     assert value() == 1
     clock.now += 11
 
-    def cannot_start(self: threading.Thread) -> None:
-        raise RuntimeError("can't start new thread")
+    class Unstartable(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
 
+    # Only memoize's threads fail: the worker's own threads keep starting meanwhile.
     with monkeypatch.context() as patch:
-        patch.setattr(threading.Thread, "start", cannot_start)
+        patch.setattr(memoize_module, "threading", SimpleNamespace(Thread=Unstartable))
         with pytest.raises(RuntimeError):
             value()
     assert value() == 1  # stale: this caller's thread refreshes
