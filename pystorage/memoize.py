@@ -466,12 +466,17 @@ def memoize(
                 await write(entry, refresher.record(value, began))
                 return value
 
-            async def arefresh(entry: str, args: Any, kwargs: Any, cached: Any) -> Any:
-                """Recompute now, having claimed ``entry``; ``cached`` if it fails."""
+            async def arefresh(
+                entry: str, args: Any, kwargs: Any, cached: Any, record: Any, awaited: bool
+            ) -> Any:
+                """Recompute now, having claimed ``entry``; ``cached`` if it fails, unless
+                an ``awaited`` caller would get it past its grace."""
                 assert refresher is not None
                 try:
                     return await acompute(entry, args, kwargs)
                 except Exception as error:
+                    if awaited and refresher.past_grace(record):
+                        raise
                     refresher.failed(entry, error, served_stale=False)
                     return cached
                 finally:
@@ -479,7 +484,8 @@ def memoize(
 
             async def arefreshing(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None
-                verdict, cached = refresher.judge(await read(entry))
+                record = await read(entry)
+                verdict, cached = refresher.judge(record)
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
@@ -487,9 +493,9 @@ def memoize(
                         return cached  # another caller refreshes it
                     refresher.count("early_refreshes" if verdict == "early" else "stale_served")
                     if not refresher.options.background:
-                        return await arefresh(entry, args, kwargs, cached)
+                        return await arefresh(entry, args, kwargs, cached, record, True)
                     task = asyncio.get_running_loop().create_task(
-                        arefresh(entry, args, kwargs, cached)
+                        arefresh(entry, args, kwargs, cached, record, False)
                     )
                     background.add(task)
                     task.add_done_callback(background.discard)
@@ -501,7 +507,7 @@ def memoize(
                     try:
                         return await acompute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired":
+                        if verdict != "expired" or refresher.past_grace(record):
                             raise
                         refresher.failed(entry, error, served_stale=True)
                         return cached
@@ -549,12 +555,17 @@ def memoize(
                 storage.set(entry, refresher.record(value, began), ttl=kept)
                 return value
 
-            def refresh_now(entry: str, args: Any, kwargs: Any, cached: Any) -> Any:
-                """Recompute now, having claimed ``entry``; ``cached`` if it fails."""
+            def refresh_now(
+                entry: str, args: Any, kwargs: Any, cached: Any, record: Any, caller: bool
+            ) -> Any:
+                """Recompute now, having claimed ``entry``; ``cached`` if it fails, unless
+                a waiting ``caller`` would get it past its grace."""
                 assert refresher is not None
                 try:
                     return compute(entry, args, kwargs)
                 except Exception as error:
+                    if caller and refresher.past_grace(record):
+                        raise
                     refresher.failed(entry, error, served_stale=False)
                     return cached
                 finally:
@@ -562,7 +573,8 @@ def memoize(
 
             def refreshing(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None and isinstance(storage, Storage)
-                verdict, cached = refresher.judge(storage.get(entry))
+                record = storage.get(entry)
+                verdict, cached = refresher.judge(record)
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
@@ -570,10 +582,17 @@ def memoize(
                         return cached  # another caller refreshes it
                     refresher.count("early_refreshes" if verdict == "early" else "stale_served")
                     if not refresher.options.background:
-                        return refresh_now(entry, args, kwargs, cached)
-                    threading.Thread(
-                        target=refresh_now, args=(entry, args, kwargs, cached), daemon=True
-                    ).start()
+                        return refresh_now(entry, args, kwargs, cached, record, True)
+                    refreshing_thread = threading.Thread(
+                        target=refresh_now,
+                        args=(entry, args, kwargs, cached, record, False),
+                        daemon=True,
+                    )
+                    try:
+                        refreshing_thread.start()
+                    except BaseException:  # no thread to release the claim: release it here
+                        refresher.release(entry)
+                        raise
                     return cached
                 with lock(entry):
                     again, value = refresher.judge(storage.get(entry))
@@ -582,7 +601,7 @@ def memoize(
                     try:
                         return compute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired":
+                        if verdict != "expired" or refresher.past_grace(record):
                             raise
                         refresher.failed(entry, error, served_stale=True)
                         return cached

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from pystorage import _fork
 from pystorage.errors import ConfigurationError
 
 _log = logging.getLogger("pystorage.memoize")
@@ -44,6 +45,13 @@ def _seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None
 def _beta(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 100:
         raise ConfigurationError(f"early must be a factor in [0, 100) (1: XFetch), not {value!r}")
+
+
+def _callable(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Checked here: a hook that is not callable failed only when a refresh failed, in the
+    # refresh thread (a traceback on stderr) or as a TypeError instead of the stale value.
+    if not callable(value) and not (value is None and attribute.name == "on_error"):
+        raise ConfigurationError(f"{attribute.name} must be callable, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -68,10 +76,12 @@ class Refresh:
     stale: float = attrs.field(default=0.0, validator=_seconds)
     stale_if_error: float = attrs.field(default=0.0, validator=_seconds)
     background: bool = False
-    on_error: Callable[[str, BaseException], None] | None = None
+    on_error: Callable[[str, BaseException], None] | None = attrs.field(
+        default=None, validator=_callable
+    )
     #: The clock of the deadlines in records: the storage's (an ``Expiry``'s) if not
     #: ``time.time``.
-    clock: Callable[[], float] = attrs.field(default=time.time, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.time, repr=False, validator=_callable)
 
     @property
     def grace(self) -> float:
@@ -79,7 +89,7 @@ class Refresh:
         return max(self.stale, self.stale_if_error)
 
 
-@attrs.define
+@attrs.define(eq=False)  # hashable by identity: _fork keeps it in a weak dict
 class Refresher:
     """One memoized function's stampede control: judge records, claim refreshes, count."""
 
@@ -89,6 +99,16 @@ class Refresher:
     counts: Counter[str] = attrs.field(factory=Counter)
     _claims: set[str] = attrs.field(factory=set)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        _fork.renew_in_child(self, Refresher._renew)
+
+    def _renew(self) -> None:
+        """In a forked child: the claims were held by the parent's threads, which the
+        child has not (kept, no caller there would refresh those keys again while stale),
+        and one of them may have held the lock at the fork."""
+        self._lock = threading.Lock()
+        self._claims = set()
 
     def record(self, value: Any, began: float) -> list[Any]:
         """The record of a value computed from ``began`` (a ``time.perf_counter()``)."""
@@ -117,6 +137,11 @@ class Refresher:
         if now < fresh_until + self.options.stale_if_error:
             return "expired", value
         return "missing", None
+
+    def past_grace(self, record: Any) -> bool:
+        """Whether a record judged servable when a call began is now too old to serve
+        (the call took long, or waited for another's): its error is then the caller's."""
+        return self.judge(record)[0] == "missing"
 
     def claim(self, key: str) -> bool:
         """Whether this caller refreshes ``key`` (no other caller of this process is)."""
