@@ -137,3 +137,23 @@ def test_importing_pystorage_loads_no_metrics_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_registering_reads_no_storage_and_a_scrape_reads_each_once() -> None:
+    class Watched(Storage):
+        reads = 0
+
+        def stats(self) -> dict[str, int]:
+            Watched.reads += 1
+            return super().stats()
+
+        def __len__(self) -> int:
+            Watched.reads += 1000
+            return super().__len__()
+
+    watched = Watched(Stats(), Memory())
+    registry = CollectorRegistry(auto_describe=True)  # as prometheus_client's REGISTRY
+    registry.register(StorageCollector({"watched": watched}, entries=True))
+    assert Watched.reads == 0  # describe() named the metrics without reading anything
+    _scraped(registry)
+    assert Watched.reads == 1001  # one stats() and one len() per scrape

@@ -33,8 +33,12 @@ class Metric(NamedTuple):
 
 #: Each counter of ``storage.stats()`` with the metric it is exported as.
 METRICS: dict[str, Metric] = {
-    "hits": Metric("pystorage_reads", (("outcome", "hit"),), "", "Reads that found the key"),
-    "misses": Metric("pystorage_reads", (("outcome", "miss"),), "", "Reads that found the key"),
+    "hits": Metric(
+        "pystorage_reads", (("outcome", "hit"),), "", "Reads, by whether they found the key"
+    ),
+    "misses": Metric(
+        "pystorage_reads", (("outcome", "miss"),), "", "Reads, by whether they found the key"
+    ),
     "writes": Metric("pystorage_writes", (), "", "Values written (set, add that stored, incr)"),
     "deletes": Metric("pystorage_deletes", (), "", "Keys deleted"),
     "bytes_read": Metric("pystorage_read", (), "bytes", "Bytes of encoded values read"),

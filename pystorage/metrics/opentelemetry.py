@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+try:
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+except ImportError as exc:  # the hint, as every optional backend gives it
+    raise ImportError(
+        "pystorage.metrics.opentelemetry needs opentelemetry-api: "
+        "pip install 'pystorage-layers[opentelemetry]'"
+    ) from exc
 
 from pystorage.metrics import ENTRIES, METRICS, Counted, Metric, checked, metric_of, samples
 

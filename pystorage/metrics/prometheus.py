@@ -13,12 +13,19 @@ for the list.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+try:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # the hint, as every optional backend gives it
+    raise ImportError(
+        "pystorage.metrics.prometheus needs prometheus_client: "
+        "pip install 'pystorage-layers[prometheus]'"
+    ) from exc
 
-from pystorage.metrics import ENTRIES, Counted, checked, samples
+from pystorage.metrics import ENTRIES, METRICS, Counted, checked, metric_of, samples
+from pystorage.metrics import Metric as MetricName
 
 
 class StorageCollector(Collector):
@@ -30,9 +37,22 @@ class StorageCollector(Collector):
         self._storages = checked(storages, entries)
         self._entries = entries
 
+    def describe(self) -> Iterator[Metric]:
+        """The metrics' names without reading a storage: registering the collector costs
+        no ``stats()`` (nor, with ``entries=True``, a count of every entry)."""
+        names = {metric_of(counter).name: metric_of(counter) for counter in METRICS}
+        yield from self._families((metric, "", 0) for metric in names.values()).values()
+        if self._entries:
+            yield GaugeMetricFamily(ENTRIES.name, ENTRIES.help, labels=["storage"])
+
     def collect(self) -> Iterator[Metric]:
+        yield from self._families(samples(self._storages, self._entries)).values()
+
+    def _families(
+        self, found: Iterable[tuple[MetricName, str, int]]
+    ) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for metric, name, value in samples(self._storages, self._entries):
+        for metric, name, value in found:
             family = families.get(metric.name)
             extra = [label for label, _ in metric.labels]
             if family is None:
@@ -40,5 +60,6 @@ class StorageCollector(Collector):
                 family = families[metric.name] = kind(
                     metric.name, metric.help, labels=["storage", *extra], unit=metric.unit
                 )
-            family.add_metric([name, *(value for _, value in metric.labels)], value)
-        yield from families.values()
+            if name:  # describe() names the families only
+                family.add_metric([name, *(value for _, value in metric.labels)], value)
+        return families
