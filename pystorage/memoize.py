@@ -499,6 +499,9 @@ def memoize(
                     )
                     background.add(task)
                     task.add_done_callback(background.discard)
+                    # A task cancelled before its first step never runs the release in
+                    # arefresh's finally: release here too (twice is harmless).
+                    task.add_done_callback(lambda _: refresher.release(entry))
                     return cached
                 async with async_locks(entry), across_processes(entry):
                     again, value = refresher.judge(await read(entry))

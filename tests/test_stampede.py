@@ -210,3 +210,34 @@ def test_records_and_plain_entries_never_share_a_key() -> None:
     assert storage[refreshed.cache_key(2)][0] == 4  # the record: value, deadline, cost
     refreshed.cache_clear()
     assert plain.cache_key(2) in storage and refreshed.cache_key(2) not in storage
+
+
+def test_a_background_refresh_cancelled_before_it_runs_releases_its_claim() -> None:
+    clock = FakeClock()
+    storage = AsyncStorage(Expiry(clock=clock), Memory())
+    calls: list[int] = []
+
+    async def main() -> None:
+        @storage.memoize(
+            ttl=10, key="cancelled", refresh=Refresh(stale=30, background=True, clock=clock)
+        )
+        async def value() -> int:
+            calls.append(1)
+            return len(calls)
+
+        assert await value() == 1
+        clock.now += 11
+        before = set(asyncio.all_tasks())
+        assert await value() == 1  # stale, a refresh task made
+        (task,) = set(asyncio.all_tasks()) - before
+        task.cancel()  # before its first step
+        await asyncio.gather(task, return_exceptions=True)
+        assert len(calls) == 1
+        assert await value() == 1  # stale again: a new refresh may begin...
+        await asyncio.wait_for(_refreshed(value), DEADLINE)  # ...and does
+
+    async def _refreshed(value: Any) -> None:
+        while await value() != 2:
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
