@@ -39,6 +39,7 @@ def _default_path(path: str | Path | None, codec: str | BaseCodec = "json") -> P
     if path is not None:
         return Path(path)
     import tempfile  # with shutil, bz2 and lzma: not for a preset given its path
+
     if not _runs_code(codec):
         return Path(tempfile.gettempdir())
     return _private_folder(Path(tempfile.gettempdir()) / f"pystorage-{os.getuid()}")

@@ -68,4 +68,3 @@ class Zstd(BaseCodec):
         except AttributeError:
             decompress = self._bind().decompress
         return decompress(data)
-

@@ -185,4 +185,3 @@ def _require(module: str, extra: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise ImportError(f"this codec needs {module}: pip install 'pystorage-layers[{extra}]'")
-

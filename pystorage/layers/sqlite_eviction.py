@@ -28,8 +28,8 @@ import zlib
 from collections import Counter
 from typing import ClassVar
 
-#: A row of ``frequencies``: id (the entry's rowid), count, tick, size.
-Row = tuple[int, int, int, int]
+#: A row of ``frequencies``: id (the entry's rowid), count, tick.
+Row = tuple[int, int, int]
 #: The most entries and bytes a database keeps (either may be unbounded: inf).
 Bounds = tuple[float, float]
 
@@ -153,13 +153,14 @@ class ByFrequency:
         "frequency_update",
         "frequency_delete",
     )
-    # Inserts start at one use; an overwrite is a use (as in the memory TinyLFU).
-    books = f"""
+    # An insert is a use (a miss, written back); an overwrite writes nothing here unless
+    # the value's size changed: a bounded overwrite costs what an unbounded one does, but
+    # for the transaction. Sizes are the entries' own (length() reads no value).
+    books = """
     CREATE TABLE IF NOT EXISTS frequencies (
         id INTEGER PRIMARY KEY,
         count INTEGER NOT NULL,
-        tick INTEGER NOT NULL,
-        size INTEGER NOT NULL
+        tick INTEGER NOT NULL
     );
     CREATE TABLE IF NOT EXISTS sketch (
         slot INTEGER PRIMARY KEY,
@@ -171,23 +172,18 @@ class ByFrequency:
         count INTEGER NOT NULL,
         bytes INTEGER NOT NULL,
         tick INTEGER NOT NULL,
-        period INTEGER NOT NULL,
         width INTEGER NOT NULL
     );
-    INSERT OR IGNORE INTO frequencies SELECT rowid, 1, 0, length(value) FROM entries;
+    INSERT OR IGNORE INTO frequencies SELECT rowid, 1, 0 FROM entries;
     INSERT OR IGNORE INTO tallies
-        SELECT 0, count(*), ifnull(sum(length(value)), 0), 0, {{period}}, {{width}} FROM entries;
+        SELECT 0, count(*), ifnull(sum(length(value)), 0), 0, {width} FROM entries;
     CREATE TRIGGER IF NOT EXISTS frequency_insert AFTER INSERT ON entries BEGIN
-        INSERT OR REPLACE INTO frequencies
-            VALUES (NEW.rowid, 1, (SELECT tick FROM tallies), length(NEW.value));
+        INSERT OR REPLACE INTO frequencies VALUES (NEW.rowid, 1, (SELECT tick FROM tallies));
         UPDATE tallies SET count = count + 1, bytes = bytes + length(NEW.value), tick = tick + 1;
     END;
-    CREATE TRIGGER IF NOT EXISTS frequency_update AFTER UPDATE OF value ON entries BEGIN
-        UPDATE frequencies SET size = length(NEW.value), tick = (SELECT tick FROM tallies),
-            count = min({MOST}, (count >> min(4, ((SELECT tick FROM tallies) - tick)
-                / (SELECT period FROM tallies))) + 1)
-            WHERE id = NEW.rowid;
-        UPDATE tallies SET bytes = bytes + length(NEW.value) - length(OLD.value), tick = tick + 1;
+    CREATE TRIGGER IF NOT EXISTS frequency_update AFTER UPDATE OF value ON entries
+    WHEN length(NEW.value) != length(OLD.value) BEGIN
+        UPDATE tallies SET bytes = bytes + length(NEW.value) - length(OLD.value);
     END;
     CREATE TRIGGER IF NOT EXISTS frequency_delete AFTER DELETE ON entries BEGIN
         DELETE FROM frequencies WHERE id = OLD.rowid;
@@ -199,7 +195,7 @@ class ByFrequency:
 
     def script(self) -> str:
         """The SQL that makes these books: a new sketch has the width for this bound."""
-        return self.books.replace("{period}", str(self.period)).replace("{width}", str(self.width))
+        return self.books.replace("{width}", str(self.width))
 
     def __init__(self, eviction: str, capacity: int) -> None:
         # TinyLFU's aging: all counts halve every 10 x capacity uses; a sketch of 8 x
@@ -212,8 +208,7 @@ class ByFrequency:
         self._random = random.Random()
 
     def keep(self, db: sqlite3.Connection) -> None:
-        """Within a write transaction: this bound's period (the sketch keeps its width)."""
-        db.execute("UPDATE tallies SET period = ?", (self.period,))
+        """Within a write transaction: the sketch keeps the width it was made with."""
         (self.width,) = db.execute("SELECT width FROM tallies").fetchone()
 
     def totals(self, db: sqlite3.Connection) -> tuple[int, int]:
@@ -246,7 +241,7 @@ class ByFrequency:
         first, newest = db.execute("SELECT min(id), max(id) FROM frequencies").fetchone()
         edge = newest - max(1, count // WINDOW)  # beyond it, the window: never sampled
         candidate = db.execute(
-            "SELECT id, count, tick, size FROM frequencies WHERE id = ?", (edge,)
+            "SELECT id, count, tick FROM frequencies WHERE id = ?", (edge,)
         ).fetchone()
         evicted: list[bytes] = []
         while count > most_entries or size > most_bytes:
@@ -266,14 +261,15 @@ class ByFrequency:
             # Past the window there may be nothing left (a large value, few entries):
             # then the window's oldest, never the newest (it was just written).
             victim = victim or self._sample(db, now, first, newest) or self._row(db, newest)
-            evicted.append(self._remove(db, now, victim, remembered))
+            key, length = self._remove(db, now, victim, remembered)
+            evicted.append(key)
             count -= 1
-            size -= victim[3]
+            size -= length
         return evicted
 
     def _row(self, db: sqlite3.Connection, id: int) -> Row:
         found: Row = db.execute(
-            "SELECT id, count, tick, size FROM frequencies WHERE id = ?", (id,)
+            "SELECT id, count, tick FROM frequencies WHERE id = ?", (id,)
         ).fetchone()
         return found
 
@@ -287,8 +283,7 @@ class ByFrequency:
             return None
         start = self._random.randrange(first, end)
         query = (
-            "SELECT id, count, tick, size FROM frequencies "
-            "WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+            "SELECT id, count, tick FROM frequencies WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
         )
         rows: list[Row] = db.execute(query, (start, end, SAMPLE)).fetchall()
         if len(rows) < SAMPLE:
@@ -316,10 +311,14 @@ class ByFrequency:
             return 0
         return min(self._decayed(count, tick, now) for count, tick in rows)
 
-    def _remove(self, db: sqlite3.Connection, now: int, row: Row, count: int | None) -> bytes:
+    def _remove(
+        self, db: sqlite3.Connection, now: int, row: Row, count: int | None
+    ) -> tuple[bytes, int]:
         """Delete an entry, and let the sketch remember its count (``count``, else its
-        row's), where that is more than the sketch holds. Its key."""
-        (key,) = db.execute("SELECT key FROM entries WHERE rowid = ?", (row[0],)).fetchone()
+        row's), where that is more than the sketch holds. Its key and size."""
+        key, size = db.execute(
+            "SELECT key, length(value) FROM entries WHERE rowid = ?", (row[0],)
+        ).fetchone()
         db.execute("DELETE FROM entries WHERE rowid = ?", (row[0],))
         if count is None:
             count = self._decayed(row[1], row[2], now)
@@ -329,7 +328,7 @@ class ByFrequency:
             f"count >> min(4, (excluded.tick - tick) / {self.period})), tick = excluded.tick",
             [(slot, count, now) for slot in self._slots(key)],
         )
-        return bytes(key)
+        return bytes(key), int(size)
 
 
 Policy = ByRecency | ByFrequency
