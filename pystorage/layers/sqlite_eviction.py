@@ -290,7 +290,8 @@ class ByFrequency:
             rows += db.execute(query, (first, start, SAMPLE - len(rows))).fetchall()
         if not rows:
             return None
-        return min(rows, key=lambda row: (self._decayed(row[1], row[2], now), row[0]))
+        # Among equal counts, the one counted least recently goes (LRU among equals).
+        return min(rows, key=lambda row: (self._decayed(row[1], row[2], now), row[2], row[0]))
 
     def _estimate(self, db: sqlite3.Connection, now: int, candidate: Row) -> int:
         """How often the candidate was asked for: its uses since it was stored, and what
