@@ -41,6 +41,8 @@ MOST = 15
 #: within 2 points of counting all of them on the traces of hit_ratio.py, and writes a
 #: quarter as many rows (each a random page of a large database).
 COUNTED = 0.25
+#: The most counters in a row of the sketch.
+_WIDEST = 1 << 20
 #: The share of the entries, most recently inserted, that are never sampled for eviction
 #: (the window): a new key has that long to be asked for again before it must win its
 #: place against the sampled victim. 5 % measured best on the traces of hit_ratio.py.
@@ -135,10 +137,11 @@ class ByFrequency:
     order of insertion) holds a use counter (0-15) and the ``tick`` of its last change;
     it loses half of its value every ``period`` ticks since (a decay computed where it
     is read, never written for its own sake). ``tallies`` holds the number of entries,
-    their bytes, the clock (``tick``: one per write and per read), the period and the
-    width of ``sketch``: two rows of ``width`` counters (a count-min sketch, with the same
-    decay) that remember how often keys not stored were asked for, each a miss written
-    back (they are the writes below a cache) or an eviction.
+    their bytes, the clock (``tick``: one per insert and per read; ``period`` is 10 x
+    the bound's entries) and the width of ``sketch``: two rows of ``width`` counters (a
+    count-min sketch, with the same decay) that remember how often keys not stored were
+    asked for, each a miss written back (they are the writes below a cache) or an
+    eviction.
 
     An insert enters the window (the newest 5 % of the entries), never sampled. On
     reaching the edge of the window while the database is full, it is the *candidate*:
@@ -199,10 +202,11 @@ class ByFrequency:
 
     def __init__(self, eviction: str, capacity: int) -> None:
         # TinyLFU's aging: all counts halve every 10 x capacity uses; a sketch of 8 x
-        # capacity counters per row keeps the estimates of 100 x capacity keys apart.
+        # capacity counters per row kept the estimates apart on the traces (4 x, and one
+        # row, let scans in). At most 2^20 per row: a sketch full of rows is then 30 MB.
         self.period = 10 * capacity
         width = 1024
-        while width < 8 * capacity:
+        while width < 8 * capacity and width < _WIDEST:
             width <<= 1
         self.width = width
         self._random = random.Random()
