@@ -41,6 +41,14 @@ MOST = 15
 #: within 2 points of counting all of them on the traces of hit_ratio.py, and writes a
 #: quarter as many rows (each a random page of a large database).
 COUNTED = 0.25
+#: Runs of rows a sample takes, each from a random place.
+RUNS = 4
+_RUN = (
+    "SELECT * FROM (SELECT id, count, tick FROM frequencies "
+    "WHERE id >= ? AND id < ? ORDER BY id LIMIT {})"
+)
+#: One statement for the runs of a sample (executed with their places as parameters).
+_RUNS = " UNION ALL ".join([_RUN.format(SAMPLE // RUNS)] * RUNS)
 #: The most counters in a row of the sketch.
 _WIDEST = 1 << 20
 #: The share of the entries, most recently inserted, that are never sampled for eviction
@@ -281,17 +289,17 @@ class ByFrequency:
         return count >> min(4, (now - tick) // self.period)
 
     def _sample(self, db: sqlite3.Connection, now: int, first: int, end: int) -> Row | None:
-        """The least counted of ``SAMPLE`` rows with ids in [first, end), taken in order from
-        a random place (from ``first`` again if too few follow it); None if there is none."""
+        """The least counted of ``SAMPLE`` rows with ids in [first, end): ``RUNS`` runs of
+        rows in order from random places, in one statement (the rows of one run are of
+        one age; several runs compare ages too). None if there is none."""
         if end <= first:
             return None
-        start = self._random.randrange(first, end)
-        query = (
-            "SELECT id, count, tick FROM frequencies WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
-        )
-        rows: list[Row] = db.execute(query, (start, end, SAMPLE)).fetchall()
-        if len(rows) < SAMPLE:
-            rows += db.execute(query, (first, start, SAMPLE - len(rows))).fetchall()
+        draw = self._random.randrange
+        starts = [draw(first, end) for _ in range(RUNS)]
+        places = [bound for start in starts for bound in (start, end)]
+        rows: list[Row] = db.execute(_RUNS, places).fetchall()
+        if not rows:  # every place drawn was past the last row
+            rows = db.execute(_RUNS, [first, end] * RUNS).fetchall()
         if not rows:
             return None
         # Among equal counts, the one counted least recently goes (LRU among equals).
