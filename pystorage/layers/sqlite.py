@@ -588,7 +588,9 @@ class SQLite(Backend):
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         """Enforce the bound of a ``CountLimit``/``SizeLimit`` in SQL: each write and its
         evictions are one transaction, so the bound holds across processes (those that
-        write through a stack with the same limit)."""
+        write through a stack with the same limit). Every ``eviction`` is kept here:
+        ``"used"``, ``"stored"`` and ``"tinylfu"``, each by the books and SQL of
+        ``sqlite_eviction.py``."""
         if self._eviction not in (None, eviction):
             raise ConfigurationError(
                 "two limits over one SQLite must evict in the same order "
