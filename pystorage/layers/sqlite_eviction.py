@@ -41,16 +41,18 @@ MOST = 15
 #: within 2 points of counting all of them on the traces of hit_ratio.py, and writes a
 #: quarter as many rows (each a random page of a large database).
 COUNTED = 0.25
-#: Runs of rows a sample takes, each from a random place: 16 of one row (16 probes of the
-#: primary key, in one statement). Neighbours by id were inserted together and are asked
-#: for alike: 4 runs of 4 lost 1.8 points more on orm-busy @ 1,000, one run of 16 more.
-RUNS = 16
-_RUN = (
+#: Each entry's place, drawn at random (SQLite's random()) when it is stored: a sample
+#: takes the entry at or after each of ``SAMPLE`` random places, by the index on it, in
+#: one statement. Ids would not do: they are in the order of insertion, with the gaps of
+#: every entry evicted, so a probe by id finds the entries after the widest gaps, and the
+#: first entries of a database (no gaps between them) were never found (zipf 0.7 lost 2.7
+#: points, orm-busy 1.6); runs of neighbours by id, asked for alike, lost more.
+_PROBE = (
     "SELECT * FROM (SELECT id, count, tick FROM frequencies "
-    "WHERE id >= ? AND id < ? ORDER BY id LIMIT {})"
+    "WHERE place >= ? AND id < ? ORDER BY place LIMIT 1)"
 )
-#: One statement for the runs of a sample (executed with their places as parameters).
-_RUNS = " UNION ALL ".join([_RUN.format(SAMPLE // RUNS)] * RUNS)
+_PROBES = " UNION ALL ".join([_PROBE] * SAMPLE)
+_LOWEST, _HIGHEST = -(1 << 63), 1 << 63
 #: The most counters in a row of the sketch.
 _WIDEST = 1 << 20
 #: The share of the entries, most recently inserted, that are never sampled for eviction
@@ -156,9 +158,10 @@ class ByFrequency:
     An insert enters the window (the newest 5 % of the entries), never sampled. On
     reaching the edge of the window while the database is full, it is the *candidate*:
     its count (its uses, and what the sketch remembers of its key) is compared to the
-    least count among ``SAMPLE`` entries past the window, drawn at random (the least
-    recently counted among equals); the lesser goes, and its count goes to the sketch. Further
-    evictions (a larger value) take the least of a sample each."""
+    least count among ``SAMPLE`` entries past the window, drawn at random by their random
+    ``place`` (the least recently counted among equals); the lesser goes, and its count
+    goes to the sketch. Further evictions (a larger value) take the least of a sample
+    each."""
 
     tables: ClassVar[tuple[str, ...]] = ("frequencies", "sketch", "tallies")
     triggers: ClassVar[tuple[str, ...]] = (
@@ -173,8 +176,10 @@ class ByFrequency:
     CREATE TABLE IF NOT EXISTS frequencies (
         id INTEGER PRIMARY KEY,
         count INTEGER NOT NULL,
-        tick INTEGER NOT NULL
+        tick INTEGER NOT NULL,
+        place INTEGER NOT NULL
     );
+    CREATE INDEX IF NOT EXISTS frequencies_by_place ON frequencies (place);
     CREATE TABLE IF NOT EXISTS sketch (
         slot INTEGER PRIMARY KEY,
         count INTEGER NOT NULL,
@@ -187,11 +192,12 @@ class ByFrequency:
         tick INTEGER NOT NULL,
         width INTEGER NOT NULL
     );
-    INSERT OR IGNORE INTO frequencies SELECT rowid, 1, 0 FROM entries;
+    INSERT OR IGNORE INTO frequencies SELECT rowid, 1, 0, random() FROM entries;
     INSERT OR IGNORE INTO tallies
         SELECT 0, count(*), ifnull(sum(length(value)), 0), 0, {width} FROM entries;
     CREATE TRIGGER IF NOT EXISTS frequency_insert AFTER INSERT ON entries BEGIN
-        INSERT OR REPLACE INTO frequencies VALUES (NEW.rowid, 1, (SELECT tick FROM tallies));
+        INSERT OR REPLACE INTO frequencies
+            VALUES (NEW.rowid, 1, (SELECT tick FROM tallies), random());
         UPDATE tallies SET count = count + 1, bytes = bytes + length(NEW.value), tick = tick + 1;
     END;
     CREATE TRIGGER IF NOT EXISTS frequency_update AFTER UPDATE OF value ON entries
@@ -252,14 +258,14 @@ class ByFrequency:
     def evict(self, db: sqlite3.Connection, count: int, size: int, most: Bounds) -> list[bytes]:
         most_entries, most_bytes = most
         (now,) = db.execute("SELECT tick FROM tallies").fetchone()
-        first, newest = db.execute("SELECT min(id), max(id) FROM frequencies").fetchone()
+        (newest,) = db.execute("SELECT max(id) FROM frequencies").fetchone()
         edge = newest - max(1, count // WINDOW)  # beyond it, the window: never sampled
         candidate = db.execute(
             "SELECT id, count, tick FROM frequencies WHERE id = ?", (edge,)
         ).fetchone()
         evicted: list[bytes] = []
         while count > most_entries or size > most_bytes:
-            victim = self._sample(db, now, first, edge)
+            victim = self._sample(db, now, edge)
             remembered = None
             if candidate is not None:
                 # The contest of admission: the candidate stays only if asked for more.
@@ -274,7 +280,7 @@ class ByFrequency:
                 candidate = None
             # Past the window there may be nothing left (a large value, few entries):
             # then the window's oldest, never the newest (it was just written).
-            victim = victim or self._sample(db, now, first, newest) or self._row(db, newest)
+            victim = victim or self._sample(db, now, newest) or self._row(db, newest)
             key, length = self._remove(db, now, victim, remembered)
             evicted.append(key)
             count -= 1
@@ -290,17 +296,14 @@ class ByFrequency:
     def _decayed(self, count: int, tick: int, now: int) -> int:
         return count >> min(4, (now - tick) // self.period)
 
-    def _sample(self, db: sqlite3.Connection, now: int, first: int, end: int) -> Row | None:
-        """The least counted of ``SAMPLE`` rows with ids in [first, end): ``RUNS`` runs of
-        rows in order from random places, in one statement. None if there is none."""
-        if end <= first:
-            return None
+    def _sample(self, db: sqlite3.Connection, now: int, end: int) -> Row | None:
+        """The least counted of ``SAMPLE`` rows drawn at random among those with ids
+        below ``end``, in one statement; None if there is none."""
         draw = self._random.randrange
-        starts = [draw(first, end) for _ in range(RUNS)]
-        places = [bound for start in starts for bound in (start, end)]
-        rows: list[Row] = db.execute(_RUNS, places).fetchall()
-        if not rows:  # every place drawn was past the last row
-            rows = db.execute(_RUNS, [first, end] * RUNS).fetchall()
+        places = [bound for _ in range(SAMPLE) for bound in (draw(_LOWEST, _HIGHEST), end)]
+        rows: list[Row] = db.execute(_PROBES, places).fetchall()
+        if not rows:  # every place drawn was past the last row's
+            rows = db.execute(_PROBES, [_LOWEST, end] * SAMPLE).fetchall()
         if not rows:
             return None
         # Among equal counts, the one counted least recently goes (LRU among equals).
