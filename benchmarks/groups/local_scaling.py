@@ -8,6 +8,10 @@ Every cache is STORAGE_SQLITE(limit=N, max_bytes=N * value size, expiration=30 d
 filled to both bounds through its own ``set_many`` (batches of 10,000), so a write of a
 new key evicts one. Gets and overwrites pick random keys among the newer half; each new
 key evicts the least recently used entry, which is one of the older half, never read.
+
+Issue 18: the same at both sizes with both bounds kept as ``eviction="tinylfu"`` (databases
+of their own, filled the same way): a get's cost at 1,000,000 over 10,000 entries, divided
+by raw sqlite3's own over the same two files (target 1.3), and a set of a new key.
 """
 
 from __future__ import annotations
