@@ -174,21 +174,21 @@ def test_counters_count_reads_and_halve_as_the_clock_moves_on(tmp_path: Path) ->
     storage["hot"] = b"1"
     for _ in range(400):
         storage["hot"]
-    storage["other"] = b"2"  # a write: the reads noted before it are written first
+    db.close()  # the reads noted are written (a write that evicts, or 1,000 reads, would)
     count, tick, now = _counter(path, "hot")
     assert count == MOST  # 400 reads, a quarter counted: the counter is full
     assert now >= 400  # each read moved the clock
     # Full: further reads write nothing to its row.
     for _ in range(50):
         storage["hot"]
-    storage["other"] = b"3"
+    db.close()
     assert _counter(path, "hot")[1] == tick
     # Two periods of other reads: it is worth a quarter (its row is unchanged, the decay
     # is computed where it is read).
     storage["other"] = b"4"
     for _ in range(250):
         storage["other"]
-    storage["other"] = b"5"
+    db.close()
     count, tick, now = _counter(path, "hot")
     assert count == MOST and (now - tick) // 100 >= 2
     assert db._policy is not None
@@ -307,3 +307,19 @@ def test_another_order_replaces_the_books_and_the_old_stack_fails_loudly(
     back = SQLite(path)
     assert back.take_bound("entries", 5, "used")
     assert len(Storage(Codec("raw"), back)) == 5
+
+
+def test_a_writer_without_the_policy_cannot_pass_the_bound(tmp_path: Path) -> None:
+    """Writes within the bounds are one statement; the triggers that allow that refuse a
+    write beyond them, from any connection (nothing is written)."""
+    path = tmp_path / "c.db"
+    storage = Storage(Codec("raw"), bounded(path, 3))
+    for index in range(3):
+        storage[f"k{index}"] = b"v"
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        with pytest.raises(sqlite3.IntegrityError, match="beyond the bounds"):
+            other.execute("INSERT INTO entries VALUES (?, ?, NULL)", (b"intruder", b"v"))
+        assert other.execute("SELECT count(*) FROM entries").fetchone() == (3,)
+    storage["k3"] = b"v"  # through the policy: it evicts to make room
+    assert len(storage) == 3 and storage["k3"] == b"v"
+    storage.close()

@@ -19,7 +19,7 @@ from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
 from pystorage.layers.limit import too_large
-from pystorage.layers.sqlite_eviction import Policy, keep_books, policy_for
+from pystorage.layers.sqlite_eviction import BEYOND, Policy, keep_books, policy_for
 from pystorage.layers.wal_index import header_reader
 
 # Format 2: one row per entry, and nothing else on the path of a write.
@@ -324,7 +324,11 @@ class SQLite(Backend):
             self._local.evicted = evicted
             try:
                 self._write_uses(db)
+                if self._policy is not None and self._policy.guards:
+                    self._policy.trimming(db, True)  # this transaction keeps the bound
                 yield db
+                if self._policy is not None and self._policy.guards:
+                    self._policy.trimming(db, False)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -403,11 +407,13 @@ class SQLite(Backend):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         row = (_encoded(key), value, None if ttl is None else self.clock() + ttl)
-        if self._bounds:
+        policy = self._policy
+        if policy is not None:
             self._check_size(key, value)
-            with self._transaction(f"write {key!r}") as db:
-                db.execute(_INSERT, row)
-                self._trim(db)
+            if not policy.guards or not self._written_within(row, key):
+                with self._transaction(f"write {key!r}") as db:
+                    db.execute(_INSERT, row)
+                    self._trim(db)
             self._wrote(1)
             return
         try:
@@ -415,6 +421,19 @@ class SQLite(Backend):
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
         self._wrote(1)
+
+    def _written_within(self, row: tuple[bytes, Any, float | None], key: str) -> bool:
+        """Write ``row`` in one statement if that keeps the database within its bounds
+        (the books' triggers refuse it otherwise: nothing is written); whether it was."""
+        try:
+            self._db().execute(_INSERT, row)
+        except sqlite3.IntegrityError as exc:
+            if str(exc) == BEYOND:
+                return False
+            raise self._error(f"write {key!r}", exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(f"write {key!r}", exc) from exc
+        return True
 
     def delete(self, key: str) -> None:
         with self._session(f"delete {key!r}") as db:
@@ -606,7 +625,7 @@ class SQLite(Backend):
         self._notes_reads = policy.notes_reads
         # A smaller bound than the database was kept to: trim it now, not at a write.
         with self._transaction("trim to the limit") as db:
-            policy.keep(db)
+            policy.keep(db, bounds)
             self._trim(db)
         return True
 

@@ -53,6 +53,12 @@ _PROBE = (
 )
 _PROBES = " UNION ALL ".join([_PROBE] * SAMPLE)
 _LOWEST, _HIGHEST = -(1 << 63), 1 << 63
+#: What the guard of the bounds raises (see ``ByFrequency.guards``).
+BEYOND = "pystorage: beyond the bounds of this database"
+_GUARD = (
+    f"SELECT RAISE(ABORT, '{BEYOND}') FROM tallies WHERE trimming = 0 "
+    "AND (count > most_entries OR bytes > most_bytes);"
+)
 #: The most counters in a row of the sketch.
 _WIDEST = 1 << 20
 #: The share of the entries, most recently inserted, that are never sampled for eviction
@@ -110,8 +116,14 @@ class ByRecency:
         #: Whether reads are noted (and written in batches by ``record``).
         self.notes_reads = eviction == "used"
 
-    def keep(self, db: sqlite3.Connection) -> None:
+    #: Whether the books' triggers refuse a write beyond the bounds (see ``ByFrequency``).
+    guards = False
+
+    def keep(self, db: sqlite3.Connection, bounds: dict[str, int]) -> None:
         """Within a write transaction: settings of this bound (none for this family)."""
+
+    def trimming(self, db: sqlite3.Connection, on: bool) -> None:
+        """Within a write transaction: whether it keeps the bound itself (no guard here)."""
 
     def totals(self, db: sqlite3.Connection) -> tuple[int, int]:
         """The number of entries and their bytes."""
@@ -190,19 +202,25 @@ class ByFrequency:
         count INTEGER NOT NULL,
         bytes INTEGER NOT NULL,
         tick INTEGER NOT NULL,
-        width INTEGER NOT NULL
+        width INTEGER NOT NULL,
+        most_entries INTEGER,
+        most_bytes INTEGER,
+        trimming INTEGER NOT NULL
     );
     INSERT OR IGNORE INTO frequencies SELECT rowid, 1, 0, random() FROM entries;
     INSERT OR IGNORE INTO tallies
-        SELECT 0, count(*), ifnull(sum(length(value)), 0), 0, {width} FROM entries;
+        SELECT 0, count(*), ifnull(sum(length(value)), 0), 0, {width}, NULL, NULL, 0
+        FROM entries;
     CREATE TRIGGER IF NOT EXISTS frequency_insert AFTER INSERT ON entries BEGIN
         INSERT OR REPLACE INTO frequencies
             VALUES (NEW.rowid, 1, (SELECT tick FROM tallies), random());
         UPDATE tallies SET count = count + 1, bytes = bytes + length(NEW.value), tick = tick + 1;
+        {guard}
     END;
     CREATE TRIGGER IF NOT EXISTS frequency_update AFTER UPDATE OF value ON entries
     WHEN length(NEW.value) != length(OLD.value) BEGIN
         UPDATE tallies SET bytes = bytes + length(NEW.value) - length(OLD.value);
+        {guard}
     END;
     CREATE TRIGGER IF NOT EXISTS frequency_delete AFTER DELETE ON entries BEGIN
         DELETE FROM frequencies WHERE id = OLD.rowid;
@@ -214,7 +232,7 @@ class ByFrequency:
 
     def script(self) -> str:
         """The SQL that makes these books: a new sketch has the width for this bound."""
-        return self.books.replace("{width}", str(self.width))
+        return self.books.replace("{width}", str(self.width)).replace("{guard}", _GUARD)
 
     def __init__(self, eviction: str, capacity: int) -> None:
         # TinyLFU's aging: all counts halve every 10 x capacity uses; a sketch of 8 x
@@ -227,9 +245,26 @@ class ByFrequency:
         self.width = width
         self._random = random.Random()
 
-    def keep(self, db: sqlite3.Connection) -> None:
-        """Within a write transaction: the sketch keeps the width it was made with."""
+    # A write that stays within the bounds is one statement, as without a limit: the
+    # triggers check the bounds (kept in ``tallies`` by ``keep``) after each insert or
+    # change of size and refuse a write beyond them (RAISE: the statement is undone), and
+    # ``SQLite`` then writes it again in a transaction that evicts (``trimming`` on, for
+    # it alone until it commits). A writer without this policy meets the same guard.
+    guards = True
+
+    def keep(self, db: sqlite3.Connection, bounds: dict[str, int]) -> None:
+        """Within a write transaction: the bounds the triggers guard (this stack's);
+        the sketch keeps the width it was made with."""
+        db.execute(
+            "UPDATE tallies SET most_entries = ?, most_bytes = ?",
+            (bounds.get("entries"), bounds.get("bytes")),
+        )
         (self.width,) = db.execute("SELECT width FROM tallies").fetchone()
+
+    def trimming(self, db: sqlite3.Connection, on: bool) -> None:
+        """Within a write transaction: it keeps the bounds itself (the guard lets its
+        writes through), or no longer."""
+        db.execute("UPDATE tallies SET trimming = ?", (int(on),))
 
     def totals(self, db: sqlite3.Connection) -> tuple[int, int]:
         count, size = db.execute("SELECT count, bytes FROM tallies").fetchone()
