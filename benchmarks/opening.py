@@ -28,7 +28,7 @@ import diskcache  # type: ignore[import-untyped]
 
 from benchmarks.harness import Samples
 from benchmarks.values import record_of_size
-from pystorage.layers import Codec, Files, SizeLimit
+from pystorage.layers import Codec, Expiry, Files, SizeLimit, SQLite
 from pystorage.storage import Storage
 from pystorage.storage_provider import StorageProvider
 
@@ -59,6 +59,20 @@ def open_sqlite(path: Path, entries: int) -> Storage:
         expiration=EXPIRATION,
     )
     return storage
+
+
+def by_frequency(path: Path, entries: int, size: int, ttl: float) -> Storage:
+    """STORAGE_SQLITE's stack (an entry count, bytes, a TTL per write) with both bounds
+    kept by SQLite as ``eviction="tinylfu"``, handed down as its limits do."""
+    db = SQLite(path)
+    for measure, bound in (("entries", entries), ("bytes", size)):
+        db.take_bound(measure, bound, "tinylfu")  # type: ignore[arg-type]
+    return Storage(Expiry(ttl), Codec("pickle"), db)
+
+
+def open_sqlite_by_frequency(path: Path, entries: int) -> Storage:
+    """``open_sqlite``'s bounds, evicting by ``eviction="tinylfu"``."""
+    return by_frequency(path, entries, entries * VALUE_BYTES, EXPIRATION)
 
 
 def open_diskcache(path: Path, entries: int) -> Any:
@@ -157,9 +171,14 @@ def time_opens(opens: Mapping[str, Open], rounds: int) -> dict[str, Samples]:
 # -- building the caches, fast -------------------------------------------------------------
 
 
-def build_sqlite(path: Path, entries: int, batch: int = 10_000) -> None:
-    """Fill ``open_sqlite(path, entries)`` to its bounds, through its own ``set_many``."""
-    storage = open_sqlite(path, entries)
+def build_sqlite(
+    path: Path,
+    entries: int,
+    batch: int = 10_000,
+    opener: Callable[[Path, int], Storage] = open_sqlite,
+) -> None:
+    """Fill ``opener(path, entries)`` to its bounds, through its own ``set_many``."""
+    storage = opener(path, entries)
     try:
         for start in range(0, entries, batch):
             storage.set_many({key(i): VALUE for i in range(start, min(start + batch, entries))})

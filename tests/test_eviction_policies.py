@@ -166,6 +166,9 @@ def test_tinylfu_keeps_a_loop_that_lru_loses_entirely(backend: str, tmp_path: Pa
     assert _hit_ratio(lru, trace) == 0.0
     assert _hit_ratio(tinylfu, trace) > 0.5
     assert len(tinylfu) == 100
+    if backend == "sqlite":  # SQL's approximation counts its evictions only
+        assert tinylfu.stats()["evictions"] > 1_000
+        return
     refused = tinylfu.stats()["refused"]
     assert refused > 1_000  # loop keys that main refused, each one evicted at once
     assert tinylfu.stats()["evictions"] >= refused

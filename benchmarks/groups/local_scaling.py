@@ -8,6 +8,10 @@ Every cache is STORAGE_SQLITE(limit=N, max_bytes=N * value size, expiration=30 d
 filled to both bounds through its own ``set_many`` (batches of 10,000), so a write of a
 new key evicts one. Gets and overwrites pick random keys among the newer half; each new
 key evicts the least recently used entry, which is one of the older half, never read.
+
+Issue 18: the same at both sizes with both bounds kept as ``eviction="tinylfu"`` (databases
+of their own, filled the same way): a get's cost at 1,000,000 over 10,000 entries, divided
+by raw sqlite3's own over the same two files (target 1.3), and a set of a new key.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness import Subject, Thunk, compare
+from benchmarks.harness import Subject, Thunk, compare, paired_ratio
 from benchmarks.model import GroupResult, Row, Settings, Target, median_row, row
 from benchmarks.opening import (
     EXPIRATION,
@@ -33,6 +37,7 @@ from benchmarks.opening import (
     fastest_ratio,
     key,
     open_sqlite,
+    open_sqlite_by_frequency,
     time_opens,
 )
 from pystorage.storage import Storage
@@ -58,6 +63,12 @@ def run(settings: Settings, result: GroupResult) -> None:
         result.rows += _opens(paths, twin, tiny, large, settings.pick(21, 2))
         ops = settings.pick((1_000, 300, 200), (50, 20, 10))
         result.rows += _operations({size: paths[size] for size in (small, large)}, ops, rounds)
+        frequent = {size: Path(root) / f"tinylfu-{size}.db" for size in (small, large)}
+        for size, path in frequent.items():
+            build_sqlite(path, size, opener=open_sqlite_by_frequency)
+        result.rows += _by_frequency(
+            frequent, {size: paths[size] for size in frequent}, ops, rounds
+        )
     result.notes.append(
         f"Per operation: {rounds} rounds, the two sizes interleaved; {ops[0]:,} gets, "
         f"{ops[1]:,} overwrites or {ops[2]:,} new keys a round (with eviction by use, reads "
@@ -168,6 +179,54 @@ def _operations(paths: dict[int, Path], ops: tuple[int, int, int], rounds: int) 
         at("read", "stored", 'get, eviction="stored"'),
         at("read", "floor", "floor: raw sqlite3 SELECT"),
         at("set", "floor", "floor: raw sqlite3 upsert"),
+    ]
+
+
+def _by_frequency(
+    paths: dict[int, Path], floors_at: dict[int, Path], ops: tuple[int, int, int], rounds: int
+) -> list[Row]:
+    """Issue 18: eviction="tinylfu" kept in SQL (its own databases, filled the same way).
+    A read writes nothing but its note; a quarter of the reads, at random, count as a use,
+    written in the batch of 1,000 (a row each, unless its counter is full). The read's
+    target is against raw sqlite3's own loss between the two sizes, in the same rounds."""
+    gets, _, adds = ops
+    small, large = sorted(paths)
+    storages = {size: open_sqlite_by_frequency(path, size) for size, path in paths.items()}
+    floors = {size: Floor(path) for size, path in floors_at.items()}
+    reads: dict[str, Subject] = {}
+    writes: dict[str, Subject] = {}
+    fresh = _Fresh()
+    for size, storage in storages.items():
+        newer = _Picker([key(i) for i in range(size // 2, size)], random.Random(size + 1))
+        reads[f"tinylfu {size}"] = _each(newer, storage.__getitem__, gets)
+        reads[f"floor {size}"] = _each(newer, floors[size].get, gets)
+        writes[f"tinylfu {size}"] = _each(fresh, _setter(storage), adds)
+    try:
+        got, put = compare(reads, rounds), compare(writes, rounds)
+    finally:
+        for storage in storages.values():
+            storage.close()
+        for floor in floors.values():
+            floor.db.close()
+    mine = paired_ratio(got[f"tinylfu {large}"], got[f"tinylfu {small}"])
+    raw = paired_ratio(got[f"floor {large}"], got[f"floor {small}"])
+    return [
+        Row(
+            f'get, eviction="tinylfu" at {large:,} entries, beyond raw sqlite3\'s own loss',
+            got[f"tinylfu {large}"].median,
+            f"the same at {small:,} entries, over raw sqlite3 SELECT's {large:,}/{small:,}",
+            got[f"tinylfu {small}"].median,
+            mine / raw,
+            FLAT,
+            f"{mine:.2f}x at {large:,} vs {small:,}; raw sqlite3 {raw:.2f}x",
+        ),
+        row(
+            f'set of a new key (evicts one), eviction="tinylfu" at {large:,} entries',
+            put[f"tinylfu {large}"],
+            f"the same at {small:,} entries",
+            put[f"tinylfu {small}"],
+            FLAT,
+        ),
     ]
 
 

@@ -25,6 +25,7 @@ import diskcache  # type: ignore[import-untyped]
 
 from benchmarks.harness import Samples, Subject, Thunk, compare, fixed
 from benchmarks.model import GroupResult, Row, Settings, Target, row
+from benchmarks.opening import by_frequency
 from benchmarks.values import Versions, record_of_size
 from pystorage.storage_provider import StorageProvider
 
@@ -32,6 +33,8 @@ VS_DISKCACHE_GET = Target(0.8)
 VS_DISKCACHE_SET = Target(0.5)
 VS_RAW = Target(1.5)
 VS_DISKCACHE_LIMITED_SET = Target(0.6)
+#: Issue 18: with a count limit too, kept by SQL as eviction="tinylfu".
+VS_DISKCACHE_BOUNDED_SET = Target(0.5)
 NOT_SLOWER = Target(1.1, "<= 1.1 (1.0 + noise)")
 #: The byte bound of the limited caches on both sides: diskcache's default size_limit,
 #: far above what the 1,000 keys weigh, so that no write evicts; what is timed is the
@@ -167,13 +170,15 @@ def _limited(label: str, value: Any, folder: Path, count: int, rounds: int) -> l
         )
 
     used, stored = sqlite("used", "used"), sqlite("stored", "stored")
+    # A count limit no write reaches, beside the byte limit: every bound SQL keeps.
+    tinylfu = by_frequency(folder / "tinylfu.db", 10 * count, BOUND, TTL)
     lrs = diskcache.Cache(str(folder / "dc-lrs"), size_limit=BOUND)
     lru = diskcache.Cache(
         str(folder / "dc-lru"), size_limit=BOUND, eviction_policy="least-recently-used"
     )
     keys = [f"key-{i}" for i in range(count)]
     for key in keys:
-        used[key] = stored[key] = value
+        used[key] = stored[key] = tinylfu[key] = value
         lrs.set(key, value, expire=TTL)
         lru.set(key, value, expire=TTL)
     rng = random.Random(count + 1)
@@ -201,6 +206,7 @@ def _limited(label: str, value: Any, folder: Path, count: int, rounds: int) -> l
             {
                 "used": reading(used.__getitem__),
                 "stored": reading(stored.__getitem__),
+                "tinylfu": reading(tinylfu.__getitem__),
                 "lrs": reading(lrs.__getitem__),
                 "lru": reading(lru.__getitem__),
             },
@@ -210,12 +216,13 @@ def _limited(label: str, value: Any, folder: Path, count: int, rounds: int) -> l
             {
                 "used": writing(used.__setitem__),
                 "stored": writing(stored.__setitem__),
+                "tinylfu": writing(tinylfu.__setitem__),
                 "lrs": writing(lrs.set, expire=TTL),
             },
             rounds,
         )
     finally:
-        for closable in (used, stored, lrs, lru):
+        for closable in (used, stored, tinylfu, lrs, lru):
             closable.close()
     limited = f"{label}, byte limit + TTL"
     default = "diskcache.Cache(size_limit), expire="
@@ -223,9 +230,22 @@ def _limited(label: str, value: Any, folder: Path, count: int, rounds: int) -> l
     return [
         row(f"set {limited}", put["used"], default, put["lrs"], VS_DISKCACHE_LIMITED_SET),
         row(f'set {limited}, eviction="stored"', put["stored"], default, put["lrs"]),
+        row(
+            f'set {label}, count + byte limit + TTL, eviction="tinylfu"',
+            put["tinylfu"],
+            default,
+            put["lrs"],
+            VS_DISKCACHE_BOUNDED_SET,
+        ),
         row(f"get {limited}", got["used"], default, got["lrs"]),
         row(f"get {limited}", got["used"], by_use, got["lru"]),
         row(f'get {limited}, eviction="stored"', got["stored"], default, got["lrs"]),
+        row(
+            f'get {label}, count + byte limit + TTL, eviction="tinylfu"',
+            got["tinylfu"],
+            default,
+            got["lrs"],
+        ),
     ]
 
 

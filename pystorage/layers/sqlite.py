@@ -19,6 +19,7 @@ from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind
 from pystorage.layers.limit import too_large
+from pystorage.layers.sqlite_eviction import BEYOND, Policy, keep_books, policy_for
 from pystorage.layers.wal_index import header_reader
 
 # Format 2: one row per entry, and nothing else on the path of a write.
@@ -34,43 +35,6 @@ PRAGMA user_version = 2;
 COMMIT;
 """
 _FORMAT = 2
-# Made the first time a limit is kept here, and kept by triggers from then on, by every
-# writer of the database: ``uses`` orders the entries for eviction (a sequence number
-# given by each write, and by each read recorded for eviction by use) beside their sizes,
-# and ``totals`` holds their number and bytes, so a bound is checked without a scan, in
-# the transaction of the write. Uses live beside the entries, not in them: recording a
-# read rewrites a small row, never the value. A database without limits pays none of it.
-_BOOKS = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS uses (
-    key BLOB PRIMARY KEY NOT NULL,
-    used INTEGER NOT NULL,
-    size INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS uses_by_age ON uses (used);
-CREATE TABLE IF NOT EXISTS totals (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    count INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO uses SELECT key, rowid, length(value) FROM entries;
-INSERT OR IGNORE INTO totals SELECT 0, count(*), ifnull(sum(length(value)), 0) FROM entries;
-CREATE TRIGGER IF NOT EXISTS entries_insert AFTER INSERT ON entries BEGIN
-    INSERT OR REPLACE INTO uses
-        VALUES (NEW.key, (SELECT ifnull(max(used), 0) + 1 FROM uses), length(NEW.value));
-    UPDATE totals SET count = count + 1, bytes = bytes + length(NEW.value);
-END;
-CREATE TRIGGER IF NOT EXISTS entries_update AFTER UPDATE OF value ON entries BEGIN
-    UPDATE uses SET used = (SELECT ifnull(max(used), 0) + 1 FROM uses), size = length(NEW.value)
-        WHERE key = NEW.key;
-    UPDATE totals SET bytes = bytes + length(NEW.value) - length(OLD.value);
-END;
-CREATE TRIGGER IF NOT EXISTS entries_delete AFTER DELETE ON entries BEGIN
-    DELETE FROM uses WHERE key = OLD.key;
-    UPDATE totals SET count = count - 1, bytes = bytes - length(OLD.value);
-END;
-COMMIT;
-"""
 _SELECT = "SELECT value, deadline FROM entries WHERE key = ?"
 # An upsert rewrites the row in place; INSERT OR REPLACE deletes and inserts it, which
 # made an overwrite 8-13x slower here (100 B and 10 KB values, WAL, synchronous=NORMAL).
@@ -93,9 +57,10 @@ _USES_BATCH = 1000
 #: and the uses cannot be written: beyond it, the reads longest ago are forgotten (their
 #: keys keep the place in the order of use that the database last recorded for them).
 _USES_KEPT = 10 * _USES_BATCH
-_USED = "UPDATE uses SET used = (SELECT max(used) + 1 FROM uses) WHERE key = ?"
 #: Rows a sweep of expired entries removes at most, so a write never pays for many.
 _SWEEP_BATCH = 100
+#: The entries a frequency policy expects under a byte limit alone (it sizes its sketch).
+_GUESSED_ENTRIES = 10_000
 #: Writes between two sweeps of expired rows.
 _SWEEP_EVERY = 1000
 #: Keys per query of a batch read (SQLite allows 32,766 parameters; fewer keep plans short).
@@ -176,6 +141,9 @@ class SQLite(Backend):
     # Bounds handed down by CountLimit / SizeLimit ("entries", "bytes"), and their order.
     _bounds: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
     _eviction: str | None = attrs.field(default=None, init=False, repr=False)
+    # The SQL of that order (``sqlite_eviction.py``), and whether it notes reads.
+    _policy: Policy | None = attrs.field(default=None, init=False, repr=False)
+    _notes_reads: bool = attrs.field(default=False, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
     _uses: list[bytes] = attrs.field(factory=list, init=False, repr=False)
     # The length of ``_uses`` at which a read tries to write them.
@@ -356,7 +324,11 @@ class SQLite(Backend):
             self._local.evicted = evicted
             try:
                 self._write_uses(db)
+                if self._policy is not None and self._policy.guards:
+                    self._policy.trimming(db, True)  # this transaction keeps the bound
                 yield db
+                if self._policy is not None and self._policy.guards:
+                    self._policy.trimming(db, False)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -407,7 +379,7 @@ class SQLite(Backend):
         if row is None:
             raise KeyError(key)
         value = row[0] if row[1] is None else self._live(key, stored, row)[0]
-        if self._eviction == "used":
+        if self._notes_reads:
             self._record_use([stored])
         return value
 
@@ -418,7 +390,7 @@ class SQLite(Backend):
         if row is None:
             raise KeyError(key)
         found = self._live(key, stored, row)
-        if self._eviction == "used":
+        if self._notes_reads:
             self._record_use([stored])
         return found
 
@@ -435,11 +407,13 @@ class SQLite(Backend):
 
     def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         row = (_encoded(key), value, None if ttl is None else self.clock() + ttl)
-        if self._bounds:
+        policy = self._policy
+        if policy is not None:
             self._check_size(key, value)
-            with self._transaction(f"write {key!r}") as db:
-                db.execute(_INSERT, row)
-                self._trim(db)
+            if not policy.guards or not self._written_within(row, key):
+                with self._transaction(f"write {key!r}") as db:
+                    db.execute(_INSERT, row)
+                    self._trim(db)
             self._wrote(1)
             return
         try:
@@ -447,6 +421,19 @@ class SQLite(Backend):
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
         self._wrote(1)
+
+    def _written_within(self, row: tuple[bytes, Any, float | None], key: str) -> bool:
+        """Write ``row`` in one statement if that keeps the database within its bounds
+        (the books' triggers refuse it otherwise: nothing is written); whether it was."""
+        try:
+            self._db().execute(_INSERT, row)
+        except sqlite3.IntegrityError as exc:
+            if str(exc) == BEYOND:
+                return False
+            raise self._error(f"write {key!r}", exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(f"write {key!r}", exc) from exc
+        return True
 
     def delete(self, key: str) -> None:
         with self._session(f"delete {key!r}") as db:
@@ -497,7 +484,7 @@ class SQLite(Backend):
 
     def sizes_by_age(self) -> list[tuple[str, int]]:
         # By use where the books of a limit are kept; else in the order rows were made.
-        order = "(SELECT used FROM uses WHERE uses.key = entries.key)" if self._bounds else "rowid"
+        order = self._policy.order if self._policy is not None else "rowid"
         with self._session("list the keys") as db:
             rows = db.execute(
                 "SELECT key, length(value) FROM entries WHERE deadline IS NULL OR deadline > ? "
@@ -509,7 +496,7 @@ class SQLite(Backend):
     def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
         wanted = {_encoded(key): key for key in keys}
         found = self._read_many(wanted)
-        if found and self._eviction == "used":
+        if found and self._notes_reads:
             self._record_use([name for name, key in wanted.items() if key in found])
         return found
 
@@ -620,22 +607,25 @@ class SQLite(Backend):
     def take_bound(self, measure: Literal["entries", "bytes"], bound: int, eviction: str) -> bool:
         """Enforce the bound of a ``CountLimit``/``SizeLimit`` in SQL: each write and its
         evictions are one transaction, so the bound holds across processes (those that
-        write through a stack with the same limit)."""
-        if eviction == "tinylfu":
-            return False  # not in SQL yet: the limit's own index keeps it, in the section
+        write through a stack with the same limit). Every ``eviction`` is kept here:
+        ``"used"``, ``"stored"`` and ``"tinylfu"``, each by the books and SQL of
+        ``sqlite_eviction.py``."""
         if self._eviction not in (None, eviction):
             raise ConfigurationError(
                 "two limits over one SQLite must evict in the same order "
                 f"({self._eviction!r} and {eviction!r})"
             )
+        bounds = {**self._bounds, measure: min(bound, self._bounds.get(measure, bound))}
+        # A frequency policy sizes its sketch and aging by the entries it will hold.
+        policy = policy_for(eviction, bounds.get("entries", _GUESSED_ENTRIES))
         with self._session("keep the books of a limit") as db:
-            # Made (and filled, one pass over the entries) once; later opens read nothing.
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'uses'").fetchone():
-                db.executescript(_BOOKS)
-        self._bounds[measure] = min(bound, self._bounds.get(measure, bound))
-        self._eviction = eviction
+            # Made (and filled, one pass over the entries) once; later opens read the schema.
+            keep_books(db, policy)
+        self._bounds, self._eviction, self._policy = bounds, eviction, policy
+        self._notes_reads = policy.notes_reads
         # A smaller bound than the database was kept to: trim it now, not at a write.
         with self._transaction("trim to the limit") as db:
+            policy.keep(db, bounds)
             self._trim(db)
         return True
 
@@ -645,27 +635,19 @@ class SQLite(Backend):
             raise too_large(key, len(value), most, "bytes")
 
     def _trim(self, db: sqlite3.Connection) -> None:
-        """Within a write transaction: evict the least recent rows beyond the bounds,
-        the expired ones first."""
-        most_entries = self._bounds.get("entries", _UNBOUNDED)
-        most_bytes = self._bounds.get("bytes", _UNBOUNDED)
-        count, size = db.execute("SELECT count, bytes FROM totals").fetchone()
-        if count <= most_entries and size <= most_bytes:
+        """Within a write transaction: beyond the bounds, remove the expired rows, then
+        evict in the policy's order."""
+        policy = self._policy
+        assert policy is not None  # a bound was taken
+        most = (self._bounds.get("entries", _UNBOUNDED), self._bounds.get("bytes", _UNBOUNDED))
+        count, size = policy.totals(db)
+        if count <= most[0] and size <= most[1]:
             return
         expired = db.execute("DELETE FROM entries WHERE deadline <= ?", (self.clock(),)).rowcount
         self._count_expired(expired)
-        count, size = db.execute("SELECT count, bytes FROM totals").fetchone()
-        victims = []
-        rows = db.execute("SELECT key, size FROM uses ORDER BY used")
-        for name, length in rows:
-            if count <= most_entries and size <= most_bytes:
-                break
-            victims.append((name,))
-            count -= 1
-            size -= length
-        rows.close()
-        db.executemany("DELETE FROM entries WHERE key = ?", victims)
-        self._local.evicted.extend(name for (name,) in victims)
+        count, size = policy.totals(db)
+        victims = policy.evict(db, count, size, most)
+        self._local.evicted.extend(victims)
         with self._lock:
             self._evictions += len(victims)
 
@@ -697,8 +679,8 @@ class SQLite(Backend):
             uses, self._uses = self._uses, []
             self._uses_due = _USES_BATCH
         if uses:
-            last_first = dict.fromkeys(reversed(uses))
-            db.executemany(_USED, [(name,) for name in reversed(last_first)])
+            assert self._policy is not None  # only a policy notes reads
+            self._policy.record(db, uses)
 
     # -- atomic operations: one statement, or one write transaction ----------------------
 

@@ -57,6 +57,14 @@ def _preset(name: str, **kwargs: object) -> StackFactory:
     return build
 
 
+def _by_frequency(db: SQLite, entries: int, size: int) -> SQLite:
+    """``db`` keeping both bounds by ``eviction="tinylfu"`` in SQL, as a ``CountLimit`` and
+    a ``SizeLimit`` with that eviction hand them down when the stack is built."""
+    for measure, bound in (("entries", entries), ("bytes", size)):
+        assert db.take_bound(measure, bound, "tinylfu")  # type: ignore[arg-type]
+    return db
+
+
 #: Stacks that live in this process and on local disk.
 STACKS: dict[str, StackFactory] = {
     "memory": lambda place: provider.create(StorageProvider.STORAGE_MEMORY),
@@ -121,6 +129,12 @@ STACKS: dict[str, StackFactory] = {
         path=place.folder / "cache.db",
         max_bytes=50_000_000,
         eviction="stored",
+    ),
+    # Both limits kept in SQL by the frequency policy (sqlite_eviction.ByFrequency).
+    "expiry-sqlite-tinylfu-count-and-bytes": lambda place: Storage(
+        Expiry(3600),
+        Codec("pickle"),
+        _by_frequency(SQLite(place.folder / "t.db"), 10_000, 50_000_000),
     ),
     # A Tier keeps the limit above it a layer (its front would outlive SQL evictions).
     "countlimit-tier-sqlite": lambda place: Storage(
