@@ -91,8 +91,11 @@ class FrequencySketch:
         ).digest()
         return int.from_bytes(digest, "little")
 
-    def save(self) -> bytes:
-        """The sketch as bytes, for ``load`` in another process (``stable=True`` only)."""
+    def save(self) -> bytes | None:
+        """The sketch as bytes, for ``load`` in another process; None unless
+        ``stable=True`` (``hash()`` is seeded anew in each process)."""
+        if not self._salt:
+            return None
         width = self._mask + 1
         head = _SAVED.pack(_MAGIC, self._records, width, self._salt)
         return head + bytes(self._counts) + bytes(self._door)
@@ -322,7 +325,7 @@ class WTinyLFU:
     def save(self) -> bytes | None:
         """What it learnt that the store's listing cannot tell: the sketch (``stable``
         only; None otherwise)."""
-        return self.sketch.save() if self.sketch._salt else None
+        return self.sketch.save()
 
     def load(self, saved: bytes) -> bool:
         return self.sketch.load(saved)

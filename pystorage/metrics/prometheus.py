@@ -25,7 +25,7 @@ except ImportError as exc:  # the hint, as every optional backend gives it
     ) from exc
 
 from pystorage.metrics import ENTRIES, METRICS, Counted, checked, metric_of, samples
-from pystorage.metrics import Metric as MetricName
+from pystorage.metrics import Metric as MetricName  # prometheus_client has a Metric too
 
 
 class StorageCollector(Collector):
