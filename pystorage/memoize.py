@@ -475,9 +475,8 @@ def memoize(
                 try:
                     return await acompute(entry, args, kwargs)
                 except Exception as error:
-                    if awaited and refresher.past_grace(record):
+                    if not refresher.serves_instead(entry, error, record, waiting=awaited):
                         raise
-                    refresher.failed(entry, error, served_stale=False)
                     return cached
                 finally:
                     refresher.release(entry)
@@ -489,9 +488,8 @@ def memoize(
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
-                    if not refresher.claim(entry):
+                    if not refresher.begin(entry, verdict):
                         return cached  # another caller refreshes it
-                    refresher.count("early_refreshes" if verdict == "early" else "stale_served")
                     if not refresher.options.background:
                         return await arefresh(entry, args, kwargs, cached, record, True)
                     task = asyncio.get_running_loop().create_task(
@@ -510,9 +508,10 @@ def memoize(
                     try:
                         return await acompute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired" or refresher.past_grace(record):
+                        if verdict != "expired" or not refresher.serves_instead(
+                            entry, error, record, waiting=True, stale=True
+                        ):
                             raise
-                        refresher.failed(entry, error, served_stale=True)
                         return cached
 
             @functools.wraps(function)
@@ -567,9 +566,8 @@ def memoize(
                 try:
                     return compute(entry, args, kwargs)
                 except Exception as error:
-                    if caller and refresher.past_grace(record):
+                    if not refresher.serves_instead(entry, error, record, waiting=caller):
                         raise
-                    refresher.failed(entry, error, served_stale=False)
                     return cached
                 finally:
                     refresher.release(entry)
@@ -581,9 +579,8 @@ def memoize(
                 if verdict == "fresh":
                     return cached
                 if verdict in ("early", "stale"):
-                    if not refresher.claim(entry):
+                    if not refresher.begin(entry, verdict):
                         return cached  # another caller refreshes it
-                    refresher.count("early_refreshes" if verdict == "early" else "stale_served")
                     if not refresher.options.background:
                         return refresh_now(entry, args, kwargs, cached, record, True)
                     refreshing_thread = threading.Thread(
@@ -604,9 +601,10 @@ def memoize(
                     try:
                         return compute(entry, args, kwargs)
                     except Exception as error:
-                        if verdict != "expired" or refresher.past_grace(record):
+                        if verdict != "expired" or not refresher.serves_instead(
+                            entry, error, record, waiting=True, stale=True
+                        ):
                             raise
-                        refresher.failed(entry, error, served_stale=True)
                         return cached
 
             @functools.wraps(function)

@@ -143,6 +143,25 @@ class Refresher:
         (the call took long, or waited for another's): its error is then the caller's."""
         return self.judge(record)[0] == "missing"
 
+    def begin(self, key: str, verdict: Verdict) -> bool:
+        """Whether this caller refreshes an ``early`` or ``stale`` key: it claims it (no
+        other caller of this process does), and the refresh is counted."""
+        if not self.claim(key):
+            return False
+        self.count("early_refreshes" if verdict == "early" else "stale_served")
+        return True
+
+    def serves_instead(
+        self, key: str, error: BaseException, record: Any, *, waiting: bool, stale: bool = False
+    ) -> bool:
+        """After a refresh of ``record`` raised ``error``: whether the caller gets the
+        cached value instead (the error reported), or the error, when a ``waiting``
+        caller would get a value past its grace. ``stale``: a value past its expiry."""
+        if waiting and self.past_grace(record):
+            return False
+        self.failed(key, error, served_stale=stale)
+        return True
+
     def claim(self, key: str) -> bool:
         """Whether this caller refreshes ``key`` (no other caller of this process is)."""
         with self._lock:
