@@ -159,3 +159,15 @@ def shared_folder() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
+
+
+def hit_ratio(cache: Any, trace: list[str]) -> float:
+    """The share of ``trace`` that hit, replayed as an application uses a cache: a read,
+    and on a miss a write of the key."""
+    hits = 0
+    for key in trace:
+        if cache.get(key) is not None:
+            hits += 1
+        else:
+            cache[key] = key
+    return hits / len(trace)

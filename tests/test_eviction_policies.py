@@ -33,6 +33,7 @@ from pystorage.layers import (
     Tier,
     TinyLFU,
 )
+from tests.helpers import hit_ratio
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 #: Values of 1 to 40 bytes once pickled and trimmed: under a SizeLimit they weigh apart.
@@ -138,16 +139,6 @@ LimitMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=4
 test_every_policy_keeps_the_bound_and_the_last_values = LimitMachine.TestCase
 
 
-def _hit_ratio(storage: Storage, trace: list[str]) -> float:
-    hits = 0
-    for key in trace:
-        if storage.get(key) is not None:
-            hits += 1
-        else:
-            storage[key] = key
-    return hits / len(trace)
-
-
 @pytest.mark.parametrize("backend", ["memory", "files", "sqlite"])
 def test_tinylfu_keeps_a_loop_that_lru_loses_entirely(backend: str, tmp_path: Path) -> None:
     # A loop a little larger than the bound: LRU evicts each key just before it is asked
@@ -163,8 +154,8 @@ def test_tinylfu_keeps_a_loop_that_lru_loses_entirely(backend: str, tmp_path: Pa
 
     trace = [f"k{i % 120}" for i in range(6_000)]
     lru, tinylfu = stack("used"), stack("tinylfu")
-    assert _hit_ratio(lru, trace) == 0.0
-    assert _hit_ratio(tinylfu, trace) > 0.5
+    assert hit_ratio(lru, trace) == 0.0
+    assert hit_ratio(tinylfu, trace) > 0.5
     assert len(tinylfu) == 100
     if backend == "sqlite":  # SQL's approximation counts its evictions only
         assert tinylfu.stats()["evictions"] > 1_000

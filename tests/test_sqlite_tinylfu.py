@@ -22,7 +22,7 @@ from pystorage import Storage
 from pystorage.errors import BackendError, ValueTooLargeError
 from pystorage.layers import Codec, SQLite
 from pystorage.layers.sqlite_eviction import MOST
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, hit_ratio
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 OPERATIONS = st.lists(
@@ -124,16 +124,6 @@ def test_any_sequence_keeps_the_bound_the_last_values_and_the_books(
         storage.close()
 
 
-def _hit_ratio(cache: Storage, trace: list[str]) -> float:
-    hits = 0
-    for key in trace:
-        if cache.get(key) is not None:
-            hits += 1
-        else:
-            cache[key] = key
-    return hits / len(trace)
-
-
 def _sqlite(path: Path, bound: int, eviction: str) -> Storage:
     db = SQLite(path, synchronous="OFF")
     assert db.take_bound("entries", bound, eviction)
@@ -144,8 +134,8 @@ def test_a_popular_set_survives_a_stream_of_one_off_keys(tmp_path: Path) -> None
     rng = random.Random(7)
     popular = [f"hot{i}" for i in range(50)]
     trace = [rng.choice(popular) if rng.random() < 0.5 else f"once{i}" for i in range(6_000)]
-    used = _hit_ratio(_sqlite(tmp_path / "used.db", 100, "used"), trace)
-    tinylfu = _hit_ratio(_sqlite(tmp_path / "tinylfu.db", 100, "tinylfu"), trace)
+    used = hit_ratio(_sqlite(tmp_path / "used.db", 100, "used"), trace)
+    tinylfu = hit_ratio(_sqlite(tmp_path / "tinylfu.db", 100, "tinylfu"), trace)
     assert tinylfu > 0.4  # nearly every access of the popular half, once learned
     assert tinylfu > used + 0.1
 
@@ -153,8 +143,8 @@ def test_a_popular_set_survives_a_stream_of_one_off_keys(tmp_path: Path) -> None
 def test_a_loop_a_little_larger_than_the_cache_is_mostly_hits(tmp_path: Path) -> None:
     # LRU always evicts the key that the loop asks for next: every access misses.
     trace = [f"k{i % 110}" for i in range(6_000)]
-    assert _hit_ratio(_sqlite(tmp_path / "used.db", 100, "used"), trace) == 0.0
-    assert _hit_ratio(_sqlite(tmp_path / "tinylfu.db", 100, "tinylfu"), trace) > 0.5
+    assert hit_ratio(_sqlite(tmp_path / "used.db", 100, "used"), trace) == 0.0
+    assert hit_ratio(_sqlite(tmp_path / "tinylfu.db", 100, "tinylfu"), trace) > 0.5
 
 
 def _counter(path: Path, key: str) -> tuple[int, int, int]:

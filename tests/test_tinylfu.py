@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pystorage import Storage
 from pystorage.eviction.tinylfu import FrequencySketch, WTinyLFU
 from pystorage.layers import LRU, TinyLFU
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, hit_ratio
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 OPERATIONS = st.lists(
@@ -88,28 +88,18 @@ def test_any_sequence_keeps_the_bound_the_last_values_and_the_books(
             assert value == written[key]
 
 
-def _hit_ratio(cache: Storage, trace: list[str]) -> float:
-    hits = 0
-    for key in trace:
-        if cache.get(key) is not None:
-            hits += 1
-        else:
-            cache[key] = key
-    return hits / len(trace)
-
-
 def test_a_loop_a_little_larger_than_the_cache_is_mostly_hits() -> None:
     # LRU always evicts the key that the loop asks for next: every access misses.
     trace = [f"k{i % 110}" for i in range(20_000)]
-    assert _hit_ratio(Storage(LRU(100)), trace) == 0.0
-    assert _hit_ratio(Storage(TinyLFU(100)), trace) > 0.7
+    assert hit_ratio(Storage(LRU(100)), trace) == 0.0
+    assert hit_ratio(Storage(TinyLFU(100)), trace) > 0.7
 
 
 def test_a_popular_set_survives_a_stream_of_one_off_keys() -> None:
     rng = random.Random(7)
     popular = [f"hot{i}" for i in range(50)]
     trace = [rng.choice(popular) if rng.random() < 0.5 else f"once{i}" for i in range(20_000)]
-    lru, tinylfu = _hit_ratio(Storage(LRU(100)), trace), _hit_ratio(Storage(TinyLFU(100)), trace)
+    lru, tinylfu = hit_ratio(Storage(LRU(100)), trace), hit_ratio(Storage(TinyLFU(100)), trace)
     assert tinylfu > 0.45  # nearly every access of the popular half
     assert tinylfu > lru + 0.1
 
