@@ -15,7 +15,7 @@ memory itself holds at most that many),
 ``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
 ``eviction`` (``used``, the default, ``stored`` or ``tinylfu``: which entries the limits
 remove first; ``tinylfu`` makes the memory tier a ``TinyLFU``), ``stats`` (a Stats layer
-on top). Files also take ``suffix``;
+on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
 (``socket_timeout``...); S3
@@ -82,6 +82,7 @@ class ParsedURL:
     eviction: Eviction
     lru: int | None
     stats: bool
+    timed: bool
     #: The folder of a ``file://`` URL.
     folder: Path | None
 
@@ -99,6 +100,8 @@ class ParsedURL:
         stack lists, counts and deletes keys, never decodes, and returns values as stored.
         """
         stack: list[Layer] = [layers.Stats()] if self.stats else []
+        if self.timed:
+            stack.append(layers.Timed())
         if values and self.ttl is not None:
             stack.append(layers.Expiry(self.ttl))
         if limit and self.limit is not None:
@@ -149,6 +152,7 @@ def _parse(url: str, shown: str) -> ParsedURL:
     options = _options(parts.query)
     make_backend, default_codec = builder(parts, options)
     stats = _flag(options.pop("stats", "0"), "stats")
+    timed = _flag(options.pop("timed", "0"), "timed")
     ttl = _seconds(options.pop("ttl"), "ttl") if "ttl" in options else None
     limit = _count(options.pop("limit"), "limit") if "limit" in options else None
     max_bytes = _count(options.pop("max_bytes"), "max_bytes") if "max_bytes" in options else None
@@ -185,6 +189,7 @@ def _parse(url: str, shown: str) -> ParsedURL:
         eviction=eviction,  # type: ignore[arg-type]  # checked above
         lru=lru,
         stats=stats,
+        timed=timed,
         folder=folder,
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pystorage import Storage, _fork
-from pystorage.layers import LRU, CountLimit, Layer, Memory, Tier
+from pystorage.layers import LRU, CountLimit, Layer, Memory, Stats, Tier, Timed
 from tests.helpers import CHILD_DEADLINE, HUNG, run_in_child
 
 
@@ -41,11 +41,23 @@ def _tier() -> tuple[Storage, Layer]:
     return Storage(tier, Memory()), tier
 
 
+def _stats() -> tuple[Storage, Layer]:
+    stats = Stats()
+    return Storage(stats, Memory()), stats
+
+
+def _timed() -> tuple[Storage, Layer]:
+    timed = Timed()
+    return Storage(timed, Memory()), timed
+
+
 STACKS: dict[str, Callable[[], tuple[Storage, Layer]]] = {
     "memory": _memory,
     "lru": _lru,
     "count_limit": _count_limit,
     "tier": _tier,
+    "stats": _stats,
+    "timed": _timed,
 }
 
 

@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 import pystorage
 from pystorage import Storage
 from pystorage.aio.storage import AsyncStorage
-from pystorage.errors import ConfigurationError
-from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Stats
+from pystorage.errors import BackendError, ConfigurationError
+from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Stats, Timed
+from pystorage.layers.timed import Histogram
 from pystorage.metrics.opentelemetry import instrument
 from pystorage.metrics.prometheus import StorageCollector
 
@@ -157,3 +158,117 @@ def test_registering_reads_no_storage_and_a_scrape_reads_each_once() -> None:
     assert Watched.reads == 0  # describe() named the metrics without reading anything
     _scraped(registry)
     assert Watched.reads == 1001  # one stats() and one len() per scrape
+
+
+class _Clock:
+    """perf_counter for Timed: each operation takes ``step`` seconds (read at its start
+    and at its end), so that which bucket it lands in is known."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step, self.reads = 100.0, step, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads % 2 == 0:  # the end of an operation
+            self.now += self.step
+        return self.now
+
+
+class _Failing(Memory):
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        raise BackendError(f"set {key!r}: the disk is full")
+
+
+def test_timed_puts_each_operation_in_its_bucket_failures_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pystorage.layers.timed.perf_counter", _Clock(0.003))
+    timed = Timed(bounds=(0.001, 0.005, 0.1))
+    storage = Storage(timed, Memory())
+    storage["a"] = 1
+    assert storage.get("a") == 1 and storage.get("b") is None  # a hit and a miss: two gets
+    assert "a" in storage
+    storage.incr("n")
+    storage.set_many({"x": 1, "y": 2})
+    del storage["x"]
+    got = timed.histograms()
+    assert set(got) == {"set", "get", "contains", "modify", "set_many", "delete"}
+    assert got["get"] == Histogram((0.001, 0.005, 0.1), (0, 2, 0, 0), pytest.approx(0.006))
+    assert got["set_many"].counts == (0, 1, 0, 0)
+    failing = Timed(bounds=(0.001,))
+    with pytest.raises(BackendError, match="disk is full"):
+        Storage(failing, _Failing())["k"] = 1
+    assert failing.histograms()["set"].counts == (0, 1)  # beyond the last bound: 0.003 s
+
+
+@pytest.mark.parametrize("bounds", [(), (0.1, 0.01), (0.0,), (float("inf"),), (True,), ("1",)])
+def test_timed_refuses_bounds_that_make_no_histogram(bounds: tuple[Any, ...]) -> None:
+    with pytest.raises(ConfigurationError, match="bounds"):
+        Timed(bounds=bounds)
+
+
+def test_a_scrape_gives_the_durations_of_a_timed_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pystorage.layers.timed.perf_counter", _Clock(0.0002))
+    storage = pystorage.open("memory://?stats=1&timed=1")
+    assert [type(layer).__name__ for layer in storage.layers] == ["Stats", "Timed", "Memory"]
+    plain = Storage(Stats(), Memory())
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StorageCollector({"timed": storage, "plain": plain}))
+    storage["a"] = 1
+    storage.get("a")
+    storage.get("a")
+    got = _scraped(registry)
+    labels = (("le", "0.00025"), ("operation", "get"), ("storage", "timed"))
+    assert got[("pystorage_operation_duration_seconds_bucket", labels)] == 2
+    below = (("le", "0.0001"), ("operation", "get"), ("storage", "timed"))
+    assert got[("pystorage_operation_duration_seconds_bucket", below)] == 0
+    every = (("le", "+Inf"), ("operation", "set"), ("storage", "timed"))
+    assert got[("pystorage_operation_duration_seconds_bucket", every)] == 1
+    total = (
+        "pystorage_operation_duration_seconds_sum",
+        (("operation", "get"), ("storage", "timed")),
+    )
+    assert got[total] == pytest.approx(0.0004)
+    assert not any(labels and ("storage", "plain") in labels and "duration" in name
+                   for name, labels in got)  # fmt: skip
+
+
+def test_an_opentelemetry_histogram_records_each_duration_from_then_on() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    storage = Storage(Stats(), Timed(), Memory())
+    storage["before"] = 0  # before instrument: in the layer's histogram, not in the SDK's
+    instrument({"cache": storage}, meter)
+    storage["a"] = 1
+    storage.get("a")
+    storage.get("b")
+    data = reader.get_metrics_data()
+    assert data is not None
+    counts = {
+        point.attributes["operation"]: point.count
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "pystorage.operation.duration"
+        for point in metric.data.data_points
+        if point.attributes and point.attributes["storage"] == "cache"
+    }
+    assert counts == {"set": 1, "get": 2}
+
+
+def test_an_async_stack_times_its_awaited_operations() -> None:
+    storage = AsyncStorage(Timed(), LRU(10))
+
+    async def use() -> None:
+        await storage.set("k", 1)
+        assert await storage.get("k") == 1
+        assert await storage.get_many(["k", "nope"]) == {"k": 1}
+
+    asyncio.run(use())
+    timed = next(layer for layer in storage.layers if isinstance(layer, Timed))
+    assert type(timed).__name__ == "AsyncTimed"
+    assert {name: sum(h.counts) for name, h in timed.histograms().items()} == {
+        "set": 1,
+        "get": 1,
+        "get_many": 1,
+    }

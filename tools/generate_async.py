@@ -40,6 +40,7 @@ SOURCES: list[tuple[str, str]] = [
     ("pystorage.layers.size_limit", "SizeLimit"),
     ("pystorage.layers.tier", "Tier"),
     ("pystorage.layers.stats", "Stats"),
+    ("pystorage.layers.timed", "Timed"),
     ("pystorage.layers.redis", "Redis"),
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
+from time import perf_counter
 from typing import Any, ClassVar, Literal
 
 from pystorage.layers.base import _SECTIONS, ABSENT, Backend, Wrapper
@@ -39,6 +40,7 @@ from pystorage.layers.redis import (
 from pystorage.layers.size_limit import SizeLimit
 from pystorage.layers.stats import _MISSING, _SIZED, Stats, _size, _size_with_ttl
 from pystorage.layers.tier import _STRIPES, Tier
+from pystorage.layers.timed import Timed
 
 
 class AsyncLayer:
@@ -1010,6 +1012,96 @@ class AsyncStats(Stats, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         keys = list(keys)
         await self._inner.delete_many(keys)
         self._add("deletes", len(keys))
+
+
+class AsyncTimed(Timed, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
+    """The async twin of ``Timed``."""
+
+    __slots__ = ()
+
+    async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.get(key)
+        finally:
+            self._record("get", started)
+
+    async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.lookup(key, default)
+        finally:
+            self._record("get", started)
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.get_with_ttl(key)
+        finally:
+            self._record("get", started)
+
+    async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.contains(key)
+        finally:
+            self._record("contains", started)
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            await self._inner.set(key, value, ttl)
+        finally:
+            self._record("set", started)
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.add(key, value, ttl)
+        finally:
+            self._record("add", started)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.modify(key, change, ttl)
+        finally:
+            self._record("modify", started)
+
+    async def delete(self, key: str) -> None:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            await self._inner.delete(key)
+        finally:
+            self._record("delete", started)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.get_many(keys)
+        finally:
+            self._record("get_many", started)
+
+    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            return await self._inner.get_many_with_ttl(keys)
+        finally:
+            self._record("get_many", started)
+
+    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            await self._inner.set_many(items, ttl)
+        finally:
+            self._record("set_many", started)
+
+    async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
+        started = perf_counter()
+        try:
+            await self._inner.delete_many(keys)
+        finally:
+            self._record("delete_many", started)
 
 
 class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,override,unused-ignore]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pystorage.layers.sqlite import SQLite
     from pystorage.layers.stats import Stats
     from pystorage.layers.tier import Tier
+    from pystorage.layers.timed import Timed
     from pystorage.layers.tinylfu import TinyLFU
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "SizeLimit",
     "Stats",
     "Tier",
+    "Timed",
     "TinyLFU",
     "Wrapper",
 ]
@@ -61,6 +63,7 @@ _WHERE = {
     "SQLite": "sqlite",
     "Stats": "stats",
     "Tier": "tier",
+    "Timed": "timed",
     "TinyLFU": "tinylfu",
 }
 # The modules too, which ``import pystorage.layers`` used to load: code may reach

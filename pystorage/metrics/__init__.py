@@ -12,13 +12,17 @@ libraries are imported only by those who use them.
 
 Each storage is labelled by the name it is registered under. ``METRICS`` lists what is
 exported; counters a layer adds that it does not list are exported too, as
-``pystorage_<counter>_total``.
+``pystorage_<counter>_total``. A stack with a ``Timed`` layer also has its operations'
+durations exported, as the histogram ``DURATIONS`` labelled by operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from pystorage.layers.timed import Histogram, Timed
 
 
 class Metric(NamedTuple):
@@ -54,6 +58,12 @@ METRICS: dict[str, Metric] = {
 ENTRIES = Metric("pystorage_entries", (), "", "Entries held (len(storage): a count below)")
 
 
+#: The histogram of a ``Timed`` layer's durations (seconds), labelled ``operation``.
+DURATIONS = Metric(
+    "pystorage_operation_duration", (), "seconds", "Time taken by each operation of a storage"
+)
+
+
 def metric_of(counter: str) -> Metric:
     """The metric a counter is exported as (one of ``METRICS``, or a name from its own)."""
     known = METRICS.get(counter)
@@ -75,6 +85,26 @@ def samples(storages: Mapping[str, Counted], entries: bool) -> Iterator[tuple[Me
             yield metric_of(counter), name, value
         if entries:
             yield ENTRIES, name, len(storage)  # type: ignore[arg-type]  # checked: a Storage
+
+
+def timed_layer(storage: Counted) -> Timed | None:
+    """The topmost ``Timed`` layer of a storage's stack, if it has one."""
+    from pystorage.layers.timed import Timed
+
+    for layer in getattr(storage, "layers", ()):
+        if isinstance(layer, Timed):
+            return layer
+    return None
+
+
+def durations(storages: Mapping[str, Counted]) -> Iterator[tuple[str, str, Histogram]]:
+    """Each timed operation of each storage with a ``Timed`` layer: (the storage's name,
+    the operation, its histogram)."""
+    for name, storage in storages.items():
+        timed = timed_layer(storage)
+        if timed is not None:
+            for operation, histogram in timed.histograms().items():
+                yield name, operation, histogram
 
 
 def checked(storages: Mapping[str, Counted], entries: bool) -> dict[str, Counted]:

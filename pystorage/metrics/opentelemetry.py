@@ -9,7 +9,10 @@
 
 The SDK's reader calls back at each collection (nothing is paid per operation); names
 are those of ``pystorage.metrics`` with dots (``pystorage.reads``), with the attribute
-``storage`` set to each storage's name.
+``storage`` set to each storage's name. OpenTelemetry has no histogram read when
+collected: the durations of a stack with a ``Timed`` layer are recorded as each
+operation ends, into ``pystorage.operation.duration`` (seconds, attribute ``operation``),
+from the call of ``instrument`` on.
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 try:
-    from opentelemetry.metrics import CallbackOptions, Meter, Observation
+    from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 except ImportError as exc:  # the hint, as every optional backend gives it
     raise ImportError(
         "pystorage.metrics.opentelemetry needs opentelemetry-api: "
         "pip install 'pystorage-layers[opentelemetry]'"
     ) from exc
 
-from pystorage.metrics import ENTRIES, METRICS, Counted, Metric, checked, metric_of, samples
+from pystorage.metrics import (
+    DURATIONS,
+    ENTRIES,
+    METRICS,
+    Counted,
+    Metric,
+    checked,
+    metric_of,
+    samples,
+    timed_layer,
+)
 
 
 def instrument(storages: Mapping[str, Counted], meter: Meter, *, entries: bool = False) -> None:
@@ -52,6 +65,26 @@ def instrument(storages: Mapping[str, Counted], meter: Meter, *, entries: bool =
             callbacks=[_observe(storages, ENTRIES.name, True)],
             description=ENTRIES.help,
         )
+    timed = {name: timed_layer(storage) for name, storage in storages.items()}
+    histogram = None
+    for name, layer in timed.items():
+        if layer is None:
+            continue
+        if histogram is None:
+            histogram = meter.create_histogram(
+                DURATIONS.name.replace("_", "."),
+                unit="s",
+                description=DURATIONS.help,
+                explicit_bucket_boundaries_advisory=layer.bounds,
+            )
+        layer.observe(_recorder(histogram, name))
+
+
+def _recorder(histogram: Histogram, storage: str) -> Callable[[str, float], None]:
+    def record(operation: str, seconds: float) -> None:
+        histogram.record(seconds, {"storage": storage, "operation": operation})
+
+    return record
 
 
 def _observe(

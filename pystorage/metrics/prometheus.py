@@ -13,10 +13,17 @@ for the list.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import Collector
 except ImportError as exc:  # the hint, as every optional backend gives it
     raise ImportError(
@@ -24,14 +31,28 @@ except ImportError as exc:  # the hint, as every optional backend gives it
         "pip install 'pystorage-layers[prometheus]'"
     ) from exc
 
-from pystorage.metrics import ENTRIES, METRICS, Counted, checked, metric_of, samples
+from pystorage.metrics import (
+    DURATIONS,
+    ENTRIES,
+    METRICS,
+    Counted,
+    checked,
+    durations,
+    metric_of,
+    samples,
+    timed_layer,
+)
 from pystorage.metrics import Metric as MetricName  # prometheus_client has a Metric too
+
+if TYPE_CHECKING:
+    from pystorage.layers.timed import Histogram
 
 
 class StorageCollector(Collector):
     """The counters of each storage, labelled ``storage=<its name>``; with
     ``entries=True`` also the gauge ``pystorage_entries`` (``len(storage)`` at each
-    scrape: a count below, which on files or S3 lists every entry)."""
+    scrape: a count below, which on files or S3 lists every entry); for a stack with a
+    ``Timed`` layer, the histogram ``pystorage_operation_duration_seconds``."""
 
     def __init__(self, storages: Mapping[str, Counted], *, entries: bool = False) -> None:
         self._storages = checked(storages, entries)
@@ -44,9 +65,24 @@ class StorageCollector(Collector):
         yield from self._families((metric, "", 0) for metric in names.values()).values()
         if self._entries:
             yield GaugeMetricFamily(ENTRIES.name, ENTRIES.help, labels=["storage"])
+        if any(timed_layer(storage) is not None for storage in self._storages.values()):
+            yield self._durations()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._families(samples(self._storages, self._entries)).values()
+        if any(timed_layer(storage) is not None for storage in self._storages.values()):
+            yield self._durations(durations(self._storages))
+
+    def _durations(self, found: Iterable[tuple[str, str, Histogram]] = ()) -> Metric:
+        family = HistogramMetricFamily(
+            DURATIONS.name, DURATIONS.help, labels=["storage", "operation"], unit=DURATIONS.unit
+        )
+        for name, operation, histogram in found:
+            cumulative = list(itertools.accumulate(histogram.counts))
+            bounds = [*map(repr, histogram.bounds), "+Inf"]  # repr: the text le= expects
+            buckets = [(le, float(count)) for le, count in zip(bounds, cumulative, strict=True)]
+            family.add_metric([name, operation], buckets, histogram.total)
+        return family
 
     def _families(
         self, found: Iterable[tuple[MetricName, str, int]]
