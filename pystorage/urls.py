@@ -15,7 +15,8 @@ memory itself holds at most that many),
 ``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
 ``eviction`` (``used``, the default, ``stored`` or ``tinylfu``: which entries the limits
 remove first; ``tinylfu`` makes the memory tier a ``TinyLFU``), ``stats`` (a Stats layer
-on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``). Files also take ``suffix``;
+on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``).
+Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
 (``socket_timeout``...); S3
