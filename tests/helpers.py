@@ -7,18 +7,23 @@ import pickle
 import resource
 import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from pystorage import Storage, StorageProvider
+
+T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
@@ -171,3 +176,47 @@ def hit_ratio(cache: Any, trace: list[str]) -> float:
         else:
             cache[key] = key
     return hits / len(trace)
+
+
+def sample_while_children_write(
+    script: str,
+    argvs: list[list[str]],
+    database: Path,
+    sample: Callable[[sqlite3.Connection], T],
+    deadline: float = 120,
+) -> list[T]:
+    """Run ``script`` in a child per argument list, all writing at once, and ``sample``
+    the SQLite ``database`` from outside until every child has exited (each with 0),
+    once more after the last. The script prints ``ready`` when it has opened its storage
+    and waits for a line on stdin before writing."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    try:
+        for child in children:  # every writer has opened the database: they write at once
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.close()
+        samples = []
+        with closing(sqlite3.connect(database, timeout=30, isolation_level=None)) as db:
+            ends = time.monotonic() + deadline
+            while any(child.poll() is None for child in children) and time.monotonic() < ends:
+                samples.append(sample(db))
+                time.sleep(0.001)  # not a wait for a state: it leaves the writers the cores
+            for child in children:
+                assert child.wait(timeout=max(1.0, ends - time.monotonic())) == 0
+            samples.append(sample(db))
+    finally:
+        for child in children:
+            if child.poll() is None:  # a check failed: stop the writers left
+                child.kill()
+                child.wait()
+    return samples

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pystorage
 from pystorage import Storage
 from pystorage.layers import Codec, CountLimit, Expiry, SQLite
 from pystorage.layers import sqlite as sqlite_module
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, sample_while_children_write
 
 #: Far above what a read costs, even on a loaded machine; far below the stores' timeout.
 PROMPT = 2.0
@@ -138,36 +136,9 @@ def test_a_url_with_a_memory_tier_keeps_its_bound_across_processes(
     path = tmp_path / "c.db"
     url = f"sqlite://{path}?codec=json&{options}"
     pystorage.open(url).close()  # the database exists before the children write
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, url, str(writer)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for writer in range(4)
-    ]
-    try:
-        for child in children:  # every writer has opened the database: they write at once
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.close()
-        samples = []
-        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
-            deadline = time.monotonic() + 120
-            while any(child.poll() is None for child in children) and time.monotonic() < deadline:
-                samples.append(_rows(db))
-                time.sleep(0.001)  # not a wait for a state: it leaves the writers the cores
-            for child in children:
-                assert child.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
-            samples.append(_rows(db))
-    finally:
-        for child in children:
-            if child.poll() is None:  # a check failed: stop the writers left
-                child.kill()
-                child.wait()
+    samples = sample_while_children_write(
+        WRITER, [[url, str(writer)] for writer in range(4)], path, _rows
+    )
     assert max(count for count, _ in samples) <= 10
     assert max(size for _, size in samples) <= 80
     assert len(pystorage.open(url)) <= 10

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from contextlib import closing
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from pystorage import Storage
 from pystorage.errors import BackendError, ValueTooLargeError
 from pystorage.layers import Codec, SQLite
 from pystorage.layers.sqlite_eviction import MOST
-from tests.helpers import FakeClock, hit_ratio
+from tests.helpers import FakeClock, hit_ratio, sample_while_children_write
 
 KEYS = st.sampled_from([f"k{i}" for i in range(12)])
 OPERATIONS = st.lists(
@@ -230,37 +227,14 @@ storage.close()
 def test_processes_sharing_a_file_keep_one_bound(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     bounded(path, 20).close()  # the database and its books exist before the children
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(writer)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for writer in range(4)
-    ]
-    try:
-        for child in children:  # every writer has opened the database: they write at once
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.close()
-        counts = []
-        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as db:
-            deadline = time.monotonic() + 120
-            while any(child.poll() is None for child in children) and time.monotonic() < deadline:
-                counts.append(db.execute("SELECT count(*) FROM entries").fetchone()[0])
-                time.sleep(0.001)  # not a wait for a state: it leaves the writers the cores
-            for child in children:
-                assert child.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
-    finally:
-        for child in children:
-            if child.poll() is None:  # a check failed: stop the writers left
-                child.kill()
-                child.wait()
+    counts = sample_while_children_write(
+        WRITER,
+        [[str(path), str(writer)] for writer in range(4)],
+        path,
+        lambda db: db.execute("SELECT count(*) FROM entries").fetchone()[0],
+    )
     kept = books(path)
-    assert max(counts, default=0) <= 20 and kept["count"] == 20
+    assert max(counts) <= 20 and kept["count"] == 20
     assert kept["tallies"] == (kept["count"], kept["bytes"])
     assert kept["rows"] == kept["frequencies"]
 
