@@ -171,3 +171,54 @@ def test_refused_admissions_are_counted_among_the_evictions() -> None:
     counts = cache.stats()
     assert 0 < counts["refused"] <= counts["evictions"]
     assert sum(key in cache for key in popular) >= 75  # most stayed (LRU: none)
+
+
+@given(st.lists(st.text(max_size=6), max_size=300), st.booleans())
+@settings(max_examples=50, deadline=None)
+def test_a_sketch_that_grows_keeps_every_estimate(keys: list[str], stable: bool) -> None:
+    sketch = FrequencySketch(4, stable=stable)
+    for key in keys:
+        sketch.record(key)
+    before = {key: sketch.estimate(key) for key in [*keys, "never seen"]}
+    sketch.grow()
+    sketch.grow()
+    assert sketch.capacity == 16  # a width of 16, twice doubled
+    assert {key: sketch.estimate(key) for key in before} == before
+
+
+def test_a_saved_sketch_loads_into_a_narrower_or_wider_one() -> None:
+    wide = FrequencySketch(1000, stable=True)
+    for number in range(3000):
+        wide.record(f"k{number % 50}")
+    saved = wide.save()
+    assert saved is not None
+    narrow = FrequencySketch(10, stable=True)
+    assert narrow.load(saved) and narrow.capacity == wide.capacity
+    assert all(narrow.estimate(f"k{n}") == wide.estimate(f"k{n}") for n in range(60))
+    small = FrequencySketch(10, stable=True)
+    for _ in range(5):
+        small.record("hot")
+    grown = FrequencySketch(1000, stable=True)
+    small_saved = small.save()
+    assert small_saved is not None and grown.load(small_saved)
+    assert grown.capacity == 1024 and grown.estimate("hot") == small.estimate("hot")
+    assert not grown.load(small_saved[:-1])  # damaged: refused, nothing changed
+    odd = bytearray(small_saved)
+    odd[12:16] = (24).to_bytes(4, "big")  # the width field: not a power of two
+    assert not grown.load(bytes(odd))
+
+
+def test_a_huge_bound_costs_a_sketch_of_the_keys_held_not_of_the_bound() -> None:
+    """A SizeLimit of 50 MB sized its sketch for 50 million entries: 800 MB of counters
+    for each stack, before a single write."""
+    policy = WTinyLFU(50_000_000)
+    assert policy.sketch.capacity <= 1024
+    for number in range(5000):
+        policy.write(f"k{number}", 1)
+        policy.evict()
+    assert 5000 <= policy.sketch.capacity < 10_000
+    bounded = WTinyLFU(100)
+    for number in range(5000):
+        bounded.write(f"k{number}", 1)
+        bounded.evict()
+    assert bounded.sketch.capacity == FrequencySketch(100).capacity  # never past the bound

@@ -46,6 +46,8 @@ _START_WINDOW = 0.01
 #: Uses in a sample of the hill climber, at least: in fewer, the hit ratio's noise
 #: (a few points over 100 uses) turns the climber at random.
 _MIN_SAMPLE = 1000
+#: The keys a new sketch is sized for; it grows with the keys held (``grow``).
+_FIRST_SKETCH = 1024
 #: A change of hit ratio smaller than this is noise: the climber keeps its direction,
 #: so that it crosses a plateau (where every window size in reach does as well) instead
 #: of turning at random on it.
@@ -101,20 +103,44 @@ class FrequencySketch:
         return head + bytes(self._counts) + bytes(self._door)
 
     def load(self, saved: bytes) -> bool:
-        """Take the counts of a saved sketch of the same width; False (and nothing
-        changed) for anything else: another size, another format, a damaged file."""
-        width = self._mask + 1
-        if not self._salt or len(saved) != _SAVED.size + 3 * width:
+        """Take the counts of a saved sketch, at the wider of the two widths; False (and
+        nothing changed) for anything else: another format, a damaged file."""
+        if not self._salt or len(saved) < _SAVED.size:
             return False
         magic, records, saved_width, salt = _SAVED.unpack_from(saved)
-        if magic != _MAGIC or saved_width != width:
+        if (
+            magic != _MAGIC
+            or saved_width < 16
+            or saved_width & (saved_width - 1)  # a power of two, as every width
+            or len(saved) != _SAVED.size + 3 * saved_width
+        ):
             return False
+        width = self._mask + 1
         body = saved[_SAVED.size :]
-        self._records = min(records, self.sample)
         self._salt = salt
-        self._counts = bytearray(body[: 2 * width])
-        self._door = bytearray(body[2 * width :])
+        self._counts = bytearray(body[: 2 * saved_width])
+        self._door = bytearray(body[2 * saved_width :])
+        self._mask = saved_width - 1
+        self.sample = max(self.sample, 10 * self.capacity)
+        while self._mask + 1 < width:
+            self.grow()
+        self._records = min(records, self.sample)
         return True
+
+    @property
+    def capacity(self) -> int:
+        """How many keys it is sized for: a quarter of its width."""
+        return (self._mask + 1) // 4
+
+    def grow(self) -> None:
+        """Twice the width, every estimate kept: a key's counter in a row twice as wide
+        is at its place modulo the old width, so each row is laid twice end to end."""
+        width = self._mask + 1
+        first, second = self._counts[:width], self._counts[width:]
+        self._counts = first + first + second + second
+        self._door = self._door * 2
+        self._mask = 2 * width - 1
+        self.sample *= 2
 
     def record(self, key: str) -> None:
         h = self._hash(key)
@@ -185,11 +211,12 @@ class WTinyLFU:
 
     def __init__(self, capacity: int, entries: int | None = None, *, stable: bool = False) -> None:
         self.capacity = capacity
-        # Sized by the number of entries it may hold: the capacity itself when every
-        # entry weighs 1, a guess from the caller when weights are bytes.
+        # Sized by the keys it holds, growing with them up to the number of entries it
+        # may hold (the capacity itself when every entry weighs 1): a bound of a billion
+        # bytes, or of entries never filled, costs no gigabytes of counters up front.
         entries = capacity if entries is None else entries
-        self.sketch = FrequencySketch(entries, stable=stable)
-        self._sample = max(entries, _MIN_SAMPLE)
+        self.sketch = FrequencySketch(min(entries, _FIRST_SKETCH), stable=stable)
+        self._sample = max(self.sketch.capacity, _MIN_SAMPLE)
         self._window: OrderedDict[str, None] = OrderedDict()
         self._probation: OrderedDict[str, None] = OrderedDict()
         self._protected: OrderedDict[str, None] = OrderedDict()
@@ -259,6 +286,9 @@ class WTinyLFU:
         self.sketch.record(key)
         self._misses += 1
         self._weights[key] = weight
+        if len(self._weights) > self.sketch.capacity:
+            self.sketch.grow()
+            self._sample = max(self.sketch.capacity, _MIN_SAMPLE)
         self._window[key] = None
         self.window_weight += weight
         if self._hits + self._misses >= self._sample:
