@@ -4,6 +4,7 @@ through the OpenTelemetry SDK read the counters of real stacks."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +21,7 @@ import pystorage
 from pystorage import Storage
 from pystorage.aio.storage import AsyncStorage
 from pystorage.errors import BackendError, ConfigurationError
-from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, Stats, Timed
+from pystorage.layers import LRU, Codec, CountLimit, Files, Memory, SizeLimit, Stats, Timed
 from pystorage.layers.timed import Histogram
 from pystorage.metrics.opentelemetry import instrument
 from pystorage.metrics.prometheus import StorageCollector
@@ -272,3 +273,37 @@ def test_an_async_stack_times_its_awaited_operations() -> None:
         "get": 1,
         "get_many": 1,
     }
+
+
+def test_the_bytes_held_are_a_gauge_where_a_layer_tallies_them(tmp_path: Path) -> None:
+    sized = Storage(Stats(), Codec("pickle"), SizeLimit(10_000), Memory())
+    sqlite = pystorage.open(f"sqlite://{tmp_path / 'c.db'}?limit=100")
+    plain = Storage(Stats(), Memory())
+    for storage in (sized, sqlite, plain):
+        storage["a"] = "x" * 100
+        storage["b"] = "y" * 50
+    del sized["b"], sqlite["b"]
+    expected = len(pickle.dumps("x" * 100))
+    assert sized.top.gauges() == sqlite.top.gauges() == {"bytes": expected}
+    assert plain.top.gauges() == {}  # memory keeps no tally: no gauge rather than a guess
+    registry = CollectorRegistry(auto_describe=True)
+    storages = {"sized": sized, "sqlite": sqlite, "plain": plain}
+    registry.register(StorageCollector(storages))
+    got = _scraped(registry)
+    assert got[("pystorage_held_bytes", (("storage", "sized"),))] == expected
+    assert got[("pystorage_held_bytes", (("storage", "sqlite"),))] == expected
+    assert ("pystorage_held_bytes", (("storage", "plain"),)) not in got
+    reader = InMemoryMetricReader()
+    instrument(storages, MeterProvider(metric_readers=[reader]).get_meter("test"))
+    data = reader.get_metrics_data()
+    assert data is not None
+    held = {
+        point.attributes["storage"]: point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "pystorage.held"
+        for point in metric.data.data_points
+        if point.attributes
+    }
+    assert held == {"sized": expected, "sqlite": expected}

@@ -99,6 +99,9 @@ class OffLoop(AsyncLayer):
     def counters(self) -> dict[str, int]:
         return self.backend.counters()
 
+    def gauges(self) -> dict[str, int]:
+        return self.backend.gauges()
+
     def bound_per_process(self) -> str | None:
         """Why a limit above would be kept by each process apart (see ``Limit``)."""
         why = getattr(self.backend, "bound_per_process", None)

@@ -195,6 +195,11 @@ class AsyncLayer:
         """Statistics counted by this layer and those below it (see ``Stats``)."""
         return {}
 
+    def gauges(self) -> dict[str, int]:  # type: ignore[override,unused-ignore]
+        """What the stack holds now, where a layer keeps a tally of it (never a scan):
+        ``{"bytes": n}``, the bytes of the encoded values, or nothing."""
+        return {}
+
     def value_kind_below(self, above: ValueKind) -> ValueKind:  # type: ignore[override,unused-ignore]
         """The kind of value this layer passes down, given the kind it receives."""
         return above

@@ -389,6 +389,9 @@ class Wrapper(Layer):
     def counters(self) -> dict[str, int]:
         return self._inner.counters()
 
+    def gauges(self) -> dict[str, int]:
+        return self._inner.gauges()
+
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         return self._inner.key_lock(key)
 

@@ -301,6 +301,15 @@ class Limit(Wrapper):
                 counts[name] = counts.get(name, 0) + count
         return counts
 
+    def gauges(self) -> dict[str, int]:
+        held = self._inner.gauges()
+        if self.measure == "bytes":
+            # The index's tally: over a folder that other processes write too, as of
+            # this process's last operation.
+            with self._lock:
+                held["bytes"] = self._policy.weight
+        return held
+
     # -- the index -----------------------------------------------------------------------
 
     def _admitted(self, key: str, value: Any) -> int:

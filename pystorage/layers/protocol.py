@@ -253,6 +253,11 @@ class Counting:
         """Statistics counted by this layer and those below it (see ``Stats``)."""
         return {}
 
+    def gauges(self) -> dict[str, int]:
+        """What the stack holds now, where a layer keeps a tally of it (never a scan):
+        ``{"bytes": n}``, the bytes of the encoded values, or nothing."""
+        return {}
+
 
 class Values:
     """The kind of values a layer hands down (a ``Codec`` turns objects into bytes)."""

@@ -556,6 +556,16 @@ class SQLite(Backend):
             counts["evictions"] = self._evictions
         return counts
 
+    def gauges(self) -> dict[str, int]:
+        # The books of a bound tally the bytes in each write's transaction; without a
+        # bound they would be a scan.
+        policy = self._policy
+        if policy is None:
+            return {}
+        with self._session("read the totals") as db:
+            _, size = policy.totals(db)
+        return {"bytes": size}
+
     def close(self) -> None:
         """Close this process's connections; a later call opens new ones. Reads not yet
         recorded for eviction by use are written if the database is free, and forgotten if

@@ -56,6 +56,15 @@ METRICS: dict[str, Metric] = {
 
 #: The gauge of entries, exported with ``entries=True``.
 ENTRIES = Metric("pystorage_entries", (), "", "Entries held (len(storage): a count below)")
+#: Each gauge of a stack's ``gauges()`` (what a layer tallies) with its metric.
+GAUGES: dict[str, Metric] = {
+    "bytes": Metric(
+        "pystorage_held",
+        (),
+        "bytes",
+        "Bytes of encoded values held, where a layer tallies them",
+    ),
+}
 
 
 #: The histogram of a ``Timed`` layer's durations (seconds), labelled ``operation``.
@@ -73,7 +82,8 @@ def metric_of(counter: str) -> Metric:
 
 
 class Counted(Protocol):
-    """What an exporter reads: a ``Storage`` or an ``AsyncStorage`` (``stats()`` is sync)."""
+    """What an exporter reads: a ``Storage`` or an ``AsyncStorage`` (``stats()`` is sync;
+    the gauges come from the ``top`` layer's ``gauges()`` where there is one)."""
 
     def stats(self) -> dict[str, int]: ...
 
@@ -83,6 +93,10 @@ def samples(storages: Mapping[str, Counted], entries: bool) -> Iterator[tuple[Me
     for name, storage in storages.items():
         for counter, value in storage.stats().items():
             yield metric_of(counter), name, value
+        top = getattr(storage, "top", None)
+        for gauge, value in (top.gauges() if top is not None else {}).items():
+            if gauge in GAUGES:  # a gauge of a layer of one's own: not yet exported
+                yield GAUGES[gauge], name, value
         if entries:
             yield ENTRIES, name, len(storage)  # type: ignore[arg-type]  # checked: a Storage
 

@@ -30,6 +30,7 @@ except ImportError as exc:  # the hint, as every optional backend gives it
 from pystorage.metrics import (
     DURATIONS,
     ENTRIES,
+    GAUGES,
     METRICS,
     Counted,
     Metric,
@@ -58,6 +59,13 @@ def instrument(storages: Mapping[str, Counted], meter: Meter, *, entries: bool =
             callbacks=[_observe(storages, metric.name, False)],
             unit=metric.unit or "1",
             description=metric.help,
+        )
+    for gauge in GAUGES.values():
+        meter.create_observable_gauge(
+            gauge.name.replace("_", "."),
+            callbacks=[_observe(storages, gauge.name, False)],
+            unit=gauge.unit or "1",
+            description=gauge.help,
         )
     if entries:
         meter.create_observable_gauge(

@@ -34,6 +34,7 @@ except ImportError as exc:  # the hint, as every optional backend gives it
 from pystorage.metrics import (
     DURATIONS,
     ENTRIES,
+    GAUGES,
     METRICS,
     Counted,
     checked,
@@ -51,8 +52,10 @@ if TYPE_CHECKING:
 class StorageCollector(Collector):
     """The counters of each storage, labelled ``storage=<its name>``; with
     ``entries=True`` also the gauge ``pystorage_entries`` (``len(storage)`` at each
-    scrape: a count below, which on files or S3 lists every entry); for a stack with a
-    ``Timed`` layer, the histogram ``pystorage_operation_duration_seconds``."""
+    scrape: a count below, which on files or S3 lists every entry); the gauge
+    ``pystorage_held_bytes`` where a layer tallies the bytes held (a ``SizeLimit``, a
+    bounded SQLite); for a stack with a ``Timed`` layer, the histogram
+    ``pystorage_operation_duration_seconds``."""
 
     def __init__(self, storages: Mapping[str, Counted], *, entries: bool = False) -> None:
         self._storages = checked(storages, entries)
@@ -65,6 +68,8 @@ class StorageCollector(Collector):
         yield from self._families((metric, "", 0) for metric in names.values()).values()
         if self._entries:
             yield GaugeMetricFamily(ENTRIES.name, ENTRIES.help, labels=["storage"])
+        for gauge in GAUGES.values():
+            yield GaugeMetricFamily(gauge.name, gauge.help, labels=["storage"], unit=gauge.unit)
         if any(timed_layer(storage) is not None for storage in self._storages.values()):
             yield self._durations()
 
@@ -92,7 +97,8 @@ class StorageCollector(Collector):
             family = families.get(metric.name)
             extra = [label for label, _ in metric.labels]
             if family is None:
-                kind = GaugeMetricFamily if metric is ENTRIES else CounterMetricFamily
+                gauge = metric is ENTRIES or metric in GAUGES.values()
+                kind = GaugeMetricFamily if gauge else CounterMetricFamily
                 family = families[metric.name] = kind(
                     metric.name, metric.help, labels=["storage", *extra], unit=metric.unit
                 )
