@@ -8,7 +8,7 @@ import os
 import pickle
 import pty
 import re
-import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -418,40 +418,50 @@ def test_resume_keeps_in_src_what_dst_holds_differently(tmp_path: Path) -> None:
     assert contents(dst) == {"same": 1, "other": "dst's own", "new": 3}
 
 
-def _entry_files(folder: Path) -> int:
+def _entry_names(folder: Path) -> set[str]:
     try:
-        return sum(1 for name in os.listdir(folder) if not name.startswith("."))
+        return {name for name in os.listdir(folder) if not name.startswith(".")}
     except FileNotFoundError:
-        return 0
+        return set()
 
 
 @pytest.mark.parametrize("phase", ["copying", "deleting"])
 def test_resume_after_a_sigkill_finishes_a_delete(tmp_path: Path, phase: str) -> None:
     src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
     items = records(4000)
+    fill(src, items)
     command = [sys.executable, "-m", "pystorage", "copy", src, dst, "--delete", "-q"]
-    # Kill it once DST holds part of the entries, or once SRC lost part of them.
+    # Killed once DST holds part of the entries, or once SRC lost part of them while an
+    # entry is in both (copied, not yet deleted). The child is stopped (SIGSTOP) while
+    # the folders are looked at, so the state seen is the state it is killed in: racing
+    # a running child for that window took up to a minute of retries under load.
     if phase == "copying":
-        started = lambda: _entry_files(tmp_path / "dst") > 0  # noqa: E731
+        wanted = lambda: len(_entry_names(tmp_path / "dst")) > 0  # noqa: E731
     else:
-        started = lambda: _entry_files(tmp_path / "src") < len(items)  # noqa: E731
+
+        def wanted() -> bool:
+            left = _entry_names(tmp_path / "src")
+            return len(left) < len(items) and bool(left & _entry_names(tmp_path / "dst"))
+
+    child = subprocess.Popen(
+        [*command, "--batch", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
-    while True:
-        fill(src, items)
-        child = subprocess.Popen(
-            [*command, "--batch", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        while child.poll() is None and not started():
+    try:
+        while True:
+            assert child.poll() is None, f"the copy ended before it was seen {phase}"
             assert time.monotonic() < deadline, f"the copy never started {phase}"
+            child.send_signal(signal.SIGSTOP)
+            if wanted():
+                break
+            child.send_signal(signal.SIGCONT)
+            time.sleep(0.002)  # not a wait for a state: the child runs between looks
+    finally:
         child.kill()
         child.wait(timeout=60)
-        left, moved = contents(src), contents(dst)
-        assert {**left, **moved} == items  # the kill lost nothing
-        if set(left) & set(moved):  # copied, not deleted: what the resume must finish
-            break
-        assert time.monotonic() < deadline, "no kill left an entry in both SRC and DST"
-        shutil.rmtree(tmp_path / "src")
-        shutil.rmtree(tmp_path / "dst")
+    left, moved = contents(src), contents(dst)
+    assert {**left, **moved} == items  # the kill lost nothing
+    assert phase == "copying" or set(left) & set(moved)
     result = cli("copy", src, dst, "--delete", "--resume")
     assert result.returncode == 0, result.stderr
     assert contents(src) == {} and contents(dst) == items
