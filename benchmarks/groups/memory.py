@@ -22,7 +22,7 @@ import theine
 from benchmarks.harness import Samples, Subject, compare, fixed
 from benchmarks.model import GroupResult, Row, Settings, Target, row
 from pystorage import Storage
-from pystorage.layers import LRU, Stats, TinyLFU
+from pystorage.layers import LRU, Stats, Timed, TinyLFU
 from pystorage.storage_provider import StorageProvider
 
 VS_CACHETOOLS = Target(1.0)
@@ -55,6 +55,7 @@ def _one_size(maxsize: int, ops: int, rounds: int) -> list[Row]:
         "cachebox": cast(MutableMapping[str, Any], cachebox.LRUCache(maxsize)),
         "TinyLFU": Storage(TinyLFU(maxsize)),
         "Stats over LRU": Storage(Stats(), LRU(maxsize)),
+        "Timed over LRU": Storage(Timed(), LRU(maxsize)),
         "theine": _Theine(maxsize),
         "dict": {},
     }
@@ -102,6 +103,9 @@ def _rows(operation: str, timed: dict[str, Samples]) -> list[Row]:
             timed["theine"]),
         # What a layer above the memory tier adds: a Stats layer's own work only.
         row(f"Stats over LRU {operation}", timed["Stats over LRU"], "LRU alone",
+            timed["PyStorage"]),
+        # What timing each operation costs (metrics' histograms): two clock reads, a lock.
+        row(f"Timed over LRU {operation}", timed["Timed over LRU"], "LRU alone",
             timed["PyStorage"]),
     ]  # fmt: skip
 
