@@ -36,9 +36,10 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from pystorage._fork import renew_in_child
 from pystorage.errors import CodecError, ConfigurationError, StorageError, StorageProviderError
+from pystorage.interface import increment
 from pystorage.layers import Redis
 from pystorage.layers.base import ABSENT
-from pystorage.storage import Storage, increment
+from pystorage.storage import Storage
 from pystorage.urls import parse
 
 if TYPE_CHECKING:
