@@ -24,6 +24,7 @@ import redis
 import pystorage
 from pystorage import cli as cli_module
 from pystorage.cli import copy as copy_command
+from pystorage.cli.batches import BatchResult
 from pystorage.errors import BackendError
 from pystorage.layers import Files
 from pystorage.testing import free_port
@@ -624,7 +625,7 @@ def test_a_copy_stopped_by_an_error_counts_what_it_wrote_and_what_it_did_not(
     fill(src, records(100))
     batch = copy_command.copy_batch
 
-    def failing(*args: Any) -> copy_command.BatchResult:
+    def failing(*args: Any) -> BatchResult:
         if "key-40" in args[2]:
             raise BackendError("the destination went away")
         return batch(*args)
@@ -645,7 +646,7 @@ def test_a_delete_stopped_by_an_error_says_what_may_still_be_in_src(
     fill(src, records(100))
     batch = copy_command.delete_batch
 
-    def failing(*args: Any) -> copy_command.BatchResult:
+    def failing(*args: Any) -> BatchResult:
         if "key-40" in args[2]:
             raise BackendError("SRC went away")
         return batch(*args)

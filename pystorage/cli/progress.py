@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 from pystorage.cli.common import PROG
 
 if TYPE_CHECKING:
-    from pystorage.cli.copy import Tally
+    from pystorage.cli.batches import Tally
 
 #: A terminal progress bar is redrawn at most this often (seconds).
 REDRAW_INTERVAL = 0.1
