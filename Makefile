@@ -102,9 +102,11 @@ test-long: $(INSTALLED) servers
 test-versions:
 	@TESTS="$(TESTS)" .ci/test-versions $(PYTHONS)
 
-# The async twins of the wrapper layers (pystorage/aio/layers.py), from the sync layers.
+# The async twins of the wrapper layers (pystorage/aio/layers.py), from the sync layers,
+# and the async API of the Django backend, from its sync methods.
 generate: $(INSTALLED)
 	$(PY) tools/generate_async.py
+	$(PY) tools/generate_django_async.py
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks $(if $(QUICK),--quick)

@@ -30,13 +30,17 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 import attrs
 
 from pystorage.errors import ConfigurationError, InvalidKeyError
+
+# Written against the interfaces, not the classes (which import this module): Storage and
+# AsyncStorage below are the sync storage's base class and the async one's protocol.
+from pystorage.interface import AsyncStorageLike as AsyncStorage
+from pystorage.interface import SyncStorage as Storage
+from pystorage.interface import check_ttl
 from pystorage.layers.base import LockTable
 from pystorage.layers.protocol import require
 
 if TYPE_CHECKING:
-    from pystorage.aio.storage import AsyncStorage
     from pystorage.stampede import Refresh, Refresher
-    from pystorage.storage import Storage
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -345,8 +349,6 @@ def _async_access(
 ) -> tuple[Callable[[str], Awaitable[Any]], Callable[[str, Any], Awaitable[None]]]:
     """How an async def reads and writes its entries: awaited on an AsyncStorage, called
     on a Storage (whose backend then runs on the loop, as the caller chose)."""
-    from pystorage.storage import Storage
-
     if isinstance(storage, Storage):
 
         async def read(entry: str) -> Any:
@@ -383,8 +385,6 @@ def memoize(
     refresh: Refresh | None = None,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """See ``Storage.memoize``."""
-    from pystorage.storage import Storage, check_ttl
-
     kept = ttl
     if refresh is not None:
         if ttl is None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pystorage.errors import ConfigurationError, NotAnIntegerError, UnsupportedError, not_a_str
-from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, checked_ttl, stack_from
+from pystorage.errors import ConfigurationError, not_a_str
+from pystorage.interface import SyncStorage, check_ttl, checked_delta, increment
+from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
 
 if TYPE_CHECKING:  # memoize (asyncio, inspect, zoneinfo...) is imported by its first use
     from pystorage.memoize import Memoized, P, R
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # memoize (asyncio, inspect, zoneinfo...) is imported by its 
 _MISSING: Any = object()
 
 
-class Storage(MutableMapping[str, Any]):
+class Storage(MutableMapping[str, Any], SyncStorage):
     """A ``MutableMapping`` with ``str`` keys over a stack of layers.
 
     ``Storage(*layers)`` takes the layers outermost first and a backend last::
@@ -229,16 +229,6 @@ class Storage(MutableMapping[str, Any]):
         check_ttl(self.top, ttl)
 
 
-def check_ttl(top: Any, ttl: float) -> None:
-    """Raise unless ``ttl`` is a valid number of seconds that the stack of ``top`` honours."""
-    checked_ttl(ttl)
-    if not top.has_ttl():
-        raise UnsupportedError(
-            "this stack cannot expire entries (it lacks the 'ttl' capability): add an "
-            "Expiry layer (or use a backend with native expiry) to use a per-key ttl"
-        )
-
-
 def assemble(layers: tuple[Any, ...], prepare: bool = True) -> Layer:
     """Link ``layers`` (outermost first, a backend or a storage last) into a stack, after
     checking that they fit; returns its top layer. With ``prepare``, each new layer then
@@ -267,31 +257,6 @@ def assemble(layers: tuple[Any, ...], prepare: bool = True) -> Layer:
             if prepare:
                 layer.prepare()
     return below
-
-
-def checked_delta(delta: int) -> int:
-    """``delta`` if it is an ``int`` (not a ``bool``); else ``NotAnIntegerError``."""
-    if isinstance(delta, bool) or not isinstance(delta, int):
-        raise NotAnIntegerError(f"delta must be an int, not {type(delta).__name__}")
-    return delta
-
-
-def increment(key: str, delta: int) -> Callable[[Any], int]:
-    """The ``change`` that ``incr`` hands to ``modify``, its arguments checked first."""
-    if type(key) is not str:
-        raise not_a_str(key)
-    return functools.partial(_increment, key, checked_delta(delta))
-
-
-def _increment(key: str, delta: int, value: Any) -> int:
-    """``value + delta`` for ``incr``: a missing value counts as 0."""
-    if value is ABSENT:
-        return delta
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise NotAnIntegerError(
-            f"cannot increment key {key!r}: its value is a {type(value).__name__}, not an int"
-        )
-    return int(value) + delta
 
 
 def _check_value_kinds(layers: tuple[Layer, ...]) -> None:

@@ -155,7 +155,9 @@ def test_add_replaces_an_expired_entry(backend: Backend) -> None:
     if time.monotonic() - began < 1:
         assert refused is False
     else:
-        assert refused is True
+        # Near the deadline, which the backend set when the write reached it (after
+        # ``began``, perhaps long after): either answer is right, and the entry says which.
+        assert storage.get("k") in (("new",) if refused else ("old", None))
         storage.set("k", "old", ttl=0.001)
     wait_until(lambda: "k" not in storage, "the entry to expire")
     assert storage.add("k", "new") is True
@@ -173,7 +175,7 @@ def test_incr_starts_an_expired_entry_again(backend: Backend) -> None:
     if time.monotonic() - began < 1:  # surely alive (see above)
         assert counted == 6
     else:
-        assert counted == 1
+        assert counted in (6, 1)  # near the deadline (see above): either answer is right
         storage.set("n", 5, ttl=0.001)
     wait_until(lambda: "n" not in storage, "the entry to expire")
     assert storage.incr("n") == 1

@@ -23,6 +23,8 @@ import redis
 
 import pystorage
 from pystorage import cli as cli_module
+from pystorage.cli import copy as copy_command
+from pystorage.cli.batches import BatchResult
 from pystorage.errors import BackendError
 from pystorage.layers import Files
 from pystorage.testing import free_port
@@ -386,7 +388,7 @@ def test_an_alias_same_storage_misses_is_caught_before_anything_is_lost(
 ) -> None:
     # Two mounts of one network share look like two folders; the first batch's delete
     # shows that they are one.
-    monkeypatch.setattr(cli_module, "same_storage", lambda a, b: False)
+    monkeypatch.setattr(copy_command, "same_storage", lambda a, b: False)
     src = f"file://{tmp_path}?codec=json"
     dst = f"file://{tmp_path}/.?codec=json"
     items = records(50)
@@ -631,14 +633,14 @@ def test_a_copy_stopped_by_an_error_counts_what_it_wrote_and_what_it_did_not(
     # not begun are not written, and every entry is either copied or failed.
     src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
     fill(src, records(100))
-    batch = cli_module.copy_batch
+    batch = copy_command.copy_batch
 
-    def failing(*args: Any) -> cli_module.BatchResult:
+    def failing(*args: Any) -> BatchResult:
         if "key-40" in args[2]:
             raise BackendError("the destination went away")
         return batch(*args)
 
-    monkeypatch.setattr(cli_module, "copy_batch", failing)
+    monkeypatch.setattr(copy_command, "copy_batch", failing)
     assert cli_module.main(["copy", src, dst, "--batch", "8", "--workers", "3", "-q"]) == 1
     err = capsys.readouterr().err
     copied, skipped, failed = counts(err)
@@ -652,14 +654,14 @@ def test_a_delete_stopped_by_an_error_says_what_may_still_be_in_src(
 ) -> None:
     src, dst = f"file://{tmp_path}/src?codec=json", f"file://{tmp_path}/dst?codec=json"
     fill(src, records(100))
-    batch = cli_module.delete_batch
+    batch = copy_command.delete_batch
 
-    def failing(*args: Any) -> cli_module.BatchResult:
+    def failing(*args: Any) -> BatchResult:
         if "key-40" in args[2]:
             raise BackendError("SRC went away")
         return batch(*args)
 
-    monkeypatch.setattr(cli_module, "delete_batch", failing)
+    monkeypatch.setattr(copy_command, "delete_batch", failing)
     assert cli_module.main(["copy", src, dst, "--delete", "--batch", "8", "-q"]) == 1
     err = capsys.readouterr().err
     assert counts(err) == (100, 0, 0) and contents(dst) == records(100)

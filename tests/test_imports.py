@@ -92,6 +92,10 @@ def test_the_command_line_loads_what_the_command_needs(tmp_path: Path) -> None:
     # Threads and sockets are for copy; the other backends' classes too.
     for unused in ("concurrent.futures", "socket", "pystorage.layers.files"):
         assert unused not in modules
+    # Each command is a module of its own: these two, and none of the others.
+    commands = {"ls", "get", "put", "rm", "stats", "copy", "batches", "progress", "identity"}
+    loaded = {name.rpartition(".")[2] for name in modules if name.startswith("pystorage.cli.")}
+    assert loaded & commands == {"get", "put"}
 
 
 def test_a_codec_library_loads_with_its_codec() -> None:

@@ -18,9 +18,10 @@ from pystorage.aio.backend import OffLoop
 from pystorage.aio.layers import AsyncLayer
 from pystorage.aio.twins import twin_class
 from pystorage.errors import ConfigurationError, not_a_str
+from pystorage.interface import check_ttl, checked_delta, increment
 from pystorage.layers import LRU, Layer, Memory, Redis, Tier, Wrapper
 from pystorage.layers.base import stack_from
-from pystorage.storage import Storage, assemble, check_ttl, checked_delta, increment
+from pystorage.storage import Storage, assemble
 
 if TYPE_CHECKING:
     from pystorage.stampede import Refresh

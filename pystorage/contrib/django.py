@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from asgiref.sync import sync_to_async
@@ -36,17 +36,21 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from pystorage._fork import renew_in_child
 from pystorage.errors import CodecError, ConfigurationError, StorageError, StorageProviderError
+from pystorage.interface import increment
 from pystorage.layers import Redis
 from pystorage.layers.base import ABSENT
-from pystorage.storage import Storage, increment
+from pystorage.storage import Storage
 from pystorage.urls import parse
 
 if TYPE_CHECKING:
+    from pystorage.aio.layers import AsyncLayer
     from pystorage.aio.storage import AsyncStorage
 
 __all__ = ["KeyNotFoundError", "PyStorageCache", "UnpicklableValueError"]
 
 _MISSING: Any = object()
+P = ParamSpec("P")
+R = TypeVar("R")
 #: The TTL of a Django timeout of 0 or less: the entry expires at once, so none is kept.
 _EXPIRED = 0.0
 
@@ -80,7 +84,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
         url = _url(location, params.get("OPTIONS", {}))
         self._storage, self._async = _STORES.get(url)
 
-    # --- the sync API -----------------------------------------------------------------
+    # --- the sync API: the source of each operation, async too ------------------------
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         """The value of ``key``, or ``default`` if it is missing or expired."""
@@ -194,7 +198,10 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
         """Nothing to do: Django calls this at the end of every request, and the shared
         storage keeps its connections for the next one (as Django's Redis backend does)."""
 
-    # --- the async API: natively awaited on Redis, else the sync methods in a thread ---
+    # --- the async API, GENERATED from the sync methods above by ---------------------
+    # tools/generate_django_async.py (`make generate`): do not edit. Natively awaited on a
+    # Redis stack (its AsyncStorage), else the sync method in a thread, as Django's own
+    # backends do.
 
     async def aget(self, key: str, default: Any = None, version: int | None = None) -> Any:
         """``get``, awaited."""
@@ -207,8 +214,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     ) -> None:
         """``set``, awaited."""
         if self._async is None:
-            await _in_thread(self.set)(key, value, timeout, version)
-            return
+            return await _in_thread(self.set)(key, value, timeout, version)
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         if ttl == _EXPIRED:
@@ -224,8 +230,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     ) -> bool:
         """``add``, awaited."""
         if self._async is None:
-            added: bool = await _in_thread(self.add)(key, value, timeout, version)
-            return added
+            return await _in_thread(self.add)(key, value, timeout, version)
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         if ttl == _EXPIRED:
@@ -240,8 +245,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     ) -> bool:
         """``touch``, awaited."""
         if self._async is None:
-            touched: bool = await _in_thread(self.touch)(key, timeout, version)
-            return touched
+            return await _in_thread(self.touch)(key, timeout, version)
         key = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         value = await self._async.get(key, _MISSING)
@@ -256,8 +260,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     async def adelete(self, key: str, version: int | None = None) -> bool:
         """``delete``, awaited."""
         if self._async is None:
-            deleted: bool = await _in_thread(self.delete)(key, version)
-            return deleted
+            return await _in_thread(self.delete)(key, version)
         try:
             await self._async.delete(self.make_and_validate_key(key, version=version))
         except KeyError:
@@ -267,19 +270,16 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     async def ahas_key(self, key: str, version: int | None = None) -> bool:
         """``has_key``, awaited."""
         if self._async is None:
-            found: bool = await _in_thread(self.has_key)(key, version)
-            return found
+            return await _in_thread(self.has_key)(key, version)
         return await self._async.contains(self.make_and_validate_key(key, version=version))
 
     async def aincr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         """``incr``, awaited."""
         if self._async is None:
-            total: int = await _in_thread(self.incr)(key, delta, version)
-            return total
+            return await _in_thread(self.incr)(key, delta, version)
         key = self.make_and_validate_key(key, version=version)
         try:
-            top = self._async.top if self._async._prepared else await self._async._ready()
-            total = await top.modify(key, _existing(increment(key, delta)))
+            total: int = await (await self._top()).modify(key, _existing(increment(key, delta)))
         except _Absent:
             raise KeyNotFoundError(f"Key {key!r} not found") from None
         return total
@@ -287,8 +287,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     async def aget_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
         """``get_many``, awaited."""
         if self._async is None:
-            values: dict[str, Any] = await _in_thread(self.get_many)(keys, version)
-            return values
+            return await _in_thread(self.get_many)(keys, version)
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         found = await self._async.get_many(made)
         return {made[key]: found[key] for key in made if key in found}
@@ -298,8 +297,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     ) -> list[str]:
         """``set_many``, awaited."""
         if self._async is None:
-            failed: list[str] = await _in_thread(self.set_many)(data, timeout, version)
-            return failed
+            return await _in_thread(self.set_many)(data, timeout, version)
         items = {self.make_and_validate_key(key, version=version): data[key] for key in data}
         ttl = self._ttl(timeout)
         if not items:
@@ -316,8 +314,7 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     async def adelete_many(self, keys: Iterable[str], version: int | None = None) -> None:
         """``delete_many``, awaited."""
         if self._async is None:
-            await _in_thread(self.delete_many)(keys, version)
-            return
+            return await _in_thread(self.delete_many)(keys, version)
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         if made:
             await self._async.delete_many(made)
@@ -325,9 +322,10 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
     async def aclear(self) -> None:
         """``clear``, awaited."""
         if self._async is None:
-            await _in_thread(self.clear)()
-            return
+            return await _in_thread(self.clear)()
         await self._async.clear()
+
+    # --- end of the generated async API ---
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -339,8 +337,13 @@ class PyStorageCache(BaseCache):  # type: ignore[misc]  # django has no type hin
             return None
         return float(timeout) if timeout > 0 else _EXPIRED
 
+    async def _top(self) -> AsyncLayer:
+        """The top layer of the AsyncStorage, prepared (a limit reads its index first)."""
+        assert self._async is not None
+        return self._async.top if self._async._prepared else await self._async._ready()
 
-def _in_thread(method: Callable[..., Any]) -> Callable[..., Any]:
+
+def _in_thread(method: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     """``method`` run by Django's sync-to-async (one thread, as Django's own backends)."""
     return sync_to_async(method, thread_sensitive=True)
 

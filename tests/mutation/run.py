@@ -71,7 +71,8 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     # Every test goes through a Storage: those of the facade itself, of the atomic
     # operations and of the dict model judge it; the others would only repeat them.
     "storage": (
-        ["pystorage/storage.py"],
+        # The argument checks of Storage (ttl, incr's delta) live in interface.py.
+        ["pystorage/storage.py", "pystorage/interface.py"],
         [
             "tests/test_storage.py",
             "tests/test_mutation_storage.py",
