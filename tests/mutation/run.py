@@ -80,6 +80,13 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ],
         "processes",
     ),
+    # The presets, judged by what each builds and writes; the server tests of
+    # tests/test_provider.py are left out (the stacks they build are checked without one).
+    "storage_provider": (
+        ["pystorage/storage_provider.py"],
+        ["tests/test_provider.py", "tests/test_mutation_storage_provider.py"],
+        "every_preset_name_builds",
+    ),
 }
 
 
