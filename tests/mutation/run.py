@@ -87,6 +87,13 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ["tests/test_provider.py", "tests/test_mutation_storage_provider.py"],
         "every_preset_name_builds",
     ),
+    # URLs, judged by what parse reads and build makes; the tests that open a URL in a
+    # child process (another user, a full disk) are left out.
+    "urls": (
+        ["pystorage/urls.py"],
+        ["tests/test_urls.py", "tests/test_mutation_urls.py"],
+        "unreadable_folder or untraversable or full_disk",
+    ),
 }
 
 
