@@ -94,6 +94,14 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ["tests/test_urls.py", "tests/test_mutation_urls.py"],
         "unreadable_folder or untraversable or full_disk",
     ),
+    # OffLoop, judged by its own tests and the async facade's; left out: the races of a
+    # thousand tasks and the loop kept answering (seconds each, what they check of OffLoop
+    # the tests of one task check too), and the tests of several processes.
+    "aio_backend": (
+        ["pystorage/aio/backend.py"],
+        ["tests/test_async.py", "tests/test_mutation_aio_backend.py"],
+        "thousand_concurrent or keeps_answering or across_processes",
+    ),
 }
 
 
