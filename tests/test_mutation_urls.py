@@ -436,7 +436,7 @@ def test_bucket_urls() -> None:
         "bucket",
         "",
         None,
-        backend.region,
+        None,  # boto3's own default: the environment's region
     )
     backend = parse(
         "s3://bucket//some%20folder/?endpoint_url=https://h:9&region=eu-west-3"
