@@ -81,6 +81,28 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ],
         "processes",
     ),
+    # The presets, judged by what each builds and writes; the server tests of
+    # tests/test_provider.py are left out (the stacks they build are checked without one).
+    "storage_provider": (
+        ["pystorage/storage_provider.py"],
+        ["tests/test_provider.py", "tests/test_mutation_storage_provider.py"],
+        "every_preset_name_builds",
+    ),
+    # URLs, judged by what parse reads and build makes; the tests that open a URL in a
+    # child process (another user, a full disk) are left out.
+    "urls": (
+        ["pystorage/urls.py"],
+        ["tests/test_urls.py", "tests/test_mutation_urls.py"],
+        "unreadable_folder or untraversable or full_disk",
+    ),
+    # OffLoop, judged by its own tests and the async facade's; left out: the races of a
+    # thousand tasks and the loop kept answering (seconds each, what they check of OffLoop
+    # the tests of one task check too), and the tests of several processes.
+    "aio_backend": (
+        ["pystorage/aio/backend.py"],
+        ["tests/test_async.py", "tests/test_mutation_aio_backend.py"],
+        "thousand_concurrent or keeps_answering or across_processes",
+    ),
 }
 
 
