@@ -118,9 +118,7 @@ class ParsedURL:
         if self.codec is not None:
             # Without values: bytes as stored (the backend still needs a Codec above it).
             stack.append(
-                layers.Codec(self.codec, tagged=self.tags)
-                if values
-                else layers.Codec("raw")
+                layers.Codec(self.codec, tagged=self.tags) if values else layers.Codec("raw")
             )
         if sized and self.max_bytes is not None:
             stack += [layers.SizeLimit(self.max_bytes, eviction=self.eviction), *tier]

@@ -161,6 +161,8 @@ class Codec(Wrapper):
         )
 
     def _encode_error(self, key: str, value: Any, exc: Exception) -> CodecError:
+        if type(value) is envelope.Envelope:  # name the user's value, not our wrapping
+            value = value.value
         return CodecError(
             f"the value for key {key!r} ({type(value).__name__}) cannot be encoded as "
             f"{self.codec.label}: {type(exc).__name__}: {exc}"
