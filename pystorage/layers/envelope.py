@@ -26,6 +26,8 @@ Tokens = tuple[tuple[str, str], ...]
 MAGIC = b"\xffPTG\x01"
 _LENGTH = struct.Struct(">I")
 _START = len(MAGIC) + _LENGTH.size
+#: How an untagged value begins: read with one comparison (most values have no tags).
+_UNTAGGED = MAGIC + _LENGTH.pack(0)
 
 
 class Envelope:
@@ -67,31 +69,45 @@ def encoder(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
             )
         data = encode(envelope.value)
         if not envelope.tokens:
-            return MAGIC + _LENGTH.pack(0) + data
+            return _UNTAGGED + data
         header = json.dumps(envelope.tokens, separators=(",", ":")).encode("ascii")
         return MAGIC + _LENGTH.pack(len(header)) + header + data
 
     return encode_envelope
 
 
+#: Headers read lately, and their tokens: values tagged alike share a header, and parsing
+#: one costs more than the rest of a read from memory. Emptied when full.
+_HEADERS: dict[bytes, Tokens] = {}
+_HEADERS_KEPT = 1024
+
+
+def _tokens(header: bytes) -> Tokens:
+    tokens = _HEADERS.get(header)
+    if tokens is None:
+        pairs = json.loads(header)
+        tokens = tuple((str(tag), str(token)) for tag, token in pairs)
+        if len(_HEADERS) >= _HEADERS_KEPT:
+            _HEADERS.clear()
+        _HEADERS[header] = tokens
+    return tokens
+
+
 def decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     """``decode`` for envelopes: the frame read, then the value decoded by ``decode``."""
 
     def decode_envelope(data: bytes) -> Envelope:
-        view = memoryview(data)
-        if bytes(view[: len(MAGIC)]) != MAGIC or len(view) < _START:
+        if data[:_START] == _UNTAGGED:
+            return Envelope((), decode(data[_START:]))
+        if data[: len(MAGIC)] != MAGIC or len(data) < _START:
             raise ValueError(
                 "no tags frame: the value was not written through a Tags layer "
                 "(a stack with tags reads only what a stack with tags wrote)"
             )
-        (length,) = _LENGTH.unpack_from(view, len(MAGIC))
+        (length,) = _LENGTH.unpack_from(data, len(MAGIC))
         end = _START + length
-        if len(view) < end:
+        if len(data) < end:
             raise ValueError("the tags frame is cut short")
-        tokens: Tokens = ()
-        if length:
-            pairs = json.loads(bytes(view[_START:end]))
-            tokens = tuple((str(tag), str(token)) for tag, token in pairs)
-        return Envelope(tokens, decode(bytes(view[end:])))
+        return Envelope(_tokens(bytes(data[_START:end])), decode(data[end:]))
 
     return decode_envelope
