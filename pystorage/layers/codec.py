@@ -28,8 +28,8 @@ class Codec(Wrapper):
     codec: BaseCodec = attrs.field(converter=resolve)
     #: Values are envelopes of a ``Tags`` layer above, stored framed with their tags'
     #: tokens (``pystorage.layers.envelope``); a stack with tags needs it, and refuses it
-    #: without a ``Tags`` layer above.
-    tagged: bool = attrs.field(default=False, kw_only=True)
+    #: without a ``Tags`` layer above. (Not in the repr: the Tags layer on top says it.)
+    tagged: bool = attrs.field(default=False, kw_only=True, repr=False)
     # Bound once: each get and set saves an attribute lookup and a method binding.
     _encode: Callable[..., bytes] = attrs.field(init=False, repr=False)
     _decode: Callable[..., Any] = attrs.field(init=False, repr=False)
