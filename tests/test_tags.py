@@ -432,3 +432,33 @@ def test_the_url_puts_tags_on_top_of_stats_and_tier(tmp_path: Path) -> None:
     assert kinds == ["Tags", "Stats", "Expiry", "Tier", "Codec", "SQLite"]
     assert storage.layers[4].tagged  # type: ignore[attr-defined]
     assert os.path.exists(tmp_path / "c.db")
+
+
+def test_every_kind_of_preset_takes_tags_true(tmp_path: Path) -> None:
+    from pystorage import StorageProvider as Provider
+
+    provider = Provider()
+    made = {
+        "sqlite-limited": provider.create(
+            Provider.STORAGE_SQLITE, path=tmp_path / "a.db", limit=10, expiration=60, tags=True
+        ),
+        "disklru": provider.create(Provider.STORAGE_DISKLRU, path=tmp_path / "d", tags=True),
+        "memory": provider.create(Provider.STORAGE_MEMORY, tags=True),
+        "lru-over-json": provider.create(
+            Provider.STORAGE_LRU,
+            maxsize=10,
+            storage=provider.create(Provider.STORAGE_JSON, path=tmp_path / "j"),
+            tags=True,
+        ),
+        "pickle-stats": provider.create(
+            Provider.STORAGE_PICKLE, path=tmp_path / "p", stats=True, tags=True
+        ),
+    }
+    for name, storage in made.items():
+        assert type(storage.layers[0]).__name__ == "Tags", name
+        storage.set("a", 1, tags=["t"])
+        storage["b"] = 2
+        storage.invalidate_tag("t")
+        assert (storage.get("a"), storage["b"]) == (None, 2), name
+    with pytest.raises(ConfigurationError, match="signed codec"):
+        provider.create(Provider.STORAGE_PICKLE, path=tmp_path / "s", secret="x" * 20, tags=True)
