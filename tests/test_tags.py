@@ -380,6 +380,13 @@ def test_stacks_that_would_serve_stale_values_or_unframed_ones_are_refused(
         Storage(Codec("json"), Tags(), Memory())
 
 
+def test_tags_over_a_backend_that_keeps_no_tokens_is_refused_when_built() -> None:
+    from tests.user_layers import DictBackend
+
+    with pytest.raises(ConfigurationError, match="lacks the 'tags' capability"):
+        Storage(Tags(), DictBackend())
+
+
 def test_values_are_always_framed_and_unframed_ones_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     with pystorage.open(f"sqlite://{path}?codec=json") as plain:
@@ -403,7 +410,7 @@ def test_a_user_value_that_is_an_envelope_comes_back_as_written() -> None:
 
 
 def test_tag_records_are_never_entries(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    for name in ("files", "sqlite", "redis"):
+    for name in ("files", "sqlite", "redis", "s3"):
         with pystorage.open(URLS[name](tmp_path / name, request)) as storage:
             storage.set("k", 1, tags=["t" * 300, "ü/../x", ""])
             storage.invalidate_tag("t" * 300)
