@@ -469,3 +469,19 @@ def test_every_kind_of_preset_takes_tags_true(tmp_path: Path) -> None:
         assert (storage.get("a"), storage["b"]) == (None, 2), name
     with pytest.raises(ConfigurationError, match="signed codec"):
         provider.create(Provider.STORAGE_PICKLE, path=tmp_path / "s", secret="x" * 20, tags=True)
+
+
+def test_memoize_with_refresh_and_tags(tmp_path: Path) -> None:
+    from pystorage import Refresh
+
+    storage = pystorage.open(f"sqlite://{tmp_path}/c.db?tags=1")
+    calls: list[int] = []
+
+    @storage.memoize(ttl=60, refresh=Refresh(stale=30), tags=lambda x: [f"x:{x}"])
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    assert [square(3), square(3)] == [9, 9]
+    storage.invalidate_tag("x:3")
+    assert square(3) == 9 and calls == [3, 3]
