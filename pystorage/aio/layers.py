@@ -1453,12 +1453,16 @@ class AsyncTags(Tags, AsyncWrapper):  # type: ignore[misc,override,unused-ignore
 
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         found = await self._inner.get(key)
+        if type(found) is Envelope and (not found.tokens):
+            return found.value
         if await self._current(key, found):
             return found.value
         raise KeyError(key)
 
     async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
         found = await self._inner.lookup(key, _UNSTORED)
+        if type(found) is Envelope and (not found.tokens):
+            return found.value
         if found is not _UNSTORED and await self._current(key, found):
             return found.value
         return default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
@@ -57,6 +58,15 @@ _RENEW_TAG = (
     "INSERT INTO tag_tokens VALUES (?, ?) ON CONFLICT (tag) DO UPDATE SET token = excluded.token"
 )
 _UNBOUNDED = float("inf")
+
+
+@functools.lru_cache(maxsize=64)
+def _select_tokens(count: int) -> str:
+    """The query of the tokens of ``count`` tags (made once per count: reads of one tag
+    are most of them)."""
+    return f"SELECT tag, token FROM tag_tokens WHERE tag IN ({','.join('?' * count)})"
+
+
 #: What SQLite keeps beside a database file, and reads when it opens it.
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Reads whose use is written in one transaction at most (with eviction by use).
@@ -569,10 +579,7 @@ class SQLite(Backend):
             db = self._db()
             for start in range(0, len(names), _CHUNK):
                 chunk = names[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for name, token in db.execute(
-                    f"SELECT tag, token FROM tag_tokens WHERE tag IN ({marks})", chunk
-                ):
+                for name, token in db.execute(_select_tokens(len(chunk)), chunk):
                     found[wanted[name]] = token
         except sqlite3.OperationalError as exc:
             if str(exc).startswith("no such table"):

@@ -75,12 +75,16 @@ class Tags(Wrapper):
 
     def get(self, key: str) -> Any:
         found = self._inner.get(key)
+        if type(found) is Envelope and not found.tokens:  # untagged: no call, no lookup
+            return found.value
         if self._current(key, found):
             return found.value
         raise KeyError(key)
 
     def lookup(self, key: str, default: Any = None) -> Any:
         found = self._inner.lookup(key, _UNSTORED)
+        if type(found) is Envelope and not found.tokens:
+            return found.value
         if found is not _UNSTORED and self._current(key, found):
             return found.value
         return default
