@@ -9,15 +9,18 @@ checks of arguments that both kinds of storage (and memoize) run live here too.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
-from pystorage.errors import NotAnIntegerError, UnsupportedError, not_a_str
+from pystorage.errors import ConfigurationError, NotAnIntegerError, UnsupportedError, not_a_str
 from pystorage.layers.base import ABSENT, checked_ttl
 
 if TYPE_CHECKING:
     from pystorage.aio.layers import AsyncLayer
-    from pystorage.layers.protocol import Layer
+    from pystorage.layers.envelope import TagSnapshot
+    from pystorage.layers.protocol import Layer, TagNames
+
+Top = TypeVar("Top", bound=Any)
 
 
 class SyncStorage:
@@ -44,7 +47,11 @@ class SyncStorage:
 
         def get(self, key: str, /, default: Any = None) -> Any: ...
 
-        def set(self, key: str, value: Any, ttl: float | None = None) -> None: ...
+        def set(
+            self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+        ) -> None: ...
+
+        def snapshot_tags(self, tags: Sequence[str]) -> TagSnapshot: ...
 
         def delete_many(self, keys: Iterable[str]) -> None: ...
 
@@ -66,8 +73,14 @@ class AsyncStorageLike(Protocol):
         """The value of ``key``, or ``default``."""
         ...
 
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value``, for ``ttl`` seconds if given."""
+    async def set(
+        self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+    ) -> None:
+        """Store ``value``, for ``ttl`` seconds if given, with ``tags`` if given."""
+        ...
+
+    async def snapshot_tags(self, tags: Sequence[str]) -> TagSnapshot:
+        """The tokens of ``tags`` now (see ``Storage.snapshot_tags``)."""
         ...
 
     async def delete_many(self, keys: Iterable[str]) -> None:
@@ -77,6 +90,18 @@ class AsyncStorageLike(Protocol):
     def __aiter__(self) -> AsyncIterator[str]:
         """Every key."""
         ...
+
+
+def check_tags(top: Top) -> Top:
+    """``top`` if it keeps tags (a ``Tags`` layer); else ``ConfigurationError``: a stack
+    without one never takes ``tags=`` and drops them."""
+    if not top.keeps_tags:
+        raise ConfigurationError(
+            f"this stack has no Tags layer on top (its top is {type(top).__name__}), so it "
+            "cannot store tags: put Tags() on top with a Codec(..., tagged=True), or give a "
+            "preset tags=True or a URL tags=1"
+        )
+    return top
 
 
 def check_ttl(top: Any, ttl: float) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import zoneinfo
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import PurePath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -35,11 +35,12 @@ from pystorage.errors import ConfigurationError, InvalidKeyError
 # AsyncStorage below are the sync storage's base class and the async one's protocol.
 from pystorage.interface import AsyncStorageLike as AsyncStorage
 from pystorage.interface import SyncStorage as Storage
-from pystorage.interface import check_ttl
+from pystorage.interface import check_tags, check_ttl
 from pystorage.layers.base import LockTable
 from pystorage.layers.protocol import require
 
 if TYPE_CHECKING:
+    from pystorage.layers.envelope import TagSnapshot
     from pystorage.stampede import Refresh, Refresher
 
 P = ParamSpec("P")
@@ -346,7 +347,11 @@ class _AsyncKeyLocks(LockTable[tuple[asyncio.AbstractEventLoop, str], asyncio.Lo
 
 def _async_access(
     storage: Storage | AsyncStorage, ttl: float | None
-) -> tuple[Callable[[str], Awaitable[Any]], Callable[[str, Any], Awaitable[None]]]:
+) -> tuple[
+    Callable[[str], Awaitable[Any]],
+    Callable[[str, Any, TagSnapshot | None], Awaitable[None]],
+    Callable[[Sequence[str] | None], Awaitable[TagSnapshot | None]],
+]:
     """How an async def reads and writes its entries: awaited on an AsyncStorage, called
     on a Storage (whose backend then runs on the loop, as the caller chose)."""
     if isinstance(storage, Storage):
@@ -354,18 +359,24 @@ def _async_access(
         async def read(entry: str) -> Any:
             return storage.get(entry, _MISSING)
 
-        async def write(entry: str, value: Any) -> None:
-            storage.set(entry, value, ttl=ttl)
+        async def write(entry: str, value: Any, tags: TagSnapshot | None) -> None:
+            storage.set(entry, value, ttl=ttl, tags=tags)
 
-        return read, write
+        async def snapshot(tags: Sequence[str] | None) -> TagSnapshot | None:
+            return None if tags is None else storage.snapshot_tags(tags)
+
+        return read, write, snapshot
 
     async def aread(entry: str) -> Any:
         return await storage.get(entry, _MISSING)
 
-    async def awrite(entry: str, value: Any) -> None:
-        await storage.set(entry, value, ttl=ttl)
+    async def awrite(entry: str, value: Any, tags: TagSnapshot | None) -> None:
+        await storage.set(entry, value, ttl=ttl, tags=tags)
 
-    return aread, awrite
+    async def asnapshot(tags: Sequence[str] | None) -> TagSnapshot | None:
+        return None if tags is None else await storage.snapshot_tags(tags)
+
+    return aread, awrite, asnapshot
 
 
 def _no_lock(key: str) -> contextlib.nullcontext[None]:
@@ -383,6 +394,7 @@ def memoize(
     typed: bool = False,
     key_func: Callable[..., Any] | None = None,
     refresh: Refresh | None = None,
+    tags: Sequence[str] | Callable[..., Sequence[str]] | None = None,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
     """See ``Storage.memoize``."""
     kept = ttl
@@ -393,6 +405,16 @@ def memoize(
     if kept is not None:
         check_ttl(storage.top, kept)  # a stack that cannot expire fails here, not at the call
     awaited = not isinstance(storage, Storage)
+    if tags is not None:
+        check_tags(storage.top)  # a stack without tags fails here, not at the call
+        if not callable(tags):
+            from pystorage.layers.tags import checked_tags
+
+            tags = checked_tags(tags)
+
+    def tags_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequence[str] | None:
+        """The tags of a call's entry: the list given, or what the callable returns."""
+        return tags(*args, **kwargs) if callable(tags) else tags
 
     def decorate(function: Callable[P, R]) -> Memoized[P, R]:
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
@@ -452,7 +474,7 @@ def memoize(
             )
         if inspect.iscoroutinefunction(function):
             async_locks = _AsyncKeyLocks()
-            read, write = _async_access(storage, kept)
+            read, write, snapshot = _async_access(storage, kept)
             across_processes: Callable[[str], AbstractAsyncContextManager[Any]] = (
                 storage.top.key_lock if awaited else _no_lock  # type: ignore[assignment]
             )
@@ -462,8 +484,9 @@ def memoize(
             async def acompute(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None
                 began = time.perf_counter()
+                tokens = await snapshot(tags_of(args, kwargs))  # before: see snapshot_tags
                 value = await function(*args, **kwargs)
-                await write(entry, refresher.record(value, began))
+                await write(entry, refresher.record(value, began), tokens)
                 return value
 
             async def arefresh(
@@ -529,8 +552,9 @@ def memoize(
                     cached = await read(entry)
                     if cached is not _MISSING:
                         return cached
+                    tokens = await snapshot(tags_of(args, kwargs))  # before: see snapshot_tags
                     value = await function(*args, **kwargs)  # the result, not the coroutine
-                    await write(entry, value)
+                    await write(entry, value, tokens)
                     return value
 
             wrapper = amemoized
@@ -538,6 +562,13 @@ def memoize(
             assert isinstance(storage, Storage)  # an AsyncStorage was refused above
             require(storage.top, "key_lock")
             lock = storage.top.key_lock
+            sync_storage = storage
+
+            def tag_snapshot(args: Any, kwargs: Any) -> TagSnapshot | None:
+                """The tokens of the call's tags, read before it computes: an
+                invalidation while it runs leaves its result missing."""
+                wanted = tags_of(args, kwargs)
+                return None if wanted is None else sync_storage.snapshot_tags(wanted)
 
             def called(args: Any, kwargs: Any) -> Any:
                 value = function(*args, **kwargs)
@@ -553,8 +584,9 @@ def memoize(
             def compute(entry: str, args: Any, kwargs: Any) -> Any:
                 assert refresher is not None and isinstance(storage, Storage)
                 began = time.perf_counter()
+                tokens = tag_snapshot(args, kwargs)
                 value = called(args, kwargs)
-                storage.set(entry, refresher.record(value, began), ttl=kept)
+                storage.set(entry, refresher.record(value, began), ttl=kept, tags=tokens)
                 return value
 
             def refresh_now(
@@ -625,8 +657,9 @@ def memoize(
                         return cached
                     except KeyError:
                         pass
+                    tokens = tag_snapshot(args, kwargs)
                     value: R = called(args, kwargs)
-                    storage.set(entry, value, ttl=ttl)
+                    storage.set(entry, value, ttl=ttl, tags=tokens)
                     return value
 
             wrapper = memoized

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pystorage.errors import ConfigurationError, not_a_str
-from pystorage.interface import SyncStorage, check_ttl, checked_delta, increment
+from pystorage.interface import SyncStorage, check_tags, check_ttl, checked_delta, increment
 from pystorage.layers.base import Layer, ValueKind, Wrapper, stack_from
+from pystorage.layers.protocol import TagNames
 
 if TYPE_CHECKING:  # memoize (asyncio, inspect, zoneinfo...) is imported by its first use
+    from pystorage.layers.envelope import TagSnapshot
     from pystorage.memoize import Memoized, P, R
     from pystorage.stampede import Refresh
 
@@ -98,24 +100,51 @@ class Storage(MutableMapping[str, Any], SyncStorage):
         (``KeyError`` if it is missing). ``pystorage copy`` carries TTLs across with it."""
         return self.top.get_with_ttl(key)
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
+    def set(
+        self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+    ) -> None:
+        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it.
+
+        With ``tags`` (a list of str, e.g. ``["user:7"]``) it is missing once any of them
+        is invalidated (``invalidate_tag``); the stack needs a ``Tags`` layer on top
+        (``tags=1`` in a URL), else ``ConfigurationError``."""
         if type(key) is not str:
             raise not_a_str(key)
         if ttl is not None:
             self._check_ttl(ttl)
-        self._set(key, value, ttl)
+        if tags is None:
+            self._set(key, value, ttl)
+        else:
+            check_tags(self.top).set_tagged(key, value, ttl, tags)
 
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+    def add(
+        self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+    ) -> bool:
         """Store ``value`` only if ``key`` is missing (an expired entry is missing); True
         if it was stored. Atomic: of callers adding one key at once, in any threads or
         processes, exactly one gets True (see the atomic operations page for each
-        backend). ``ttl`` as for ``set``; ``Expiry`` gives its own when none is given."""
+        backend). ``ttl`` as for ``set``; ``Expiry`` gives its own when none is given;
+        ``tags`` as for ``set`` (an entry whose tag was invalidated is missing)."""
         if type(key) is not str:
             raise not_a_str(key)
         if ttl is not None:
             self._check_ttl(ttl)
+        if tags is not None:
+            return bool(check_tags(self.top).add_tagged(key, value, ttl, tags))
         return bool(self.top.add(key, value, ttl))
+
+    def invalidate_tag(self, tag: str) -> None:
+        """Make every entry stored with ``tag`` missing, in every process sharing the
+        store: one write, whatever the number of entries (see ``Tags``)."""
+        check_tags(self.top).invalidate_tag(tag)
+
+    def snapshot_tags(self, tags: Sequence[str]) -> TagSnapshot:
+        """The tokens of ``tags`` now. Read them before computing a value and store it
+        with ``set(key, value, tags=snapshot)``: an invalidation while it was computed
+        then makes it missing too (``memoize(tags=...)`` does so)."""
+        from pystorage.layers.tags import checked_tags, snapshot
+
+        return snapshot(tags, check_tags(self.top).tag_tokens(checked_tags(tags), True))
 
     def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         """Add ``delta`` to the ``int`` stored at ``key``, atomically, and return the sum.
@@ -148,14 +177,23 @@ class Storage(MutableMapping[str, Any], SyncStorage):
         """As ``get_many``, each value with the seconds it has left (None: no deadline)."""
         return self.top.get_many_with_ttl(keys)
 
-    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        """Store every item, in one batch where the backend can."""
+    def set_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None = None,
+        tags: TagNames | None = None,
+    ) -> None:
+        """Store every item, in one batch where the backend can; ``tags`` as for ``set``,
+        given to every item."""
         for key in items:
             if type(key) is not str:
                 raise not_a_str(key)
         if ttl is not None:
             self._check_ttl(ttl)
-        self.top.set_many(items, ttl)
+        if tags is None:
+            self.top.set_many(items, ttl)
+        else:
+            check_tags(self.top).set_many_tagged(items, ttl, tags)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """Remove those ``keys`` that exist; missing keys are ignored."""
@@ -175,6 +213,7 @@ class Storage(MutableMapping[str, Any], SyncStorage):
         typed: bool = False,
         key_func: Callable[..., Any] | None = None,
         refresh: Refresh | None = None,
+        tags: Sequence[str] | Callable[..., Sequence[str]] | None = None,
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]:
         """Cache a function's results here, keyed by the function and its arguments' values.
 
@@ -196,6 +235,11 @@ class Storage(MutableMapping[str, Any], SyncStorage):
         Redis stack; for an ``async def``, an asyncio lock per key in each event loop).
         The function gains ``invalidate(*args)``, ``cache_clear()`` and ``cache_key(*args)``.
 
+        ``tags`` (a list of str, or a callable of the arguments returning one, e.g.
+        ``lambda user_id: [f"user:{user_id}"]``) stores each result with those tags, read
+        before the function runs: ``invalidate_tag`` while it runs leaves the result
+        missing. The stack needs a ``Tags`` layer (``ConfigurationError`` when decorating).
+
         ``refresh=Refresh(early=1.0, stale=30, stale_if_error=300)`` (with a ``ttl``)
         keeps a hot key's expiry from sending every caller to the function: early
         recomputation (XFetch), stale-while-revalidate, stale-if-error (see
@@ -203,7 +247,9 @@ class Storage(MutableMapping[str, Any], SyncStorage):
         """
         from pystorage.memoize import memoize
 
-        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh)
+        return memoize(
+            self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh, tags=tags
+        )
 
     def stats(self) -> dict[str, int]:
         """What the stack counted: hits, misses, writes and deletes (with a ``Stats``
@@ -256,7 +302,20 @@ def assemble(layers: tuple[Any, ...], prepare: bool = True) -> Layer:
             below = layer
             if prepare:
                 layer.prepare()
+    _check_envelopes(below)
     return below
+
+
+def _check_envelopes(top: Layer) -> None:
+    """A codec that stores envelopes needs a ``Tags`` layer above it to make them."""
+    for layer in stack_from(top):
+        if layer.keeps_tags:
+            return
+        if getattr(layer, "tagged", False):
+            raise ConfigurationError(
+                f"{layer!r} stores the envelopes of a Tags layer, and none is above it: "
+                "build the stack with Tags() on top, in one Storage(...)"
+            )
 
 
 def _check_value_kinds(layers: tuple[Layer, ...]) -> None:

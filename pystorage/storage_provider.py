@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
+
 from pystorage import codecs, layers
 from pystorage.codecs.base import resolve
 from pystorage.errors import BackendError, StorageProviderError
@@ -290,6 +292,18 @@ def sqlite(
     return Storage(*above, codec_layer(codec, secret), *below, backend)
 
 
+def with_tags(storage: Storage) -> Storage:
+    """The stack of ``storage`` (new, unused) with a ``Tags`` layer on top and its codec
+    storing envelopes: new layers configured alike, over the same backend (with the
+    bounds that limits handed to it). ``storage`` itself is not to be used after."""
+    *wrappers, backend = storage.layers
+    fresh: list[Any] = []
+    for layer in wrappers:
+        changes = {"tagged": True} if isinstance(layer, layers.Codec) else {}
+        fresh.append(attrs.evolve(layer, **changes))  # type: ignore[misc]  # attrs layers
+    return Storage(layers.Tags(), *fresh, backend)
+
+
 class StorageProvider:
     """Builds storages by preset name; ``register`` adds presets to one provider.
 
@@ -341,7 +355,9 @@ class StorageProvider:
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Build the preset ``name`` with the given arguments.
 
-        Every built-in preset also takes ``stats=True``: a ``Stats`` layer on top.
+        Every built-in preset also takes ``stats=True``: a ``Stats`` layer on top, and
+        ``tags=True``: a ``Tags`` layer above everything, its codec storing envelopes
+        (``set(..., tags=)``, ``invalidate_tag``; see ``with_tags``).
         """
         try:
             factory = self._factories[name]
@@ -350,12 +366,15 @@ class StorageProvider:
             raise StorageProviderError(f"unknown storage {name!r}; known: {known}") from None
         builtin = factory is self.PRESETS.get(name)
         stats = kwargs.pop("stats", False) if builtin else False
+        tags = kwargs.pop("tags", False) if builtin else False
         try:
             storage = factory(*args, **kwargs)
         except TypeError as exc:
             # Wrong arguments to a preset: say which preset, keep the original.
             raise StorageProviderError(f"cannot create {name!r}: {exc}") from exc
-        return Storage(layers.Stats(), storage) if stats else storage
+        if stats:
+            storage = Storage(layers.Stats(), storage)
+        return with_tags(storage) if tags else storage
 
     def create_async(self, name: str, *args: Any, **kwargs: Any) -> AsyncStorage:
         """The preset ``name`` as an ``AsyncStorage``: the same stack, awaited."""

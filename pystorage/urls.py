@@ -15,8 +15,9 @@ memory itself holds at most that many),
 ``limit`` (a CountLimit), ``max_bytes`` (a SizeLimit on the encoded values),
 ``eviction`` (``used``, the default, ``stored`` or ``tinylfu``: which entries the limits
 remove first; ``tinylfu`` makes the memory tier a ``TinyLFU``), ``stats`` (a Stats layer
-on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``).
-Files also take ``suffix``;
+on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``),
+``tags`` (1: a Tags layer above it all, for ``set(..., tags=)`` and
+``invalidate_tag``). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
 Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
 (``socket_timeout``...); S3
@@ -84,6 +85,8 @@ class ParsedURL:
     lru: int | None
     stats: bool
     timed: bool
+    #: A Tags layer on top, its codec storing envelopes (``tags=1``).
+    tags: bool
     #: The folder of a ``file://`` URL.
     folder: Path | None
 
@@ -100,7 +103,10 @@ class ParsedURL:
         read values (Expiry, the memory tier) and puts ``raw`` in place of the codec: the
         stack lists, counts and deletes keys, never decodes, and returns values as stored.
         """
-        stack: list[Layer] = [layers.Stats()] if self.stats else []
+        # Tags on top: every read of a value checks its tags, whatever serves it below.
+        stack: list[Layer] = [layers.Tags()] if self.tags and values else []
+        if self.stats:
+            stack.append(layers.Stats())
         if self.timed:
             stack.append(layers.Timed())
         if values and self.ttl is not None:
@@ -115,7 +121,9 @@ class ParsedURL:
             stack += tier
         if self.codec is not None:
             # Without values: bytes as stored (the backend still needs a Codec above it).
-            stack.append(layers.Codec(self.codec if values else "raw"))
+            stack.append(
+                layers.Codec(self.codec, tagged=self.tags) if values else layers.Codec("raw")
+            )
         if sized and self.max_bytes is not None:
             stack += [layers.SizeLimit(self.max_bytes, eviction=self.eviction), *tier]
         try:
@@ -154,6 +162,7 @@ def _parse(url: str, shown: str) -> ParsedURL:
     make_backend, default_codec = builder(parts, options)
     stats = _flag(options.pop("stats", "0"), "stats")
     timed = _flag(options.pop("timed", "0"), "timed")
+    tags = _flag(options.pop("tags", "0"), "tags")
     ttl = _seconds(options.pop("ttl"), "ttl") if "ttl" in options else None
     limit = _count(options.pop("limit"), "limit") if "limit" in options else None
     max_bytes = _count(options.pop("max_bytes"), "max_bytes") if "max_bytes" in options else None
@@ -191,6 +200,7 @@ def _parse(url: str, shown: str) -> ParsedURL:
         lru=lru,
         stats=stats,
         timed=timed,
+        tags=tags,
         folder=folder,
     )
 

@@ -29,7 +29,7 @@ def test_the_three_wrappers_over_the_short_backend_pass_and_ttl_is_skipped_with_
     )
     assert sorted(report.skipped) == ["async ttl", "sync ttl"]
     assert "lacks the 'ttl' capability" in report.skipped["sync ttl"]
-    assert list(report.lacking) == ["ttl"]
+    assert list(report.lacking) == ["ttl", "tags"]  # it keeps no tags' tokens either
 
 
 def test_a_backend_of_the_core_alone_skips_the_atomic_checks_too() -> None:
@@ -37,7 +37,7 @@ def test_a_backend_of_the_core_alone_skips_the_atomic_checks_too() -> None:
 
     report = check(lambda: [Plain()]).assert_ok()
     assert "'atomic' capability (add, modify)" in report.skipped["async atomic"]
-    assert sorted(report.lacking) == ["atomic", "ttl"]
+    assert sorted(report.lacking) == ["atomic", "tags", "ttl"]
 
 
 def test_the_wrappers_over_library_backends_pass_every_check(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from benchmarks.groups import (
     s3_group,
     scaling,
     shared,
+    tags_group,
 )
 from benchmarks.model import GroupResult, Settings
 
@@ -78,6 +79,12 @@ GROUPS: tuple[Group, ...] = (
         "Hit ratio",
         "Hit ratios: eviction policies replaying real and generated traces",
         hit_ratio.run,
+    ),
+    Group(
+        "tags",
+        "Tags",
+        "Tags: a tagged read against an untagged one, an invalidation at 100,000 entries",
+        tags_group.run,
     ),
     Group(
         "cold-start",

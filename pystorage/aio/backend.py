@@ -6,7 +6,7 @@ import asyncio
 import functools
 import itertools
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Literal, TypeVar
@@ -183,6 +183,12 @@ class OffLoop(AsyncLayer):
 
     async def write_note(self, name: str, note: bytes) -> None:
         await self._run(self.backend.write_note, name, note)
+
+    async def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        return await self._run(self.backend.tag_tokens, list(tags), create)
+
+    async def renew_tag(self, tag: str) -> None:
+        await self._run(self.backend.renew_tag, tag)
 
     async def close(self) -> None:
         await self._run(self.backend.close)

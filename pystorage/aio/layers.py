@@ -6,17 +6,18 @@ Each ``AsyncX`` is the sync class ``X`` with the methods that do I/O awaited; se
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from time import perf_counter
 from typing import Any, ClassVar, Literal
 
-from pystorage.layers.base import _SECTIONS, ABSENT, Backend, Wrapper
+from pystorage.layers.base import _SECTIONS, ABSENT, Backend, Wrapper, new_token
 from pystorage.layers.codec import Codec, SignedCodec
 from pystorage.layers.count_limit import CountLimit
+from pystorage.layers.envelope import Envelope, TagSnapshot, Tokens
 from pystorage.layers.expiry import Expiry
 from pystorage.layers.limit import Limit
-from pystorage.layers.protocol import ValueKind, unsupported
+from pystorage.layers.protocol import TagNames, ValueKind, unsupported
 from pystorage.layers.redis import (
     _DELETE_STRINGS,
     _DELETING,
@@ -39,6 +40,18 @@ from pystorage.layers.redis import (
 )
 from pystorage.layers.size_limit import SizeLimit
 from pystorage.layers.stats import _MISSING, _SIZED, Stats, _size, _size_with_ttl
+from pystorage.layers.tags import (
+    _BATCH,
+    _MAX_ROUNDS,
+    _UNSTORED,
+    Tags,
+    _Change,
+    _matches,
+    _not_an_envelope,
+    _Tagged,
+    _too_many_rounds,
+    checked_tags,
+)
 from pystorage.layers.tier import _STRIPES, Tier
 from pystorage.layers.timed import Timed
 
@@ -51,6 +64,7 @@ class AsyncLayer:
     accepts: ClassVar[ValueKind] = "object"
     supports_ttl: ClassVar[bool] = False
     removes_entries: ClassVar[bool] = False
+    keeps_tags: ClassVar[bool] = False
 
     async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``; ``KeyError`` if it is missing."""
@@ -191,6 +205,34 @@ class AsyncLayer:
         default, across processes where the backend offers it (Redis)."""
         raise unsupported(self, "key_lock")
 
+    async def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:  # type: ignore[override,unused-ignore]
+        """Store ``value`` with ``tags``: it is missing once any of them is invalidated."""
+        raise unsupported(self, "tags")
+
+    async def add_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> bool:  # type: ignore[override,unused-ignore]
+        """As ``add``, the value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def set_many_tagged(  # type: ignore[override,unused-ignore]
+        self, items: Mapping[str, Any], ttl: float | None, tags: TagNames
+    ) -> None:
+        """As ``set_many``, every value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def invalidate_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        """Make every entry stored with ``tag`` missing, at once, in every process."""
+        raise unsupported(self, "tags")
+
+    async def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:  # type: ignore[override,unused-ignore]
+        """The current token of each of ``tags`` that has one; with ``create``, a tag
+        without one is given one first (so each of ``tags`` is in the answer)."""
+        raise unsupported(self, "tags")
+
+    async def renew_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        """Give ``tag`` a new token, never used before: values stored with its old token
+        no longer match it."""
+        raise unsupported(self, "tags")
+
     def counters(self) -> dict[str, int]:  # type: ignore[override,unused-ignore]
         """Statistics counted by this layer and those below it (see ``Stats``)."""
         return {}
@@ -281,6 +323,12 @@ class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,override,unused-ig
     def exclusive(self) -> AbstractAsyncContextManager[bool]:  # type: ignore[override,unused-ignore]
         return self._inner.exclusive()
 
+    async def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:  # type: ignore[override,unused-ignore]
+        return await self._inner.tag_tokens(tags, create)
+
+    async def renew_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        await self._inner.renew_tag(tag)
+
     async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
         """The value of ``key``, or ``default`` if it is missing.
 
@@ -295,6 +343,24 @@ class AsyncWrapper(Wrapper, AsyncLayer):  # type: ignore[misc,override,unused-ig
     async def prepare(self) -> None:  # type: ignore[override,unused-ignore]
         """Read what this layer needs from the stack below it, once the stack is linked
         (a limit's index). Called bottom-up by ``Storage``; most layers need nothing."""
+
+    async def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:  # type: ignore[override,unused-ignore]
+        """Store ``value`` with ``tags``: it is missing once any of them is invalidated."""
+        raise unsupported(self, "tags")
+
+    async def add_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> bool:  # type: ignore[override,unused-ignore]
+        """As ``add``, the value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def set_many_tagged(  # type: ignore[override,unused-ignore]
+        self, items: Mapping[str, Any], ttl: float | None, tags: TagNames
+    ) -> None:
+        """As ``set_many``, every value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def invalidate_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        """Make every entry stored with ``tag`` missing, at once, in every process."""
+        raise unsupported(self, "tags")
 
 
 class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ignore]
@@ -423,6 +489,34 @@ class AsyncBackend(Backend, AsyncLayer):  # type: ignore[misc,override,unused-ig
         """
         raise unsupported(self, "atomic")
 
+    async def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:  # type: ignore[override,unused-ignore]
+        """Store ``value`` with ``tags``: it is missing once any of them is invalidated."""
+        raise unsupported(self, "tags")
+
+    async def add_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> bool:  # type: ignore[override,unused-ignore]
+        """As ``add``, the value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def set_many_tagged(  # type: ignore[override,unused-ignore]
+        self, items: Mapping[str, Any], ttl: float | None, tags: TagNames
+    ) -> None:
+        """As ``set_many``, every value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    async def invalidate_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        """Make every entry stored with ``tag`` missing, at once, in every process."""
+        raise unsupported(self, "tags")
+
+    async def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:  # type: ignore[override,unused-ignore]
+        """The current token of each of ``tags`` that has one; with ``create``, a tag
+        without one is given one first (so each of ``tags`` is in the answer)."""
+        raise unsupported(self, "tags")
+
+    async def renew_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        """Give ``tag`` a new token, never used before: values stored with its old token
+        no longer match it."""
+        raise unsupported(self, "tags")
+
 
 class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
     """The async twin of ``Codec``."""
@@ -494,7 +588,7 @@ class AsyncCodec(Codec, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         encoded = {}
         for key, value in items.items():
             try:
-                encoded[key] = self.codec.encode(value)
+                encoded[key] = self._encode(value)
             except Exception as exc:
                 raise self._encode_error(key, value, exc) from exc
         await self._inner.set_many(encoded, ttl)
@@ -617,7 +711,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         try:
             value = await self._inner.get(key)
         except KeyError:
-            self._missed(key, stamp)
+            await self._missed(key, stamp)
             raise
         await self._used(((key, value),), stamp)
         return value
@@ -627,7 +721,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
         try:
             found = await self._inner.get_with_ttl(key)
         except KeyError:
-            self._missed(key, stamp)
+            await self._missed(key, stamp)
             raise
         await self._used(((key, found[0]),), stamp)
         return found
@@ -701,12 +795,12 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
             try:
                 await self._inner.delete(key)
             except KeyError:
-                self._forget((key,))
+                await self._forget((key,))
                 raise
             except BaseException:
                 await self._relearn()
                 raise
-            self._forget((key,))
+            await self._forget((key,))
 
     async def delete_many(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
         keys = list(keys)
@@ -718,7 +812,7 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
             except BaseException:
                 await self._relearn()
                 raise
-            self._forget(keys)
+            await self._forget(keys)
 
     async def count(self) -> int:  # type: ignore[override,unused-ignore]
         count = await self._inner.count()
@@ -777,6 +871,23 @@ class AsyncLimit(Limit, AsyncWrapper):  # type: ignore[misc,override,unused-igno
             self._evictions += len(victims)
         if victims:
             await self._inner.delete_many(victims)
+
+    async def _forget(self, keys: Iterable[str]) -> None:  # type: ignore[override,unused-ignore]
+        with self._lock:
+            for key in keys:
+                await self._drop(key)
+
+    async def _drop(self, key: str) -> None:  # type: ignore[override,unused-ignore]
+        """Remove ``key`` from the index, if it is there (lock held)."""
+        if self._stamps.pop(key, None) is not None:
+            self._policy.discard(key)
+
+    async def _missed(self, key: str, stamp: int) -> None:  # type: ignore[override,unused-ignore]
+        """A read that began at ``stamp`` found ``key`` missing: forget it, unless it
+        entered the index since (a write of another thread landed after the miss)."""
+        with self._lock:
+            if self._stamps.get(key, stamp) <= stamp:
+                await self._drop(key)
 
     async def _relearn(self) -> None:  # type: ignore[override,unused-ignore]
         """After a batch failed part way: which of its keys are stored is the backend's
@@ -1395,6 +1506,228 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,override,unused-igno
         except self._errors as exc:
             raise self._fail(f"delete {len(names)} keys", exc) from exc
 
+    async def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:  # type: ignore[override,unused-ignore]
+        names = [self._aside(b"tag", tag) for tag in tags]
+        if not names:
+            return {}
+        try:
+            found = await self._tag_values(names)
+            unset = [name for name, token in zip(names, found, strict=True) if token is None]
+            if create and unset:
+                pipe = self.client.pipeline(transaction=False)
+                for name in unset:
+                    pipe.set(name, new_token(), nx=True)
+                await pipe.execute()
+                found = await self._tag_values(names)
+        except self._errors as exc:
+            raise self._fail(f"read the tokens of {len(names)} tags", exc) from exc
+        return {
+            tag: _as_bytes(token).decode("ascii")
+            for tag, token in zip(tags, found, strict=True)
+            if token is not None
+        }
+
+    async def _tag_values(self, names: list[bytes]) -> list[Any]:  # type: ignore[override,unused-ignore]
+        if self._cluster:
+            return list(await self.client.mget_nonatomic(names))
+        return list(await self.client.mget(names))
+
+    async def renew_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        try:
+            await self.client.set(self._aside(b"tag", tag), new_token())
+        except self._errors as exc:
+            raise self._fail(f"invalidate the tag {tag!r}", exc) from exc
+
     async def close(self) -> None:  # type: ignore[override,unused-ignore]
         if self.owned:
             await self.client.aclose()
+
+
+class AsyncTags(Tags, AsyncWrapper):  # type: ignore[misc,override,unused-ignore]
+    """The async twin of ``Tags``."""
+
+    __slots__ = ()
+
+    async def get(self, key: str) -> Any:  # type: ignore[override,unused-ignore]
+        found = await self._inner.get(key)
+        if type(found) is Envelope and (not found.tokens):
+            return found.value
+        if await self._current(key, found):
+            return found.value
+        raise KeyError(key)
+
+    async def lookup(self, key: str, default: Any = None) -> Any:  # type: ignore[override,unused-ignore]
+        found = await self._inner.lookup(key, _UNSTORED)
+        if type(found) is Envelope and (not found.tokens):
+            return found.value
+        if found is not _UNSTORED and await self._current(key, found):
+            return found.value
+        return default
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None]:  # type: ignore[override,unused-ignore]
+        found, left = await self._inner.get_with_ttl(key)
+        if await self._current(key, found):
+            return (found.value, left)
+        raise KeyError(key)
+
+    async def contains(self, key: str) -> bool:  # type: ignore[override,unused-ignore]
+        found = await self._inner.lookup(key, _UNSTORED)
+        return found is not _UNSTORED and await self._current(key, found)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        return await self._opened(await self._inner.get_many(keys))
+
+    async def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        return await self._opened(await self._inner.peek_many(keys))
+
+    async def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:  # type: ignore[override,unused-ignore]
+        found = await self._inner.get_many_with_ttl(keys)
+        values = await self._opened({key: value for key, (value, _) in found.items()})
+        return {key: (value, found[key][1]) for key, value in values.items()}
+
+    async def keys(self) -> AsyncIterator[str]:  # type: ignore[override,unused-ignore]
+        batch: list[str] = []
+        async for key in self._inner.keys():
+            batch.append(key)
+            if len(batch) == _BATCH:
+                for live in await self._live(batch):
+                    yield live
+                batch = []
+        for live in await self._live(batch):
+            yield live
+
+    async def count(self) -> int:  # type: ignore[override,unused-ignore]
+        total = 0
+        async for _ in self.keys():
+            total += 1
+        return total
+
+    async def _live(self, keys: list[str]) -> list[str]:  # type: ignore[override,unused-ignore]
+        """Those of ``keys`` whose entries are there and current."""
+        if not keys:
+            return []
+        return list(await self._opened(await self._inner.peek_many(keys)))
+
+    async def _current(self, key: str, found: Any) -> bool:  # type: ignore[override,unused-ignore]
+        """Whether the envelope ``found`` under ``key`` has its tags' current tokens."""
+        if type(found) is not Envelope:
+            raise _not_an_envelope(key, found)
+        if not found.tokens:
+            return True
+        now = await self._inner.tag_tokens([tag for tag, _ in found.tokens], False)
+        return _matches(found.tokens, now)
+
+    async def _opened(self, found: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
+        """The values of those envelopes of ``found`` that are current: one read of the
+        tokens of all their tags."""
+        tags: set[str] = set()
+        for key, envelope in found.items():
+            if type(envelope) is not Envelope:
+                raise _not_an_envelope(key, envelope)
+            tags.update((tag for tag, _ in envelope.tokens))
+        if not tags:
+            return {key: envelope.value for key, envelope in found.items()}
+        now = await self._inner.tag_tokens(sorted(tags), False)
+        return {
+            key: envelope.value for key, envelope in found.items() if _matches(envelope.tokens, now)
+        }
+
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        await self._inner.set(key, Envelope((), value), ttl)
+
+    async def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:  # type: ignore[override,unused-ignore]
+        await self._inner.set(key, Envelope(await self._tokens(tags), value), ttl)
+
+    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
+        await self._inner.set_many({key: Envelope((), value) for key, value in items.items()}, ttl)
+
+    async def set_many_tagged(  # type: ignore[override,unused-ignore]
+        self, items: Mapping[str, Any], ttl: float | None, tags: TagNames
+    ) -> None:
+        tokens = await self._tokens(tags)
+        await self._inner.set_many(
+            {key: Envelope(tokens, value) for key, value in items.items()}, ttl
+        )
+
+    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:  # type: ignore[override,unused-ignore]
+        return await self._add_new(key, Envelope((), value), ttl)
+
+    async def add_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> bool:  # type: ignore[override,unused-ignore]
+        return await self._add_new(key, Envelope(await self._tokens(tags), value), ttl)
+
+    async def _add_new(self, key: str, envelope: Envelope, ttl: float | None) -> bool:  # type: ignore[override,unused-ignore]
+        """``add`` where an invalidated entry counts as absent: it is removed, and the
+        add tried again. (Two adders that both found it invalidated may both remove
+        what the other stored: the one race in which both may be told True.)"""
+        for _ in range(_MAX_ROUNDS):
+            if await self._inner.add(key, envelope, ttl):
+                return True
+            found = await self._inner.lookup(key, _UNSTORED)
+            if found is not _UNSTORED:
+                if await self._current(key, found):
+                    return False
+                await self._drop(key)
+        raise _too_many_rounds("add", key)
+
+    async def modify(self, key: str, change: Callable[[Any], Any], ttl: float | None = None) -> Any:  # type: ignore[override,unused-ignore]
+        """One ``modify`` below for an untagged entry (or none). A tagged one is checked
+        first: a current one keeps its tags; an invalidated one is removed and counts as
+        absent (two writers that both found it may both start from absent)."""
+        expected: Tokens = ()
+        for _ in range(_MAX_ROUNDS):
+            try:
+                return (await self._inner.modify(key, _Change(change, expected), ttl)).value
+            except _Tagged:
+                pass
+            expected = ()
+            found = await self._inner.lookup(key, _UNSTORED)
+            if found is not _UNSTORED and type(found) is Envelope and found.tokens:
+                if await self._current(key, found):
+                    expected = found.tokens
+                else:
+                    await self._drop(key)
+        raise _too_many_rounds("incr", key)
+
+    async def _drop(self, key: str) -> None:  # type: ignore[override,unused-ignore]
+        try:
+            await self._inner.delete(key)
+        except KeyError:
+            pass
+
+    async def _tokens(self, tags: TagNames) -> Tokens:  # type: ignore[override,unused-ignore]
+        """The current tokens of ``tags`` (made for tags that have none yet), or those
+        of a snapshot."""
+        if type(tags) is TagSnapshot:
+            return tags.tokens
+        wanted = checked_tags(tags)
+        if not wanted:
+            return ()
+        now = await self._inner.tag_tokens(wanted, True)
+        return tuple((tag, now[tag]) for tag in wanted)
+
+    async def invalidate_tag(self, tag: str) -> None:  # type: ignore[override,unused-ignore]
+        (checked,) = checked_tags([tag])
+        await self._inner.renew_tag(checked)
+
+    async def expire(self) -> int:  # type: ignore[override,unused-ignore]
+        """Remove the expired entries below, then the invalidated ones (a full sweep:
+        it reads every entry); returns how many went."""
+        removed = await self._inner.expire()
+        batch: list[str] = []
+        stale: list[str] = []
+        async for key in self._inner.keys():
+            batch.append(key)
+            if len(batch) == _BATCH:
+                stale += await self._stale(batch)
+                batch = []
+        stale += await self._stale(batch)
+        await self._inner.delete_many(stale)
+        return removed + len(stale)
+
+    async def _stale(self, keys: list[str]) -> list[str]:  # type: ignore[override,unused-ignore]
+        """Those of ``keys`` whose entries are there and invalidated."""
+        if not keys:
+            return []
+        found = await self._inner.peek_many(keys)
+        live = await self._opened(found)
+        return [key for key in found if key not in live]

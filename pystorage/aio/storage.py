@@ -7,7 +7,7 @@ import concurrent.futures
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +18,14 @@ from pystorage.aio.backend import OffLoop
 from pystorage.aio.layers import AsyncLayer
 from pystorage.aio.twins import twin_class
 from pystorage.errors import ConfigurationError, not_a_str
-from pystorage.interface import check_ttl, checked_delta, increment
+from pystorage.interface import check_tags, check_ttl, checked_delta, increment
 from pystorage.layers import LRU, Layer, Memory, Redis, Tier, Wrapper
 from pystorage.layers.base import stack_from
+from pystorage.layers.protocol import TagNames
 from pystorage.storage import Storage, assemble
 
 if TYPE_CHECKING:
+    from pystorage.layers.envelope import TagSnapshot
     from pystorage.stampede import Refresh
 
 #: The async twin of each wrapper layer (the generated ``pystorage.aio.layers``).
@@ -117,24 +119,52 @@ class AsyncStorage:
         top = self.top if self._prepared else await self._ready()
         return await top.get_with_ttl(key)
 
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it."""
+    async def set(
+        self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+    ) -> None:
+        """Store ``value``; with ``ttl`` (seconds) it expires, if the stack can expire it;
+        ``tags`` as for ``Storage.set``."""
         if type(key) is not str:
             raise not_a_str(key)
         if ttl is not None:
             check_ttl(self.top, ttl)
+        if tags is not None:
+            check_tags(self.top)
         top = self.top if self._prepared else await self._ready()
-        await top.set(key, value, ttl)
+        if tags is None:
+            await top.set(key, value, ttl)
+        else:
+            await top.set_tagged(key, value, ttl, tags)
 
-    async def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+    async def add(
+        self, key: str, value: Any, ttl: float | None = None, tags: TagNames | None = None
+    ) -> bool:
         """Store ``value`` only if ``key`` is missing; True if it was stored (atomic, as
-        ``Storage.add``)."""
+        ``Storage.add``); ``tags`` as for ``Storage.set``."""
         if type(key) is not str:
             raise not_a_str(key)
         if ttl is not None:
             check_ttl(self.top, ttl)
+        if tags is not None:
+            check_tags(self.top)
         top = self.top if self._prepared else await self._ready()
-        return bool(await top.add(key, value, ttl))
+        if tags is None:
+            return bool(await top.add(key, value, ttl))
+        return bool(await top.add_tagged(key, value, ttl, tags))
+
+    async def invalidate_tag(self, tag: str) -> None:
+        """Make every entry stored with ``tag`` missing (as ``Storage.invalidate_tag``)."""
+        check_tags(self.top)
+        top = self.top if self._prepared else await self._ready()
+        await top.invalidate_tag(tag)
+
+    async def snapshot_tags(self, tags: Sequence[str]) -> TagSnapshot:
+        """The tokens of ``tags`` now (as ``Storage.snapshot_tags``)."""
+        from pystorage.layers.tags import checked_tags, snapshot
+
+        check_tags(self.top)
+        top = self.top if self._prepared else await self._ready()
+        return snapshot(tags, await top.tag_tokens(checked_tags(tags), True))
 
     async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         """Add ``delta`` to the ``int`` at ``key`` atomically and return the sum (as
@@ -191,15 +221,26 @@ class AsyncStorage:
         top = self.top if self._prepared else await self._ready()
         return await top.get_many_with_ttl(keys)
 
-    async def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        """Store every item, in one batch where the backend can."""
+    async def set_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | None = None,
+        tags: TagNames | None = None,
+    ) -> None:
+        """Store every item, in one batch where the backend can; ``tags`` as for
+        ``Storage.set``, given to every item."""
         for key in items:
             if type(key) is not str:
                 raise not_a_str(key)
         if ttl is not None:
             check_ttl(self.top, ttl)
+        if tags is not None:
+            check_tags(self.top)
         top = self.top if self._prepared else await self._ready()
-        await top.set_many(items, ttl)
+        if tags is None:
+            await top.set_many(items, ttl)
+        else:
+            await top.set_many_tagged(items, ttl, tags)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
         """Remove those ``keys`` that exist; missing keys are ignored."""
@@ -222,6 +263,7 @@ class AsyncStorage:
         typed: bool = False,
         key_func: Callable[..., Any] | None = None,
         refresh: Refresh | None = None,
+        tags: Sequence[str] | Callable[..., Sequence[str]] | None = None,
     ) -> Callable[[Callable[..., Any]], Any]:
         """Cache an ``async def``'s results here: see ``Storage.memoize`` (the same keys).
 
@@ -231,7 +273,9 @@ class AsyncStorage:
         """
         from pystorage.memoize import memoize
 
-        return memoize(self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh)
+        return memoize(
+            self, ttl=ttl, key=key, typed=typed, key_func=key_func, refresh=refresh, tags=tags
+        )
 
     async def aclose(self) -> None:
         """Release the backend's resources (connections, pools, threads)."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pystorage.layers.size_limit import SizeLimit
     from pystorage.layers.sqlite import SQLite
     from pystorage.layers.stats import Stats
+    from pystorage.layers.tags import Tags
     from pystorage.layers.tier import Tier
     from pystorage.layers.timed import Timed
     from pystorage.layers.tinylfu import TinyLFU
@@ -40,6 +41,7 @@ __all__ = [
     "SQLite",
     "SizeLimit",
     "Stats",
+    "Tags",
     "Tier",
     "Timed",
     "TinyLFU",
@@ -62,13 +64,14 @@ _WHERE = {
     "SizeLimit": "size_limit",
     "SQLite": "sqlite",
     "Stats": "stats",
+    "Tags": "tags",
     "Tier": "tier",
     "Timed": "timed",
     "TinyLFU": "tinylfu",
 }
 # The modules too, which ``import pystorage.layers`` used to load: code may reach
 # them as attributes of the package.
-_MODULES = set(_WHERE.values()) | {"names", "tracking", "wal_index"}
+_MODULES = set(_WHERE.values()) | {"envelope", "names", "tracking", "wal_index"}
 if not TYPE_CHECKING:  # type checkers see the imports above, not a catch-all __getattr__
     __getattr__, __dir__ = _lazy.exports(
         __name__,

@@ -7,9 +7,10 @@ keys; a missing key raises ``KeyError``.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
@@ -47,6 +48,11 @@ ABSENT: Final = _Absent()
 #: while Files, S3 and SQLite keep a float deadline that stays exact to the microsecond
 #: this far out. A cache entry meant to outlive that has no TTL.
 MAX_TTL: Final = 3_155_760_000
+
+
+def new_token() -> str:
+    """A tag's token that no token before it had: 128 random bits (see ``Tags``)."""
+    return secrets.token_hex(16)
 
 
 def checked_ttl(value: object, name: str = "ttl") -> float:
@@ -391,6 +397,12 @@ class Wrapper(Layer):
 
     def gauges(self) -> dict[str, int]:
         return self._inner.gauges()
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        return self._inner.tag_tokens(tags, create)
+
+    def renew_tag(self, tag: str) -> None:
+        self._inner.renew_tag(tag)
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         return self._inner.key_lock(key)

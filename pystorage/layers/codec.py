@@ -9,6 +9,7 @@ import attrs
 
 from pystorage.codecs.base import BaseCodec, resolve
 from pystorage.errors import CodecError, ConfigurationError
+from pystorage.layers import envelope
 from pystorage.layers.base import ABSENT, Layer, ValueKind, Wrapper, stack_from
 
 
@@ -25,6 +26,10 @@ class Codec(Wrapper):
     """
 
     codec: BaseCodec = attrs.field(converter=resolve)
+    #: Values are envelopes of a ``Tags`` layer above, stored framed with their tags'
+    #: tokens (``pystorage.layers.envelope``); a stack with tags needs it, and refuses it
+    #: without a ``Tags`` layer above. (Not in the repr: the Tags layer on top says it.)
+    tagged: bool = attrs.field(default=False, kw_only=True, repr=False)
     # Bound once: each get and set saves an attribute lookup and a method binding.
     _encode: Callable[..., bytes] = attrs.field(init=False, repr=False)
     _decode: Callable[..., Any] = attrs.field(init=False, repr=False)
@@ -45,6 +50,10 @@ class Codec(Wrapper):
             )
         self._encode = self.codec.encode
         self._decode = self.codec.decode
+        if self.tagged:
+            # Bound once, as the plain codec's: an untagged stack pays nothing for tags.
+            self._encode = envelope.encoder(self._encode)
+            self._decode = envelope.decoder(self._decode)
 
     def link(self, inner: Layer) -> None:
         # A Codec layer below a signed one would decode (inflate) stored bytes before the
@@ -140,7 +149,7 @@ class Codec(Wrapper):
         encoded = {}
         for key, value in items.items():
             try:
-                encoded[key] = self.codec.encode(value)
+                encoded[key] = self._encode(value)
             except Exception as exc:
                 raise self._encode_error(key, value, exc) from exc
         self._inner.set_many(encoded, ttl)
@@ -152,6 +161,8 @@ class Codec(Wrapper):
         )
 
     def _encode_error(self, key: str, value: Any, exc: Exception) -> CodecError:
+        if type(value) is envelope.Envelope:  # name the user's value, not our wrapping
+            value = value.value
         return CodecError(
             f"the value for key {key!r} ({type(value).__name__}) cannot be encoded as "
             f"{self.codec.label}: {type(exc).__name__}: {exc}"
@@ -169,6 +180,12 @@ class SignedCodec(Codec):
     """
 
     def __attrs_post_init__(self) -> None:
+        if self.tagged:
+            # Its frame would sit outside the signature: a writer of the store could
+            # give an invalidated value the tokens of today and have it served again.
+            raise ConfigurationError(
+                "a signed codec cannot carry tags yet: use tags with an unsigned codec"
+            )
         self._encode = self.codec.encode_for
         self._decode = self.codec.decode_for
 

@@ -11,7 +11,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,12 +32,14 @@ from pystorage.errors import (
     not_a_str,
 )
 from pystorage.layers import names
-from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 
 _MAX_NAME = 255
 _TEMP_PREFIX = ".tmp-"
 #: Notes beside the entries (``write_note``): a leading dot, which no escaped key has.
 _NOTE_PREFIX = ".note-"
+#: Tags' tokens beside the entries (``tag_tokens``), as notes are.
+_TAG_PREFIX = ".tag-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 # O_NONBLOCK: a FIFO planted under a key's name must not block a reader forever.
@@ -549,13 +551,45 @@ class Files(Backend):
     def read_note(self, name: str) -> bytes | None:
         """The note ``name`` of this suffix, if it is a regular file of this user (or
         ``trust_others``) no larger than ``max_value_bytes``; None otherwise."""
-        file = self._note_file(name)
+        return self._read_aside(self._note_file(name), "note")
+
+    def write_note(self, name: str, note: bytes) -> None:
+        """Write the note whole to a temporary file, then put it in place."""
+        self._write_aside(self._note_file(name), note, "note", replace=True)
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        # One small file per tag, named with a leading dot (which no key's name has),
+        # per suffix as notes are. A tag first used gets its file by a link, which
+        # fails if another writer made it first: racing writers agree on its token.
+        found = {}
+        for tag in tags:
+            file = self._tag_file(tag)
+            token = self._read_aside(file, "tag token")
+            if token is None and create:
+                self._write_aside(file, new_token().encode(), "tag token", replace=False)
+                token = self._read_aside(file, "tag token")
+                if token is None:
+                    raise BackendError(f"the token of tag {tag!r} ({file}) is not readable")
+            if token is not None:
+                found[tag] = token.decode("ascii", "replace")
+        return found
+
+    def renew_tag(self, tag: str) -> None:
+        self._write_aside(self._tag_file(tag), new_token().encode(), "tag token", replace=True)
+
+    def _tag_file(self, tag: str) -> str:
+        stem = names.stem(tag, self._max_stem - len(_TAG_PREFIX))
+        return f"{self._slash_root}{_TAG_PREFIX}{stem}{self._ending}"
+
+    def _read_aside(self, file: str, what: str) -> bytes | None:
+        """A file beside the entries, if it is a regular file of this user (or
+        ``trust_others``) no larger than ``max_value_bytes``; None otherwise."""
         try:
             fd = os.open(file, _READ_FLAGS)
         except OSError as exc:
             if exc.errno in _NOT_OURS:
                 return None
-            raise BackendError(f"cannot read the note {file}: {exc}") from exc
+            raise BackendError(f"cannot read the {what} {file}: {exc}") from exc
         try:
             info = os.fstat(fd)
             mine = info.st_uid == self._uid or self._trusting
@@ -563,24 +597,29 @@ class Files(Backend):
                 return None
             return _read_all(fd, info.st_size)
         except OSError as exc:
-            raise BackendError(f"cannot read the note {file}: {exc}") from exc
+            raise BackendError(f"cannot read the {what} {file}: {exc}") from exc
         finally:
             os.close(fd)
 
-    def write_note(self, name: str, note: bytes) -> None:
-        """Write the note whole to a temporary file, then put it in place."""
-        file = self._note_file(name)
+    def _write_aside(self, file: str, data: bytes, what: str, replace: bool) -> None:
+        """Write ``data`` whole to a temporary file, then put it in place (``replace``)
+        or link it there unless ``file`` exists already."""
         temp = f"{self._slash_root}{_TEMP_PREFIX}{os.getpid()}-{next(_temp_ids)}"
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)
             try:
-                _write_all(fd, note)
+                _write_all(fd, data)
             finally:
                 os.close(fd)
-            os.replace(temp, file)
+            if replace:
+                os.replace(temp, file)
+            else:
+                with suppress(FileExistsError):
+                    os.link(temp, file)
+                os.unlink(temp)
         except OSError as exc:
             _unlink_quietly(temp)
-            raise BackendError(f"cannot write the note {file}: {exc}") from exc
+            raise BackendError(f"cannot write the {what} {file}: {exc}") from exc
 
     def _note_file(self, name: str) -> str:
         return f"{self._slash_root}{_NOTE_PREFIX}{names.escape(name)}{self._ending}"

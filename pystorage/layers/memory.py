@@ -6,13 +6,13 @@ import heapq
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
 from pystorage import _fork
-from pystorage.layers.base import ABSENT, Backend
+from pystorage.layers.base import ABSENT, Backend, new_token
 
 _MISSING: Any = object()
 
@@ -46,6 +46,8 @@ class Memory(Backend):
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _heap: list[tuple[float, str]] = attrs.field(factory=list, init=False, repr=False)
     _expirations: int = attrs.field(default=0, init=False, repr=False)
+    #: Each tag's token (``tag_tokens``): beside the entries, never among them.
+    _tags: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
 
     @_data.default
     def _new_data(self) -> dict[str, Any]:
@@ -204,6 +206,19 @@ class Memory(Backend):
         self._store(key, entry)
         if type(entry) is _Expiring and entry.deadline != math.inf:
             heapq.heappush(self._heap, (entry.deadline, key))
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        tokens = self._tags
+        if create:
+            with self._lock:
+                for tag in tags:
+                    if tag not in tokens:
+                        tokens[tag] = new_token()
+        return {tag: tokens[tag] for tag in tags if tag in tokens}
+
+    def renew_tag(self, tag: str) -> None:
+        with self._lock:
+            self._tags[tag] = new_token()
 
     def expire(self) -> int:
         return self._purge()

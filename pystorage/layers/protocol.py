@@ -16,12 +16,16 @@ an async one; unmarked methods answer without I/O and stay sync.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pystorage.errors import UnsupportedError
+from pystorage.layers.envelope import TagSnapshot
 
+#: The tags of an entry: a sequence of str (``["user:7", "team:2"]``), or their tokens
+#: read earlier (``storage.snapshot_tags``).
+TagNames = Sequence[str] | TagSnapshot
 #: What a layer hands to the one below it: Python objects or encoded bytes.
 ValueKind = Literal["object", "bytes"]
 Operation = TypeVar("Operation", bound=Callable[..., Any])
@@ -246,6 +250,48 @@ class KeyLocking:
         raise unsupported(self, "key_lock")
 
 
+class Tagging:
+    """Tags on entries, invalidated by tag (``storage.invalidate_tag``): a ``Tags`` layer
+    on top answers the first four operations; the backend keeps each tag's token beside
+    its entries (never among them) and answers the last two."""
+
+    #: Whether this layer answers ``set_tagged``, ``add_tagged``, ``set_many_tagged``
+    #: and ``invalidate_tag`` (a ``Tags`` layer, on top of its stack).
+    keeps_tags: ClassVar[bool] = False
+
+    @io
+    def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:
+        """Store ``value`` with ``tags``: it is missing once any of them is invalidated."""
+        raise unsupported(self, "tags")
+
+    @io
+    def add_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> bool:
+        """As ``add``, the value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    @io
+    def set_many_tagged(self, items: Mapping[str, Any], ttl: float | None, tags: TagNames) -> None:
+        """As ``set_many``, every value stored with ``tags``."""
+        raise unsupported(self, "tags")
+
+    @io
+    def invalidate_tag(self, tag: str) -> None:
+        """Make every entry stored with ``tag`` missing, at once, in every process."""
+        raise unsupported(self, "tags")
+
+    @io
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        """The current token of each of ``tags`` that has one; with ``create``, a tag
+        without one is given one first (so each of ``tags`` is in the answer)."""
+        raise unsupported(self, "tags")
+
+    @io
+    def renew_tag(self, tag: str) -> None:
+        """Give ``tag`` a new token, never used before: values stored with its old token
+        no longer match it."""
+        raise unsupported(self, "tags")
+
+
 class Counting:
     """Statistics, for ``storage.stats()``."""
 
@@ -268,7 +314,17 @@ class Values:
 
 
 class Layer(
-    Core, Batches, Expiring, Atomic, Ordered, Bounded, Sectioned, KeyLocking, Counting, Values
+    Core,
+    Batches,
+    Expiring,
+    Atomic,
+    Ordered,
+    Bounded,
+    Sectioned,
+    KeyLocking,
+    Tagging,
+    Counting,
+    Values,
 ):
     """One stage of a stack: the core and every capability's operations. Subclasses
     override only the operations they change (see ``Wrapper`` and ``Backend``)."""
@@ -308,6 +364,12 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("bounds", Bounded, "a limit above keeps the bound itself"),
         Capability("section", Sectioned, "Backend gives an in-process section"),
         Capability("key_lock", KeyLocking, "Backend gives an in-process lock per key"),
+        Capability(
+            "tags",
+            Tagging,
+            "put a Tags layer on top of the stack (a preset's or URL's tags=1), over a "
+            "backend that keeps tag tokens (Memory, Files, SQLite, Redis, S3)",
+        ),
         Capability("counters", Counting, "none: a layer adds its counts to those below"),
         Capability("values", Values, "none: a layer passes down what it receives"),
     )
@@ -362,7 +424,19 @@ def _owner(cls: type, name: str) -> type:
 #: The classes that declare the protocol: a method found there is a default, not an
 #: implementation.
 PROTOCOL_CLASSES = frozenset(
-    {Core, Batches, Expiring, Atomic, Ordered, Bounded, Sectioned, KeyLocking, Counting, Values}
+    {
+        Core,
+        Batches,
+        Expiring,
+        Atomic,
+        Ordered,
+        Bounded,
+        Sectioned,
+        KeyLocking,
+        Tagging,
+        Counting,
+        Values,
+    }
 )
 #: The operations that a backend (or ``Backend``, its base) must define for each
 #: capability: their declarations in the protocol refuse. ``Backend`` defines them all
@@ -375,4 +449,5 @@ REFUSED = {
     "order": ("touch", "peek_many", "keys_by_age", "sizes_by_age"),
     "section": ("exclusive",),
     "key_lock": ("key_lock",),
+    "tags": ("tag_tokens", "renew_tag"),
 }

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Literal
 
 import attrs
 
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
-from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 from pystorage.layers.defaults import DEFAULT_PREFIX as DEFAULT_PREFIX
 from pystorage.layers.limit import too_large
 
@@ -733,6 +733,40 @@ class Redis(Backend):
                 self.client.eval(_DELETE_STRINGS, len(group), *group)
         except self._errors as exc:
             raise self._fail(f"delete {len(names)} keys", exc) from exc
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        # Each token is a string under the prefix, named with _ASIDE: never an entry. A
+        # tag first used is given a token with SET NX, so writers that race agree on it.
+        names = [self._aside(b"tag", tag) for tag in tags]
+        if not names:
+            return {}
+        try:
+            found = self._tag_values(names)
+            unset = [name for name, token in zip(names, found, strict=True) if token is None]
+            if create and unset:
+                pipe = self.client.pipeline(transaction=False)
+                for name in unset:
+                    pipe.set(name, new_token(), nx=True)
+                pipe.execute()
+                found = self._tag_values(names)
+        except self._errors as exc:
+            raise self._fail(f"read the tokens of {len(names)} tags", exc) from exc
+        return {
+            tag: _as_bytes(token).decode("ascii")
+            for tag, token in zip(tags, found, strict=True)
+            if token is not None
+        }
+
+    def _tag_values(self, names: list[bytes]) -> list[Any]:
+        if self._cluster:  # a cluster's MGET must not span slots: redis-py splits it
+            return list(self.client.mget_nonatomic(names))
+        return list(self.client.mget(names))
+
+    def renew_tag(self, tag: str) -> None:
+        try:
+            self.client.set(self._aside(b"tag", tag), new_token())
+        except self._errors as exc:
+            raise self._fail(f"invalidate the tag {tag!r}", exc) from exc
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         # Under the prefix (for ACLs that allow only it), but never an entry.

@@ -8,7 +8,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -23,7 +23,7 @@ from pystorage.errors import (
     not_a_str,
 )
 from pystorage.layers import names
-from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -50,6 +50,8 @@ DELETE_BATCH = 1000
 #: the bare status; a HEAD on a missing bucket is a "404" too and reads as a missing key.
 #: The object metadata that holds a deadline (seconds since the epoch).
 _DEADLINE_FIELD = "pystorage-deadline"
+#: Begins the names of tags' tokens (``tag_tokens``): no escaped key begins with a dot.
+_TAG_PREFIX = ".tag-"
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # Parallel parts of one multipart upload; each holds a connection of the client's pool.
 _PART_CONCURRENCY = 8
@@ -496,6 +498,58 @@ class S3(Backend):
         names = list(dict.fromkeys(self._name(key) for key in keys))
         for start in range(0, len(names), DELETE_BATCH):
             self._delete_objects(names[start : start + DELETE_BATCH])
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        # One small object per tag in this folder, named with a leading dot: not an
+        # escaped key, so never an entry of this folder (nor of another: no "/").
+        jobs = {tag: (tag, create) for tag in tags}
+        found = self._concurrently(self._tag_token, jobs)
+        return {tag: token for tag, token in found.items() if token is not None}
+
+    def _tag_token(self, tag: str, create: bool) -> str | None:
+        name = self._tag_name(tag)
+        token = self._read_token(tag, name)
+        if token is None and create:
+            try:  # of writers that race to give the tag its token, the first wins
+                self._put_token(tag, name, {"IfNoneMatch": "*"})
+            except BackendError as exc:
+                if _code(exc) not in _LOST_RACE_CODES:
+                    raise
+            token = self._read_token(tag, name)
+            if token is None:
+                raise BackendError(f"S3 lost the token of tag {tag!r} as it was written")
+        return token
+
+    def _read_token(self, tag: str, name: str) -> str | None:
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
+            data: bytes = reply["Body"].read()
+        except self._failures as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error("read the token of tag", tag, exc) from exc
+        return data.decode("ascii", "replace")
+
+    def _put_token(self, tag: str, name: str, condition: Mapping[str, str]) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=name,
+                Body=new_token().encode(),
+                **{**self.put_options, **condition},
+            )
+        except self._failures as exc:
+            raise self._error("write the token of tag", tag, exc) from exc
+
+    def renew_tag(self, tag: str) -> None:
+        self._put_token(tag, self._tag_name(tag), {})
+
+    def _tag_name(self, tag: str) -> str:
+        room = min(MAX_STEM_BYTES, MAX_KEY_BYTES - self._prefix_bytes) - len(_TAG_PREFIX)
+        name = self.folder + _TAG_PREFIX + names.stem(tag, room)
+        if room < names.HASHED_LENGTH:
+            raise InvalidKeyError(f"the folder {self.folder!r} leaves no room for tag {tag!r}")
+        return name
 
     def expire(self) -> int:
         """Remove every expired object of this folder now; returns how many went.

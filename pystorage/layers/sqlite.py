@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import stat
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -17,7 +18,7 @@ import attrs
 
 from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
-from pystorage.layers.base import ABSENT, Backend, ValueKind
+from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 from pystorage.layers.limit import too_large
 from pystorage.layers.sqlite_eviction import BEYOND, Policy, keep_books, policy_for
 from pystorage.layers.wal_index import header_reader
@@ -48,7 +49,24 @@ _ADD = (
     "DO UPDATE SET value = excluded.value, deadline = excluded.deadline "
     "WHERE entries.deadline <= ?"
 )
+# Tags' tokens (``tag_tokens``): a table of their own, beside the entries.
+_TAGS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tag_tokens (tag BLOB PRIMARY KEY NOT NULL, token TEXT NOT NULL)"
+)
+_NEW_TAG = "INSERT INTO tag_tokens VALUES (?, ?) ON CONFLICT (tag) DO NOTHING"
+_RENEW_TAG = (
+    "INSERT INTO tag_tokens VALUES (?, ?) ON CONFLICT (tag) DO UPDATE SET token = excluded.token"
+)
 _UNBOUNDED = float("inf")
+
+
+@functools.lru_cache(maxsize=64)
+def _select_tokens(count: int) -> str:
+    """The query of the tokens of ``count`` tags (made once per count: reads of one tag
+    are most of them)."""
+    return f"SELECT tag, token FROM tag_tokens WHERE tag IN ({','.join('?' * count)})"
+
+
 #: What SQLite keeps beside a database file, and reads when it opens it.
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Reads whose use is written in one transaction at most (with eviction by use).
@@ -145,6 +163,8 @@ class SQLite(Backend):
     _policy: Policy | None = attrs.field(default=None, init=False, repr=False)
     _notes_reads: bool = attrs.field(default=False, init=False, repr=False)
     _evictions: int = attrs.field(default=0, init=False, repr=False)
+    #: Whether this object made sure the table of tags' tokens exists.
+    _tags_made: bool = attrs.field(default=False, init=False, repr=False)
     _uses: list[bytes] = attrs.field(factory=list, init=False, repr=False)
     # The length of ``_uses`` at which a read tries to write them.
     _uses_due: int = attrs.field(factory=lambda: _USES_BATCH, init=False, repr=False)
@@ -540,6 +560,48 @@ class SQLite(Backend):
         rows = [(_encoded(key),) for key in keys]
         with self._transaction(f"delete {len(rows)} keys") as db:
             db.executemany("DELETE FROM entries WHERE key = ?", rows)
+
+    def tag_tokens(self, tags: Sequence[str], create: bool) -> dict[str, str]:
+        wanted = {_encoded(tag): tag for tag in tags}
+        found = self._read_tokens(wanted)
+        if create and len(found) < len(wanted):
+            # DO NOTHING: of writers that race to give a tag its token, the first wins.
+            rows = [(name, new_token()) for name, tag in wanted.items() if tag not in found]
+            with self._tags_session("give tags their tokens") as db:
+                db.executemany(_NEW_TAG, rows)
+            found = self._read_tokens(wanted)
+        return found
+
+    def _read_tokens(self, wanted: dict[bytes, str]) -> dict[str, str]:
+        names = list(wanted)
+        found = {}
+        try:
+            db = self._db()
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                for name, token in db.execute(_select_tokens(len(chunk)), chunk):
+                    found[wanted[name]] = token
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such table"):
+                return {}  # no tag was ever written here
+            raise self._error(f"read the tokens of {len(names)} tags", exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(f"read the tokens of {len(names)} tags", exc) from exc
+        return found
+
+    def renew_tag(self, tag: str) -> None:
+        with self._tags_session(f"invalidate the tag {tag!r}") as db:
+            db.execute(_RENEW_TAG, (_encoded(tag), new_token()))
+
+    @contextmanager
+    def _tags_session(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A session that writes tags' tokens: their table, beside the entries, is made
+        by the first write of a token (a database without tags never has it)."""
+        with self._session(action) as db:
+            if not self._tags_made:
+                db.execute(_TAGS_SCHEMA)
+                self._tags_made = True
+            yield db
 
     def expire(self) -> int:
         with self._session("remove expired entries") as db:

@@ -83,13 +83,22 @@ class AsyncView(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         return self._run(self.storage.get(key, default))
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+    def set(self, key: str, value: Any, ttl: float | None = None, tags: Any = None) -> None:
         if type(key) is not str:
             raise not_a_str(key)
-        self._run(self.storage.set(key, value, ttl))
+        self._run(self.storage.set(key, value, ttl, tags))
 
-    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
-        return self._run(self.storage.add(key, value, ttl))
+    def add(self, key: str, value: Any, ttl: float | None = None, tags: Any = None) -> bool:
+        return self._run(self.storage.add(key, value, ttl, tags))
+
+    def invalidate_tag(self, tag: str) -> None:
+        self._run(self.storage.invalidate_tag(tag))
+
+    def snapshot_tags(self, tags: Any) -> Any:
+        return self._run(self.storage.snapshot_tags(tags))
+
+    def expire(self) -> int:
+        return self._run(self.storage.expire())
 
     def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         return self._run(self.storage.incr(key, delta, ttl))
@@ -106,8 +115,10 @@ class AsyncView(MutableMapping[str, Any]):
     def get_many_with_ttl(self, keys: Iterable[str]) -> dict[str, tuple[Any, float | None]]:
         return self._run(self.storage.get_many_with_ttl(keys))
 
-    def set_many(self, items: Mapping[str, Any], ttl: float | None = None) -> None:
-        self._run(self.storage.set_many(items, ttl))
+    def set_many(
+        self, items: Mapping[str, Any], ttl: float | None = None, tags: Any = None
+    ) -> None:
+        self._run(self.storage.set_many(items, ttl, tags))
 
     def delete_many(self, keys: Iterable[str]) -> None:
         self._run(self.storage.delete_many(keys))

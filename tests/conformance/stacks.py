@@ -27,6 +27,7 @@ from pystorage.layers import (
     Redis,
     SizeLimit,
     SQLite,
+    Tags,
     Tier,
     TinyLFU,
 )
@@ -153,6 +154,19 @@ STACKS: dict[str, StackFactory] = {
     "sizelimit-tinylfu-memory": lambda place: Storage(
         Codec("msgpack"), SizeLimit(50_000_000, eviction="tinylfu"), Memory()
     ),
+    # Tags on top (issue 19): every value in an envelope, the mapping unchanged.
+    "tags-memory": lambda place: Storage(Tags(), Memory()),
+    "tags-tier-files-json": lambda place: Storage(
+        Tags(), Tier(LRU(4)), Codec("json", tagged=True), Files(place.folder)
+    ),
+    "tags-expiry-countlimit-tier-sqlite": lambda place: Storage(
+        Tags(),
+        Expiry(3600),
+        CountLimit(10_000),
+        Tier(LRU(4)),
+        Codec("msgpack", tagged=True),
+        SQLite(place.folder / "t.db"),
+    ),
     "sqlite-limited-tinylfu": lambda place: provider.create(
         StorageProvider.STORAGE_SQLITE,
         path=place.folder / "cache.db",
@@ -165,7 +179,11 @@ STACKS: dict[str, StackFactory] = {
 
 
 def _redis(
-    codec: str, *above: Any, cluster: bool = False, below: tuple[Any, ...] = ()
+    codec: str,
+    *above: Any,
+    cluster: bool = False,
+    below: tuple[Any, ...] = (),
+    tagged: bool = False,
 ) -> StackFactory:
     def build(place: Place) -> Storage:
         import redis
@@ -177,7 +195,7 @@ def _redis(
             client = redis.Redis.from_url(place.fixture("redis_url"))
         # A fresh prefix per storage: tests never see each other's keys.
         prefix = unique("t:") + ":"
-        return Storage(*above, Codec(codec), *below, Redis(client, prefix=prefix))
+        return Storage(*above, Codec(codec, tagged=tagged), *below, Redis(client, prefix=prefix))
 
     return build
 
@@ -192,7 +210,7 @@ def _redis_preset(name: str, **kwargs: object) -> StackFactory:
     return build
 
 
-def _s3(codec: str, *above: Any, below: tuple[Any, ...] = ()) -> StackFactory:
+def _s3(codec: str, *above: Any, below: tuple[Any, ...] = (), tagged: bool = False) -> StackFactory:
     def build(place: Place) -> Storage:
         options = place.fixture("s3_options")
         backend = S3(
@@ -203,7 +221,7 @@ def _s3(codec: str, *above: Any, below: tuple[Any, ...] = ()) -> StackFactory:
             aws_access_key_id=options["aws_access_key_id"],
             aws_secret_access_key=options["aws_secret_access_key"],
         )
-        return Storage(*above, Codec(codec), *below, backend)
+        return Storage(*above, Codec(codec, tagged=tagged), *below, backend)
 
     return build
 
@@ -239,6 +257,13 @@ REMOTE_STACKS: dict[str, StackFactory] = {
     "redis-countlimit-tinylfu-json": lambda place: _redis(
         "json", CountLimit(10_000, eviction="tinylfu", per_process=True)
     )(place),
+    "redis-tags-expiry-tier-json": lambda place: _redis(
+        "json", Tags(), Expiry(3600), Tier(LRU(4)), tagged=True
+    )(place),
+    "redis-cluster-tags-msgpack": lambda place: _redis(
+        "msgpack", Tags(), cluster=True, tagged=True
+    )(place),
+    "s3-tags-pickle": lambda place: _s3("pickle", Tags(), tagged=True)(place),
     "s3-sizelimit-tinylfu-pickle": lambda place: _s3(
         "pickle", below=(SizeLimit(50_000_000, eviction="tinylfu", per_process=True),)
     )(place),
