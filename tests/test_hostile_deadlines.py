@@ -132,7 +132,10 @@ def test_a_child_forked_during_a_tier_write_can_use_the_tier(tmp_path: Path) -> 
 
 
 def test_a_child_forked_during_a_memoized_call_can_call_it(tmp_path: Path) -> None:
-    storage = Storage(Codec("pickle"), Files(tmp_path / "store"))
+    # The parent's thread holds the key's lease on the folder, and waits for the child:
+    # the child waits for that holder like any other process, at most one lease, then
+    # takes the lock over and computes (it never hangs on a lock of its parent's).
+    storage = Storage(Codec("pickle"), Files(tmp_path / "store", lock_timeout=1.0))
     entered, release = threading.Event(), threading.Event()
 
     @storage.memoize(key="slow")  # a closure over events: named, not keyed by its cells

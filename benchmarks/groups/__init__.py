@@ -13,6 +13,7 @@ from benchmarks.groups import (
     django_group,
     files,
     hit_ratio,
+    leases,
     local_open,
     local_processes,
     local_scaling,
@@ -91,6 +92,12 @@ GROUPS: tuple[Group, ...] = (
         "Cold start",
         "Cold start: import, open and a command in a new process",
         cold_start.run,
+    ),
+    Group(
+        "leases",
+        "Leases",
+        "Memoize's lock across processes: an uncontended miss, lease vs in-process lock",
+        leases.run,
     ),
     Group(
         "async-load",

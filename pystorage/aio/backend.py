@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pystorage import _fork
 from pystorage.aio.layers import AsyncLayer
 from pystorage.layers.base import Layer, ValueKind
+from pystorage.layers.leases import Lease
 
 T = TypeVar("T")
 _CHUNK = 1000
@@ -107,9 +108,13 @@ class OffLoop(AsyncLayer):
         why = getattr(self.backend, "bound_per_process", None)
         return why() if why is not None else None
 
-    def key_lock(self, key: str) -> AbstractAsyncContextManager[None]:
-        """No lock across processes here: memoize's asyncio lock is the one in-process."""
-        return nullcontext()
+    def key_lock(self, key: str) -> AbstractAsyncContextManager[Any]:
+        """The backend's lease (Files, SQLite, S3), its tries run off the loop; none
+        where the backend's lock is of its process only: memoize's asyncio lock is the
+        one in-process."""
+        if not isinstance(self.backend.key_lock(key), Lease):
+            return nullcontext()
+        return Lease(_OffLoopLeasing(self), key)
 
     # -- the protocol ------------------------------------------------------------------
 
@@ -223,6 +228,21 @@ class OffLoop(AsyncLayer):
                 self._holder = None
                 details = sys.exc_info()
                 await asyncio.shield(self._run(section.__exit__, *details))
+
+
+class _OffLoopLeasing:
+    """A sync backend's leases, awaited: each try and release in a thread of the pool."""
+
+    def __init__(self, offloop: OffLoop) -> None:
+        self._offloop = offloop
+        self.lock_timeout: float = offloop.backend.lock_timeout  # type: ignore[attr-defined]
+
+    async def take_lease(self, key: str, token: str, seconds: float) -> str:
+        take = self._offloop.backend.take_lease  # type: ignore[attr-defined]
+        return await self._offloop._run(take, key, token, seconds)
+
+    async def end_lease(self, key: str, token: str) -> None:
+        await self._offloop._run(self._offloop.backend.end_lease, key, token)  # type: ignore[attr-defined]
 
 
 _LEAVING: set[asyncio.Future[Any]] = set()  # kept until done: a task no one holds may vanish

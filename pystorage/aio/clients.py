@@ -25,7 +25,6 @@ from typing import Any
 
 import redis.asyncio
 import redis.asyncio.cluster
-import redis.asyncio.lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
@@ -183,14 +182,6 @@ class LoopClients:
         if here.gate is not None and name in _GATED:
             return _Turn(here.gate, self._wait, self._gate or 0).around(found)
         return found
-
-    def lock(self, name: Any, **options: Any) -> Any:
-        """A redis.asyncio lock of this loop's client; its commands are coalesced with
-        the others' (memoize's lock traffic) when this object coalesces."""
-        here = self._here()
-        if here.coalescer is None:
-            return here.client.lock(name, **options)
-        return redis.asyncio.lock.Lock(self, name, **options)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         """Close the client of this loop; those of loops still running elsewhere are

@@ -24,9 +24,11 @@ from pystorage.layers.redis import (
     _DROPPING,
     _ENTERING,
     _GET_WITH_TTL,
+    _GIVING_BACK,
     _PRESENT,
     _READING,
     _SCAN_BATCH,
+    _TAKING,
     _UNINDEXED,
     _WRITING,
     Redis,
@@ -202,7 +204,8 @@ class AsyncLayer:
 
     def key_lock(self, key: str) -> AbstractAsyncContextManager[Any]:  # type: ignore[override,unused-ignore]
         """A lock for one key, held while a memoized value is computed: in-process by
-        default, across processes where the backend offers it (Redis)."""
+        default, a lease across processes on the persistent backends (Files, SQLite,
+        S3, Redis: see ``pystorage.layers.leases``)."""
         raise unsupported(self, "key_lock")
 
     async def set_tagged(self, key: str, value: Any, ttl: float | None, tags: TagNames) -> None:  # type: ignore[override,unused-ignore]
@@ -1537,6 +1540,22 @@ class AsyncRedis(Redis, AsyncBackend):  # type: ignore[misc,override,unused-igno
             await self.client.set(self._aside(b"tag", tag), new_token())
         except self._errors as exc:
             raise self._fail(f"invalidate the tag {tag!r}", exc) from exc
+
+    async def take_lease(self, key: str, token: str, seconds: float) -> str:  # type: ignore[override,unused-ignore]
+        """One try to take the lease of ``key``: the holder's token after it."""
+        name = self._aside(b"lock", key)
+        try:
+            holder = await self._script(_TAKING, [name], [token, max(1, round(seconds * 1000))])
+        except self._errors as exc:
+            raise self._fail(f"take the lock of key {key!r}", exc) from exc
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    async def end_lease(self, key: str, token: str) -> None:  # type: ignore[override,unused-ignore]
+        """Give the lease of ``key`` back if ``token`` still holds it."""
+        try:
+            await self._script(_GIVING_BACK, [self._aside(b"lock", key)], [token])
+        except self._errors as exc:
+            raise self._fail(f"release the lock of key {key!r}", exc) from exc
 
     async def close(self) -> None:  # type: ignore[override,unused-ignore]
         if self.owned:

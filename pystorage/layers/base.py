@@ -121,8 +121,22 @@ class _KeyLocks(LockTable[str, threading.Lock]):
         finally:
             self._give_back(key, lock)
 
+    def borrow(self, key: str) -> threading.Lock:
+        """The lock of ``key``, for a caller that takes it itself (with a timeout); give
+        it back with ``give_back`` once released, or if never taken."""
+        return self._borrow(key, threading.Lock)
+
+    def give_back(self, key: str, lock: threading.Lock) -> None:
+        """Done with the lock ``borrow`` gave."""
+        self._give_back(key, lock)
+
 
 _KEY_LOCKS = _KeyLocks()
+
+
+def key_locks() -> _KeyLocks:
+    """The in-process lock per key of every backend (``Backend.key_lock``)."""
+    return _KEY_LOCKS
 
 
 class _Section(AbstractContextManager[bool], AbstractAsyncContextManager[bool]):

@@ -33,6 +33,8 @@ from pystorage.errors import (
 )
 from pystorage.layers import names
 from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
+from pystorage.layers.file_leases import GUARD_NAME, LOCK_PREFIX, FileLeases
+from pystorage.layers.leases import LOCK_TIMEOUT, Lease, checked_lease
 
 _MAX_NAME = 255
 _TEMP_PREFIX = ".tmp-"
@@ -111,6 +113,11 @@ class Files(Backend):
     max_value_bytes: int = attrs.field(default=GIB, kw_only=True)
     trust_others: bool = attrs.field(default=False, kw_only=True)
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
+    #: How long a memoize lock may be held before other callers presume its holder hung
+    #: and take it over (a holder that dies frees it at once).
+    lock_timeout: float = attrs.field(
+        default=LOCK_TIMEOUT, kw_only=True, converter=checked_lease, repr=False
+    )
     _root: str = attrs.field(init=False, repr=False)
     _slash_root: str = attrs.field(init=False, repr=False)  # "<root>/": a path is one concat
     _max_stem: int = attrs.field(init=False, repr=False)
@@ -132,6 +139,7 @@ class Files(Backend):
     _holder_changed: bool = attrs.field(init=False, default=False, repr=False)
     _gate: _Gate = attrs.field(init=False, repr=False)
     _expirations: int = attrs.field(init=False, default=0, repr=False)
+    _leases: FileLeases = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if any(bad in self.suffix for bad in ("/", "\\", "\0")):
@@ -158,6 +166,7 @@ class Files(Backend):
         self._trusting = self.trust_others or self._uid == -1
         self._max_file = self.max_value_bytes + _FRAME.size
         self._gate = _Gate(os.path.join(self._root, _FORMAT_FILE))
+        self._leases = FileLeases(os.path.join(self._root, GUARD_NAME + self._ending))
         _fork.renew_in_child(self, Files._renew_count_lock)
 
     def _renew_count_lock(self) -> None:
@@ -547,6 +556,26 @@ class Files(Backend):
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        """A lease across processes: a lock file per key (see ``file_leases``); without
+        ``flock`` (Windows), a lock of this process."""
+        if fcntl is None:
+            return super().key_lock(key)
+        self._name(key)  # a key that is no str fails here, as in every operation
+        return Lease(self, key)
+
+    def take_lease(self, key: str, token: str, seconds: float) -> str:
+        """One try to take the lease of ``key`` (see ``pystorage.layers.leases``)."""
+        return self._leases.take(self._lease_file(key), key, token, seconds)
+
+    def end_lease(self, key: str, token: str) -> None:
+        """Give the lease of ``key`` back if ``token`` still holds it."""
+        self._leases.end(self._lease_file(key), key, token)
+
+    def _lease_file(self, key: str) -> str:
+        room = self._max_stem - len(LOCK_PREFIX)
+        return f"{self._slash_root}{LOCK_PREFIX}{_stem(key, room)}{self._ending}"
 
     def read_note(self, name: str) -> bytes | None:
         """The note ``name`` of this suffix, if it is a regular file of this user (or

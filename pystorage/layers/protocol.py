@@ -246,7 +246,8 @@ class KeyLocking:
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
         """A lock for one key, held while a memoized value is computed: in-process by
-        default, across processes where the backend offers it (Redis)."""
+        default, a lease across processes on the persistent backends (Files, SQLite,
+        S3, Redis: see ``pystorage.layers.leases``)."""
         raise unsupported(self, "key_lock")
 
 

@@ -12,6 +12,7 @@ import attrs
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 from pystorage.layers.defaults import DEFAULT_PREFIX as DEFAULT_PREFIX
+from pystorage.layers.leases import LOCK_TIMEOUT, Lease, checked_lease
 from pystorage.layers.limit import too_large
 
 _SCAN_BATCH = 1000
@@ -202,6 +203,15 @@ class _Script:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
+# The memoize lock of a key: taken if free (or lapsed: Redis dropped it at its PX), else
+# the holder's token; given back only by the token that holds it.
+_TAKING = _Script(
+    "if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return ARGV[1] end "
+    "return redis.call('get', KEYS[1]) or ''"
+)
+_GIVING_BACK = _Script(
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 _WRITING = _Script(_WRITE)
 _DELETING = _Script(_DELETE_BOOKED)
 _DROPPING = _Script(_DROP_BOOKED)
@@ -244,7 +254,7 @@ class Redis(Backend):
     url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     prefix: str = DEFAULT_PREFIX
     #: How long a memoize lock may be held before Redis frees it (a crashed holder).
-    lock_timeout: float = 60.0
+    lock_timeout: float = attrs.field(default=LOCK_TIMEOUT, converter=checked_lease)
     #: With ``prefix=""``: yes, every string key of this database is an entry of this
     #: storage, and ``clear()`` deletes them all.
     whole_database: bool = attrs.field(default=False, kw_only=True)
@@ -769,54 +779,31 @@ class Redis(Backend):
             raise self._fail(f"invalidate the tag {tag!r}", exc) from exc
 
     def key_lock(self, key: str) -> AbstractContextManager[Any]:
-        # Under the prefix (for ACLs that allow only it), but never an entry.
+        """A lease across processes (``pystorage.layers.leases``): a string under the
+        prefix that is never an entry (its name holds a byte no key has), ``SET NX PX``
+        with a random token, deleted by a script only if it still holds that token."""
+        self._aside(b"lock", key)  # a key that is no str fails here, as in every operation
+        return Lease(self, key)
+
+    def take_lease(self, key: str, token: str, seconds: float) -> str:
+        """One try to take the lease of ``key``: the holder's token after it."""
         name = self._aside(b"lock", key)
-        return _Guarded(
-            self.client.lock(name, timeout=self.lock_timeout, blocking_timeout=self.lock_timeout),
-            lambda exc: self._fail(f"lock {key!r}", exc),
-            self._errors,
-        )
+        try:
+            holder = self._script(_TAKING, [name], [token, max(1, round(seconds * 1000))])
+        except self._errors as exc:
+            raise self._fail(f"take the lock of key {key!r}", exc) from exc
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    def end_lease(self, key: str, token: str) -> None:
+        """Give the lease of ``key`` back if ``token`` still holds it."""
+        try:
+            self._script(_GIVING_BACK, [self._aside(b"lock", key)], [token])
+        except self._errors as exc:
+            raise self._fail(f"release the lock of key {key!r}", exc) from exc
 
     def close(self) -> None:
         if self.owned:
             self.client.close()
-
-
-@attrs.define
-class _Guarded:
-    """A lock whose failure to be taken is a BackendError."""
-
-    inner: Any
-    translate: Callable[[Exception], BackendError]
-    errors: tuple[type[Exception], ...]
-
-    def __enter__(self) -> Any:
-        try:
-            return self.inner.__enter__()
-        except self.errors as exc:
-            raise self.translate(exc) from exc
-
-    def __exit__(self, *details: Any) -> None:
-        try:
-            self.inner.__exit__(*details)
-        except self.errors:
-            # The lock expired while held (lock_timeout): there is nothing left to free,
-            # and the work done under it stands.
-            pass
-
-    # The same, for a redis.asyncio lock (the key_lock of AsyncRedis).
-
-    async def __aenter__(self) -> Any:
-        try:
-            return await self.inner.__aenter__()
-        except self.errors as exc:
-            raise self.translate(exc) from exc
-
-    async def __aexit__(self, *details: Any) -> None:
-        try:
-            await self.inner.__aexit__(*details)
-        except self.errors:
-            pass  # expired while held, as above
 
 
 def _check_prefix(prefix: object, whole_database: bool) -> None:

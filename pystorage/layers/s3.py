@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
@@ -24,6 +25,7 @@ from pystorage.errors import (
 )
 from pystorage.layers import names
 from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
+from pystorage.layers.leases import LOCK_TIMEOUT, Lease, checked_lease
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -136,8 +138,10 @@ class S3(Backend):
     with every read (for SSE-C, give the customer key in both).
 
     Failures other than a missing key become ``BackendError`` naming the endpoint and
-    bucket, with boto's exception chained. Nothing is locked across processes:
-    ``exclusive()`` excludes nobody.
+    bucket, with boto's exception chained. ``exclusive()`` excludes nobody across
+    processes; memoize's lock (``key_lock``) does: a lock object per key, made by a
+    conditional create (``If-None-Match: *``), taken over when lapsed by a conditional
+    overwrite (``If-Match``), given back by a conditional delete (``If-Match``).
 
     ``add`` and ``modify`` (``incr``) compare and swap: they read the object and its ETag,
     then write with ``If-Match: <etag>`` (or ``If-None-Match: *`` for a missing object)
@@ -163,6 +167,11 @@ class S3(Backend):
     #: Extra arguments of every read (GET, HEAD), e.g. an SSE-C customer key.
     read_options: dict[str, Any] = attrs.field(repr=False)
     client_options: dict[str, Any] = attrs.field(repr=False)
+    #: How long a memoize lock may be held before other callers presume its holder dead
+    #: or hung and take it over.
+    lock_timeout: float = attrs.field(repr=False)
+    #: The ETag of each lock object this process holds, by token (see ``take_lease``).
+    _lease_tags: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
     _client: S3Client = attrs.field(init=False, repr=False)
     _failures: tuple[type[Exception], ...] = attrs.field(init=False, repr=False)
     _transfer: TransferConfig = attrs.field(init=False, repr=False)
@@ -190,6 +199,7 @@ class S3(Backend):
         multipart_threshold: int = 64 * _MiB,
         put_options: Mapping[str, Any] | None = None,
         read_options: Mapping[str, Any] | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
         **client_options: Any,
     ) -> None:
         self.__attrs_init__(
@@ -203,6 +213,7 @@ class S3(Backend):
             dict(put_options or {}),
             dict(read_options or {}),
             client_options,
+            checked_lease(lock_timeout),
         )
 
     def __attrs_post_init__(self) -> None:
@@ -280,6 +291,81 @@ class S3(Backend):
         self._count_lock = threading.Lock()
         self._pool = None
         self._client.close()
+
+    # -- memoize locks, across processes ---------------------------------------------
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        """A lease across processes: a lock object per key (see ``take_lease``)."""
+        self._lease_name(key)  # a key that is no str fails here, as in every operation
+        return Lease(self, key)
+
+    def _lease_name(self, key: str) -> str:
+        # A leading dot, which no escaped key has: never an entry, never listed.
+        room = min(MAX_STEM_BYTES, MAX_KEY_BYTES - self._prefix_bytes) - len(_LEASE_PREFIX)
+        return self.folder + _LEASE_PREFIX + names.stem(_checked_str(key), room)
+
+    def take_lease(self, key: str, token: str, seconds: float) -> str:
+        """One try to take the lease of ``key`` (see ``pystorage.layers.leases``): create
+        the lock object if there is none; else, if its deadline (metadata, real time)
+        passed, overwrite it if it is still the one seen. Its bytes are the holder's
+        token, so every holder's object has an ETag of its own."""
+        name = self._lease_name(key)
+        metadata = {
+            **self.put_options.get("Metadata", {}),
+            _DEADLINE_FIELD: repr(time.time() + seconds),
+        }
+        put = {
+            **self.put_options,
+            "Bucket": self.bucket,
+            "Key": name,
+            "Body": token.encode(),
+            "Metadata": metadata,
+        }
+        try:
+            self._lease_tags[token] = self.client.put_object(**put, IfNoneMatch="*")["ETag"]
+            return token
+        except self._failures as exc:
+            if _code(exc) not in _LOST_RACE_CODES:
+                raise self._lease_error("take", key, exc) from exc
+        try:  # held: by whom (its bytes), until when (its metadata)
+            found = self.client.get_object(Bucket=self.bucket, Key=name, **self.read_options)
+            holder = found["Body"].read().decode("ascii", "replace")
+        except self._failures as exc:
+            if _code(exc) in _MISSING_CODES:
+                return ""  # given back meanwhile
+            raise self._lease_error("take", key, exc) from exc
+        if (_deadline_in(found.get("Metadata")) or 0.0) > time.time():
+            return holder
+        try:  # lapsed: take it over, unless another did first
+            self._lease_tags[token] = self.client.put_object(**put, IfMatch=found["ETag"])["ETag"]
+            return token
+        except self._failures as exc:
+            if _code(exc) in _LOST_RACE_CODES | _MISSING_CODES:
+                return ""
+            raise self._lease_error("take", key, exc) from exc
+
+    def end_lease(self, key: str, token: str) -> None:
+        """Give the lease of ``key`` back if ``token`` still holds it: delete the lock
+        object if it still has this holder's ETag. A server that refuses conditional
+        deletes leaves it to lapse: an unconditional delete could remove a newer
+        holder's lock."""
+        etag = self._lease_tags.pop(token, None)
+        if etag is None:
+            return
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._lease_name(key), IfMatch=etag)
+        except self._failures as exc:
+            if _code(exc) not in _LOST_RACE_CODES | _MISSING_CODES | _NO_CONDITIONS_CODES:
+                raise self._lease_error("release", key, exc) from exc
+
+    def _lease_error(self, action: str, key: str, exc: Exception) -> StorageError:
+        if _code(exc) in _NO_CONDITIONS_CODES:
+            return UnsupportedError(
+                f"the S3 server at {self.client.meta.endpoint_url} does not take conditional "
+                f"writes (If-None-Match, If-Match on PutObject), which the lock of key {key!r} "
+                f"needs: {exc}"
+            )
+        return self._error(f"{action} the lock of", key, exc)
 
     # -- names -------------------------------------------------------------------------
 
@@ -768,6 +854,16 @@ class S3(Backend):
             f"S3 cannot {action}{subject} in bucket {self.bucket!r} at "
             f"{self.client.meta.endpoint_url}: {exc}"
         )
+
+
+#: The start of a lock object's name (see ``S3._lease_name``).
+_LEASE_PREFIX = ".key-lock-"
+
+
+def _checked_str(key: str) -> str:
+    if type(key) is not str:
+        raise not_a_str(key)
+    return key
 
 
 def _second(moment: datetime.datetime) -> int:

@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -19,6 +19,7 @@ import attrs
 from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
+from pystorage.layers.leases import LOCK_TIMEOUT, Lease, checked_lease
 from pystorage.layers.limit import too_large
 from pystorage.layers.sqlite_eviction import BEYOND, Policy, keep_books, policy_for
 from pystorage.layers.wal_index import header_reader
@@ -57,6 +58,23 @@ _NEW_TAG = "INSERT INTO tag_tokens VALUES (?, ?) ON CONFLICT (tag) DO NOTHING"
 _RENEW_TAG = (
     "INSERT INTO tag_tokens VALUES (?, ?) ON CONFLICT (tag) DO UPDATE SET token = excluded.token"
 )
+# The memoize locks (see pystorage.layers.leases): a row per held lock, in a table made at
+# the first lock, apart from the entries (so no listing, count or clear sees them). A
+# taker inserts its row, or replaces a lapsed one; a holder deletes its own row only.
+_LEASES = """
+CREATE TABLE IF NOT EXISTS leases (
+    name BLOB PRIMARY KEY NOT NULL,
+    token TEXT NOT NULL,
+    deadline REAL NOT NULL
+)
+"""
+_TAKE_LEASE = (
+    "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET token = excluded.token, deadline = excluded.deadline "
+    "WHERE leases.deadline <= ?"
+)
+_LEASE_HOLDER = "SELECT token FROM leases WHERE name = ?"
+_END_LEASE = "DELETE FROM leases WHERE name = ? AND token = ?"
 _UNBOUNDED = float("inf")
 
 
@@ -144,6 +162,11 @@ class SQLite(Backend):
     synchronous: str = attrs.field(default="NORMAL", kw_only=True)
     trust_others: bool = attrs.field(default=False, kw_only=True)
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
+    #: How long a memoize lock may be held before other callers presume its holder dead
+    #: or hung and take it over.
+    lock_timeout: float = attrs.field(
+        default=LOCK_TIMEOUT, kw_only=True, converter=checked_lease, repr=False
+    )
     _local: threading.local = attrs.field(factory=threading.local, init=False, repr=False)
     #: Changes that other connections committed, as this process's connections saw them.
     _changes: int = attrs.field(default=0, init=False, repr=False)
@@ -791,6 +814,40 @@ class SQLite(Backend):
                 self._trim(db)
         self._wrote(1)
         return value
+
+    # -- memoize locks, across processes --------------------------------------------------
+
+    def key_lock(self, key: str) -> AbstractContextManager[Any]:
+        """A lease across processes: a row of the ``leases`` table (see ``_LEASES``)."""
+        _encoded(key)  # a key that is no str fails here, as in every operation
+        return Lease(self, key)
+
+    def take_lease(self, key: str, token: str, seconds: float) -> str:
+        """One try to take the lease of ``key`` (see ``pystorage.layers.leases``): one
+        statement, atomic across processes; its deadline is in real time (``time.time``),
+        whatever ``clock`` the entries' deadlines follow."""
+        name, now = _encoded(key), time.time()
+        with self._session(f"take the lock of key {key!r}") as db:
+            try:
+                taken = db.execute(_TAKE_LEASE, (name, token, now + seconds, now)).rowcount
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                db.execute(_LEASES)  # the first lock of this database
+                taken = db.execute(_TAKE_LEASE, (name, token, now + seconds, now)).rowcount
+            if taken:
+                return token
+            holder = db.execute(_LEASE_HOLDER, (name,)).fetchone()
+        return "" if holder is None else str(holder[0])
+
+    def end_lease(self, key: str, token: str) -> None:
+        """Give the lease of ``key`` back if ``token`` still holds it."""
+        with self._session(f"release the lock of key {key!r}") as db:
+            try:
+                db.execute(_END_LEASE, (_encoded(key), token))
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):  # no lease was ever taken here
+                    raise
 
     # -- expiry --------------------------------------------------------------------------
 
