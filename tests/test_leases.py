@@ -23,7 +23,8 @@ from pystorage import Storage
 from pystorage.aio.storage import AsyncStorage
 from pystorage.errors import BackendError, ConfigurationError
 from pystorage.layers import S3, Codec, Files, Redis, SQLite
-from pystorage.layers.leases import Lease, Waiting, new_token, pauses
+from pystorage.layers.base import new_token
+from pystorage.layers.leases import Lease, Waiting, pauses
 from tests.helpers import unique
 
 BACKENDS = ["files", "sqlite", "s3", "redis"]

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,19 +86,26 @@ def test_a_scrape_over_http_reads_the_counters(tmp_path: Path) -> None:
     assert "pystorage_entries" not in text  # not asked for: no count below at each scrape
 
 
-def test_an_opentelemetry_collection_gives_each_storages_counters(tmp_path: Path) -> None:
-    reader = InMemoryMetricReader()
-    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    instrument(_used(tmp_path), meter, entries=True)
-    points: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+def _collected(reader: InMemoryMetricReader) -> Iterator[tuple[str, Any]]:
+    """Each data point the SDK collected now, with its metric's name."""
     data = reader.get_metrics_data()
     assert data is not None
     for resource in data.resource_metrics:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 for point in metric.data.data_points:
-                    labels = tuple(sorted((point.attributes or {}).items()))
-                    points[(metric.name, labels)] = point.value
+                    assert point.attributes  # every metric of ours names its storage
+                    yield metric.name, point
+
+
+def test_an_opentelemetry_collection_gives_each_storages_counters(tmp_path: Path) -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    instrument(_used(tmp_path), meter, entries=True)
+    points = {
+        (name, tuple(sorted(point.attributes.items()))): point.value
+        for name, point in _collected(reader)
+    }
     assert points[("pystorage.reads", (("outcome", "hit"), ("storage", "sessions")))] == 2
     assert points[("pystorage.reads", (("outcome", "miss"), ("storage", "sessions")))] == 1
     assert points[("pystorage.evictions", (("storage", "pages"),))] == 1
@@ -243,16 +251,10 @@ def test_an_opentelemetry_histogram_records_each_duration_from_then_on() -> None
     storage["a"] = 1
     storage.get("a")
     storage.get("b")
-    data = reader.get_metrics_data()
-    assert data is not None
     counts = {
         point.attributes["operation"]: point.count
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "pystorage.operation.duration"
-        for point in metric.data.data_points
-        if point.attributes and point.attributes["storage"] == "cache"
+        for name, point in _collected(reader)
+        if name == "pystorage.operation.duration" and point.attributes["storage"] == "cache"
     }
     assert counts == {"set": 1, "get": 2}
 
@@ -295,15 +297,9 @@ def test_the_bytes_held_are_a_gauge_where_a_layer_tallies_them(tmp_path: Path) -
     assert ("pystorage_held_bytes", (("storage", "plain"),)) not in got
     reader = InMemoryMetricReader()
     instrument(storages, MeterProvider(metric_readers=[reader]).get_meter("test"))
-    data = reader.get_metrics_data()
-    assert data is not None
     held = {
         point.attributes["storage"]: point.value
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "pystorage.held"
-        for point in metric.data.data_points
-        if point.attributes
+        for name, point in _collected(reader)
+        if name == "pystorage.held"
     }
     assert held == {"sized": expected, "sqlite": expected}

@@ -51,7 +51,8 @@ MAX_TTL: Final = 3_155_760_000
 
 
 def new_token() -> str:
-    """A tag's token that no token before it had: 128 random bits (see ``Tags``)."""
+    """A token no other has: 128 random bits, for a tag (see ``Tags``) and for a lease's
+    holder (random, so a forked child never repeats its parent's)."""
     return secrets.token_hex(16)
 
 

@@ -19,7 +19,6 @@ A backend that keeps leases has two methods (``Leasing``):
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 from pystorage import _fork
 from pystorage.errors import BackendError, ConfigurationError
+from pystorage.layers.base import new_token
 
 #: The default lease: how long a holder may compute before others presume it hung (the
 #: ``lock_timeout`` of Redis, the same on every backend).
@@ -46,11 +46,6 @@ def checked_lease(value: object) -> float:
     if not 0 < value < float("inf"):
         raise ConfigurationError(f"lock_timeout must be above 0 and finite, not {value!r}")
     return float(value)
-
-
-def new_token() -> str:
-    """A token no other holder has: random, so a forked child never repeats its parent's."""
-    return os.urandom(16).hex()
 
 
 class Leasing(Protocol):

@@ -53,25 +53,17 @@ def instrument(storages: Mapping[str, Counted], meter: Meter, *, entries: bool =
     for counter in sorted(names):
         metric = metric_of(counter)
         metrics.setdefault(metric.name, metric)
-    for metric in metrics.values():
-        meter.create_observable_counter(
+    observed = [(meter.create_observable_counter, metric, False) for metric in metrics.values()] + [
+        (meter.create_observable_gauge, gauge, False) for gauge in GAUGES.values()
+    ]
+    if entries:
+        observed.append((meter.create_observable_gauge, ENTRIES, True))
+    for create, metric, counted in observed:
+        create(
             metric.name.replace("_", "."),
-            callbacks=[_observe(storages, metric.name, False)],
+            callbacks=[_observe(storages, metric.name, counted)],
             unit=metric.unit or "1",
             description=metric.help,
-        )
-    for gauge in GAUGES.values():
-        meter.create_observable_gauge(
-            gauge.name.replace("_", "."),
-            callbacks=[_observe(storages, gauge.name, False)],
-            unit=gauge.unit or "1",
-            description=gauge.help,
-        )
-    if entries:
-        meter.create_observable_gauge(
-            ENTRIES.name.replace("_", "."),
-            callbacks=[_observe(storages, ENTRIES.name, True)],
-            description=ENTRIES.help,
         )
     timed = {name: timed_layer(storage) for name, storage in storages.items()}
     histogram = None
