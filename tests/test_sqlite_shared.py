@@ -4,11 +4,14 @@ stack a URL builds keeps its bound in the database (issue 17, items 1 and 2)."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +19,7 @@ import pystorage
 from pystorage import Storage
 from pystorage.layers import Codec, CountLimit, Expiry, SQLite
 from pystorage.layers import sqlite as sqlite_module
-from tests.helpers import FakeClock, sample_while_children_write
+from tests.helpers import CHILD_DEADLINE, FakeClock, sample_while_children_write
 
 #: Far above what a read costs, even on a loaded machine; far below the stores' timeout.
 PROMPT = 2.0
@@ -167,3 +170,33 @@ def test_the_async_memory_tier_never_serves_what_the_database_evicted(tmp_path: 
         await storage.aclose()
 
     asyncio.run(scenario())
+
+
+def _open_and_write(path: str, start: Any, answers: Any) -> None:
+    start.wait()
+    try:
+        with Storage(Codec("pickle"), SQLite(path)) as storage:
+            storage[f"from {os.getpid()}"] = 1
+        answers.put("ok")
+    except Exception as exc:  # reported to the test
+        answers.put(repr(exc))
+
+
+def test_processes_creating_one_new_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """The format check read user_version and the tables in two statements: a creation
+    committed between them by another process made the new database look like one of
+    format 0 (1 trial in 30 of 6 processes, before the fix)."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(10):
+        path = str(tmp_path / f"new-{trial}.db")
+        start, answers = context.Barrier(6), context.Queue()
+        children = [
+            context.Process(target=_open_and_write, args=(path, start, answers)) for _ in range(6)
+        ]
+        for child in children:
+            child.start()
+        got = [answers.get(timeout=CHILD_DEADLINE) for _ in children]
+        for child in children:
+            child.join(CHILD_DEADLINE)
+        assert got == ["ok"] * 6, got
+        assert len(Storage(Codec("pickle"), SQLite(path))) == 6

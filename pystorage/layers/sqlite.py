@@ -210,8 +210,12 @@ class SQLite(Backend):
             raise ConfigurationError(f"{self.path} is a folder: SQLite needs a database file")
         self._create_file()
         with self._session("create the tables") as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            made = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entries'").fetchone()
+            # One statement, one snapshot: read apart, another process's creation could
+            # commit between the two, and a new database looked like one of format 0.
+            version, made = db.execute(
+                "SELECT user_version, EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'entries')"
+                " FROM pragma_user_version"
+            ).fetchone()
             if version > _FORMAT or (made and version < _FORMAT):
                 raise ConfigurationError(
                     f"{self.path} holds a cache of another format ({version}) than this "
