@@ -167,6 +167,10 @@ CALLS: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = [
     ("sizes_by_age", (), ()),
     ("read_note", ("n",), ("n",)),
     ("write_note", ("n", b"note"), ("n", b"note")),
+    # The tokens of Tags: the tags as a list (read once on the loop), create as given.
+    ("tag_tokens", (["t1", "t2"], True), (["t1", "t2"], True)),
+    ("tag_tokens", (["t1"], False), (["t1"], False)),
+    ("renew_tag", ("t1",), ("t1",)),
 ]
 
 
@@ -180,7 +184,7 @@ def _once(arg: Any) -> Any:
 
 RETURNS = {"get", "lookup", "get_with_ttl", "add", "modify", "contains", "count", "get_many"}
 RETURNS |= {"get_many_with_ttl", "peek_many", "expire", "keys_by_age", "sizes_by_age"}
-RETURNS |= {"read_note"}
+RETURNS |= {"read_note", "tag_tokens"}
 
 
 @pytest.mark.parametrize("threads", [True, False])
