@@ -485,3 +485,73 @@ def test_memoize_with_refresh_and_tags(tmp_path: Path) -> None:
     assert [square(3), square(3)] == [9, 9]
     storage.invalidate_tag("x:3")
     assert square(3) == 9 and calls == [3, 3]
+
+
+def _copy(src: str, dst: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from pystorage.cli import main
+
+    status = main(["copy", "-q", src, dst])
+    return status, capsys.readouterr().err
+
+
+def test_copy_keeps_each_entrys_tags_and_time_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src_url = f"file://{tmp_path}/src?codec=json&tags=1"
+    dst_url = f"sqlite://{tmp_path}/dst.db?codec=json&tags=1"
+    with pystorage.open(src_url) as src:
+        src.set("profile:7", {"name": "Ada"}, tags=["user:7"])
+        src.set("orders:7", [101], ttl=600, tags=["user:7", "orders"])
+        src.set("profile:8", {"name": "Bob"}, tags=["user:8"])
+        src.set("plain", 1)
+        src.set("gone", 2, tags=["old"])
+        src.invalidate_tag("old")  # missing in SRC: not copied
+    status, err = _copy(src_url, dst_url, capsys)
+    assert status == 0, err
+    assert "copied 4," in err
+    with pystorage.open(dst_url) as dst:
+        assert dict(dst) == {
+            "profile:7": {"name": "Ada"},
+            "orders:7": [101],
+            "profile:8": {"name": "Bob"},
+            "plain": 1,
+        }
+        ttl = dst.get_with_ttl("orders:7")[1]
+        assert ttl is not None and 590 < ttl <= 600
+        assert dst.get_with_ttl("profile:7")[1] is None
+        dst.invalidate_tag("user:7")  # DST's own tokens: SRC is untouched
+        assert dict(dst) == {"profile:8": {"name": "Bob"}, "plain": 1}
+        dst.invalidate_tag("orders")
+        dst.invalidate_tag("user:8")
+        assert dict(dst) == {"plain": 1}
+    with pystorage.open(src_url) as src:
+        assert len(src) == 4
+
+
+def test_copy_from_tags_to_a_store_without_them_is_refused_before_dst_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src_url = f"sqlite://{tmp_path}/src.db?codec=json&tags=1"
+    with pystorage.open(src_url) as src:
+        src.set("k", 1, tags=["t"])
+    status, err = _copy(src_url, f"sqlite://{tmp_path}/dst.db?codec=json", capsys)
+    assert status == 2
+    assert "SRC keeps tags (tags=1) and DST does not" in err
+    assert "Add tags=1 to DST" in err
+    assert not (tmp_path / "dst.db").exists()
+
+
+def test_get_many_tagged_reads_values_deadlines_and_tag_names() -> None:
+    storage = Storage(Tags(), Codec("json", tagged=True), Memory())
+    storage.set("a", 1, tags=["y", "x"])
+    storage.set("b", 2, ttl=60)
+    storage.set("c", 3, tags=["z"])
+    storage.invalidate_tag("z")
+    tags_layer = storage.top
+    assert isinstance(tags_layer, Tags)
+    found = tags_layer.get_many_tagged(["a", "b", "c", "absent"])
+    assert found.keys() == {"a", "b"}
+    assert found["a"] == (1, None, ["x", "y"])
+    value, ttl, tags = found["b"]
+    assert (value, tags) == (2, [])
+    assert ttl is not None and 59 < ttl <= 60

@@ -46,6 +46,7 @@ from pystorage.layers.tags import (
     _BATCH,
     _MAX_ROUNDS,
     _UNSTORED,
+    Entry,
     Tags,
     _Change,
     _matches,
@@ -1636,20 +1637,33 @@ class AsyncTags(Tags, AsyncWrapper):  # type: ignore[misc,override,unused-ignore
         now = await self._inner.tag_tokens([tag for tag, _ in found.tokens], False)
         return _matches(found.tokens, now)
 
+    async def get_many_tagged(self, keys: Iterable[str]) -> dict[str, Entry]:  # type: ignore[override,unused-ignore]
+        """The current entries of ``keys``, each as its value, the seconds it has left
+        (``None``: no deadline) and the names of its tags: what ``pystorage copy`` needs to
+        store it again elsewhere, under that store's own tokens."""
+        found = await self._inner.get_many_with_ttl(keys)
+        current = await self._current_of({key: envelope for key, (envelope, _) in found.items()})
+        return {
+            key: (envelope.value, found[key][1], [tag for tag, _ in envelope.tokens])
+            for key, envelope in current.items()
+        }
+
     async def _opened(self, found: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
-        """The values of those envelopes of ``found`` that are current: one read of the
-        tokens of all their tags."""
+        """The values of those envelopes of ``found`` that are current."""
+        return {key: envelope.value for key, envelope in (await self._current_of(found)).items()}
+
+    async def _current_of(self, found: dict[str, Any]) -> dict[str, Envelope]:  # type: ignore[override,unused-ignore]
+        """Those envelopes of ``found`` that are current: one read of the tokens of all
+        their tags."""
         tags: set[str] = set()
         for key, envelope in found.items():
             if type(envelope) is not Envelope:
                 raise _not_an_envelope(key, envelope)
             tags.update((tag for tag, _ in envelope.tokens))
         if not tags:
-            return {key: envelope.value for key, envelope in found.items()}
+            return found
         now = await self._inner.tag_tokens(sorted(tags), False)
-        return {
-            key: envelope.value for key, envelope in found.items() if _matches(envelope.tokens, now)
-        }
+        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set(key, Envelope((), value), ttl)

@@ -4,7 +4,7 @@ at a time in threads, each counted into the copy's tally."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from pystorage.cli.progress import Progress
+    from pystorage.layers.tags import Entry, Tags
 
 
 @attrs.frozen
@@ -49,6 +50,8 @@ class BatchResult:
     kept: list[tuple[str, str]] = attrs.Factory(list)
     #: The seconds left to the keys read with a deadline: DST gets the same.
     ttls: dict[str, float] = attrs.Factory(dict)
+    #: The tags of the keys read with tags (SRC with ``tags=1``): DST gets the same.
+    tags: dict[str, list[str]] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -250,35 +253,51 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 def _read(src: Storage, keys: list[str], result: BatchResult) -> dict[str, Any]:
-    """The values of ``keys`` in ``src``; those with a deadline go to ``result.ttls``."""
+    """The values of ``keys`` in ``src``; the deadlines of those that have one go to
+    ``result.ttls``, the tags of those that have some to ``result.tags``."""
+    read = _reader(src)
     try:
-        found = src.get_many_with_ttl(keys)
+        found = read(keys)
     except (CodecError, InvalidKeyError):
         found = {}
         for key in keys:
             try:
-                found[key] = src.get_with_ttl(key)
-            except KeyError:
-                continue
+                found.update(read([key]))
             except (CodecError, InvalidKeyError) as exc:
                 result.failed.append((key, str(exc)))
-    result.ttls = {key: ttl for key, (_, ttl) in found.items() if ttl is not None}
-    return {key: value for key, (value, _) in found.items()}
+    result.ttls = {key: ttl for key, (_, ttl, _) in found.items() if ttl is not None}
+    result.tags = {key: tags for key, (_, _, tags) in found.items() if tags}
+    return {key: value for key, (value, _, _) in found.items()}
+
+
+def _reader(src: Storage) -> Callable[[list[str]], dict[str, Entry]]:
+    """How to read entries of ``src`` with their deadlines and tags."""
+    if src.top.keeps_tags:
+        return cast("Tags", src.top).get_many_tagged
+
+    def read(keys: list[str]) -> dict[str, Entry]:
+        return {key: (value, ttl, []) for key, (value, ttl) in src.get_many_with_ttl(keys).items()}
+
+    return read
 
 
 def _write(dst: Storage, values: dict[str, Any], result: BatchResult) -> list[str]:
-    """Store ``values`` in ``dst``, each with the time it had left in SRC; the keys
-    written (failures go to ``result``)."""
-    lasting = {key: value for key, value in values.items() if key not in result.ttls}
+    """Store ``values`` in ``dst``, each with the time it had left in SRC and its tags;
+    the keys written (failures go to ``result``)."""
+    lasting = {
+        key: value
+        for key, value in values.items()
+        if key not in result.ttls and key not in result.tags
+    }
     try:
         dst.set_many(lasting)
         written = list(lasting)
-        singles = {key: value for key, value in values.items() if key in result.ttls}
+        singles = {key: value for key, value in values.items() if key not in lasting}
     except (CodecError, InvalidKeyError):
         written, singles = [], values  # key by key, to name the culprits
     for key, value in singles.items():
         try:
-            dst.set(key, value, ttl=result.ttls.get(key))
+            dst.set(key, value, ttl=result.ttls.get(key), tags=result.tags.get(key))
         except (CodecError, InvalidKeyError) as exc:
             result.failed.append((key, str(exc)))
         else:

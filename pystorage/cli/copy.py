@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     check_folder(src_url)
     check_codec(src_url)
     check_codec(dst_url)
+    if src_url.tags and not dst_url.tags:
+        raise UsageError(
+            "SRC keeps tags (tags=1) and DST does not: its entries would lose their tags, "
+            "and invalidate_tag would no longer reach them. Add tags=1 to DST"
+        )
     _refuse_one_storage(src_url, dst_url, args.delete)
     with (
         opened(src_url, "read") as src,

@@ -21,6 +21,10 @@ _BATCH = 500
 _MAX_ROUNDS = 100
 
 
+#: An entry as ``get_many_tagged`` reads it: value, seconds left (or None), tags' names.
+Entry = tuple[Any, float | None, list[str]]
+
+
 class _Tagged(Exception):
     """Raised inside ``modify`` by a change that met a tagged entry: checked outside."""
 
@@ -142,20 +146,33 @@ class Tags(Wrapper):
         now = self._inner.tag_tokens([tag for tag, _ in found.tokens], False)
         return _matches(found.tokens, now)
 
+    def get_many_tagged(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """The current entries of ``keys``, each as its value, the seconds it has left
+        (``None``: no deadline) and the names of its tags: what ``pystorage copy`` needs to
+        store it again elsewhere, under that store's own tokens."""
+        found = self._inner.get_many_with_ttl(keys)
+        current = self._current_of({key: envelope for key, (envelope, _) in found.items()})
+        return {
+            key: (envelope.value, found[key][1], [tag for tag, _ in envelope.tokens])
+            for key, envelope in current.items()
+        }
+
     def _opened(self, found: dict[str, Any]) -> dict[str, Any]:
-        """The values of those envelopes of ``found`` that are current: one read of the
-        tokens of all their tags."""
+        """The values of those envelopes of ``found`` that are current."""
+        return {key: envelope.value for key, envelope in self._current_of(found).items()}
+
+    def _current_of(self, found: dict[str, Any]) -> dict[str, Envelope]:
+        """Those envelopes of ``found`` that are current: one read of the tokens of all
+        their tags."""
         tags: set[str] = set()
         for key, envelope in found.items():
             if type(envelope) is not Envelope:
                 raise _not_an_envelope(key, envelope)
             tags.update(tag for tag, _ in envelope.tokens)
         if not tags:
-            return {key: envelope.value for key, envelope in found.items()}
+            return found
         now = self._inner.tag_tokens(sorted(tags), False)
-        return {
-            key: envelope.value for key, envelope in found.items() if _matches(envelope.tokens, now)
-        }
+        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
 
     # -- writes ----------------------------------------------------------------------
 
