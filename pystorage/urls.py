@@ -19,6 +19,8 @@ on top), ``timed`` (a Timed layer below it: durations for ``pystorage.metrics``)
 ``tags`` (1: a Tags layer above it all, for ``set(..., tags=)`` and
 ``invalidate_tag``). Files also take ``suffix``;
 SQLite ``synchronous`` (NORMAL or FULL) and ``timeout`` (seconds a writer waits);
+Files, SQLite, Redis and S3 ``lock_timeout`` (seconds a memoized computation holds its
+key's lease across processes; 60 by default);
 Redis ``prefix``, ``autopipeline`` (1 or 0) and the options redis-py reads from URLs
 (``socket_timeout``...); S3
 ``endpoint_url`` and ``region``.
@@ -43,6 +45,7 @@ from pystorage.errors import ConfigurationError, StorageProviderError
 from pystorage.eviction import POLICIES
 from pystorage.layers.base import Layer, ttl_error
 from pystorage.layers.defaults import DEFAULT_PREFIX
+from pystorage.layers.leases import LOCK_TIMEOUT
 from pystorage.storage import Storage
 from pystorage.storage_provider import memory_tier, positive_seconds, signed_codec
 
@@ -264,7 +267,16 @@ def _file(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Lay
         raise ConfigurationError(_FILE_URL)
     suffix = options.pop("suffix", "")
     trust_others = _flag(options.pop("trust_others", "0"), "trust_others")
-    return functools.partial(layers.Files, Path(path), suffix, trust_others=trust_others), "pickle"
+    return (
+        functools.partial(
+            layers.Files,
+            Path(path),
+            suffix,
+            trust_others=trust_others,
+            lock_timeout=_lease(options),
+        ),
+        "pickle",
+    )
 
 
 def _sqlite(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer], str]:
@@ -275,7 +287,7 @@ def _sqlite(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], L
         )
     if path.endswith("/"):
         raise ConfigurationError("sqlite:// names a database file, not a folder")
-    options_of_backend: dict[str, Any] = {}
+    options_of_backend: dict[str, Any] = {"lock_timeout": _lease(options)}
     if "synchronous" in options:
         options_of_backend["synchronous"] = options.pop("synchronous").upper()
     if "timeout" in options:
@@ -322,7 +334,13 @@ def _redis(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], La
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     return (
-        functools.partial(layers.Redis, url=url, prefix=prefix, autopipeline=autopipeline),
+        functools.partial(
+            layers.Redis,
+            url=url,
+            prefix=prefix,
+            autopipeline=autopipeline,
+            lock_timeout=_lease(options),
+        ),
         "pickle",
     )
 
@@ -345,7 +363,14 @@ def _s3(parts: SplitResult, options: dict[str, str]) -> tuple[Callable[[], Layer
     region = _not_empty(options, "region")
     folder = unquote(parts.path).lstrip("/")
     return (
-        functools.partial(layers.S3, parts.netloc, folder, endpoint_url=endpoint, region=region),
+        functools.partial(
+            layers.S3,
+            parts.netloc,
+            folder,
+            endpoint_url=endpoint,
+            region=region,
+            lock_timeout=_lease(options),
+        ),
         "pickle",
     )
 
@@ -362,6 +387,14 @@ _BACKENDS: dict[str, Builder] = {
 
 
 # -- option values -------------------------------------------------------------------
+
+
+def _lease(options: dict[str, str]) -> float:
+    """``lock_timeout=``: how long a memoized computation holds its key's lease (see
+    ``pystorage.layers.leases``), 60 seconds unless given."""
+    if "lock_timeout" not in options:
+        return LOCK_TIMEOUT
+    return _seconds(options.pop("lock_timeout"), "lock_timeout")
 
 
 def _not_empty(options: dict[str, str], name: str) -> str | None:

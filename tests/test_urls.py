@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,33 @@ def test_preset_expirations_are_finite(preset: str) -> None:
     options = {"url": "redis://127.0.0.1:1/0"} if preset == "redis" else {}
     with pytest.raises(ConfigurationError, match="finite"):
         pystorage.StorageProvider().create(preset, expiration=float("inf"), **options)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///tmp/folder", "sqlite:///tmp/cache.db", "redis://h:7/0", "s3://bucket/folder"],
+)
+def test_lock_timeout_sets_how_long_a_lease_lasts_on_each_backend_with_leases(url: str) -> None:
+    backend: Any = pystorage.urls.parse(f"{url}?lock_timeout=2.5").make_backend()
+    assert backend.lock_timeout == 2.5
+    assert pystorage.urls.parse(url).make_backend().lock_timeout == 60.0  # type: ignore[attr-defined]
+    for bad in ("0", "-1", "inf", "x", ""):
+        with pytest.raises(StorageProviderError, match="lock_timeout= must be a finite number"):
+            pystorage.urls.parse(f"{url}?lock_timeout={bad}")
+
+
+def test_memory_has_no_leases_to_time(tmp_path: Path) -> None:
+    with pytest.raises(StorageProviderError, match="unknown options lock_timeout"):
+        pystorage.open("memory://?lock_timeout=5")
+
+
+def test_a_hung_holders_lease_from_the_url_is_taken_over_after_lock_timeout(
+    tmp_path: Path,
+) -> None:
+    storage = pystorage.open(f"sqlite://{tmp_path}/cache.db?lock_timeout=0.3")
+    backend: Any = storage.layers[-1]
+    with backend.key_lock("k") as hung:
+        waited = time.monotonic()
+        with backend.key_lock("k") as next_holder:  # as another process's would, after it
+            assert time.monotonic() - waited >= 0.3 * 0.9
+            assert next_holder._token != hung._token
