@@ -130,8 +130,9 @@ MUTMUT = ulimit -v 2097152 && $(MUTMUT_CLI)
 mutation: $(INSTALLED)
 ifeq ($(MODULE),)
 	@failed=; for module in $$($(PY) tests/mutation/run.py --list); do \
-		echo "make mutation MODULE=$$module"; \
+		echo "make mutation MODULE=$$module"; started=$$(date +%s); \
 		$(MAKE) --no-print-directory mutation MODULE=$$module || failed="$$failed $$module"; \
+		echo "mutation MODULE=$$module took $$(( $$(date +%s) - started )) s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "mutation: failed for$$failed"; exit 1; fi
 else
