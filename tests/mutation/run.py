@@ -16,8 +16,13 @@ Usage: ``MODULE=sqlite python tests/mutation/run.py run --max-children 1``; with
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from mutmut.__main__ import cli
 from mutmut.configuration import config
@@ -105,6 +110,77 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     ),
 }
 
+# -- the modules of servers (h/24r) ---------------------------------------------------------
+# Their tests need a Redis server, a Redis Cluster or an S3 server. A session fixture would
+# start one per mutant (mutmut forks a fresh pytest session for each), so ``run`` starts
+# them once around the whole mutmut run and hands them to every mutant's tests through the
+# variables tests/conftest.py reads; they are stopped when mutmut ends, fails or is
+# interrupted. Every test keeps to a prefix or a folder of its own (tests/helpers.unique,
+# from os.urandom, so each forked run draws new names), and the S3 tests' bucket is made by
+# each session: what a mutant leaves behind is never under another mutant's names.
+# pyproject.toml's ``-k`` is not kept for these: it leaves out every test of a server.
+MODULES.update(
+    {
+        # The layer judged by its own tests, the shared bounds' (one process), the leases'
+        # and tags' over Redis, and the conformance suite over the Redis stacks. Left out:
+        # the tests of several processes and forks (they judge only the test's own
+        # process: the same calls the tests of one process make), the bursts of hundreds of
+        # tasks and the servers killed or moved mid-burst (seconds each, of the async
+        # client's pool and autopipelining rather than of this layer), and the random
+        # operations of the conformance suite (hypothesis: tens of seconds per stack).
+        "redis": (
+            ["pystorage/layers/redis.py"],
+            [
+                "tests/test_redis.py",
+                "tests/test_mutation_redis.py",
+                "tests/test_shared_bounds.py",
+                "tests/test_leases.py",
+                "tests/test_tags.py",
+                "tests/test_atomic.py",
+                "tests/test_limits.py",
+                "tests/conformance",
+            ],
+            # (And these files' tests of the other backends.)
+            "s3 or processes or forked or random_operations or another_process or restart "
+            "or killed or race "
+            "or ((test_mapping or test_leases or test_tags or test_atomic or test_limits) "
+            "and not redis)",
+        ),
+    }
+)
+#: The servers each module's run needs (see above): redis, redis_cluster, s3.
+SERVERS: dict[str, tuple[str, ...]] = {"redis": ("redis", "redis_cluster")}
+
+
+@contextlib.contextmanager
+def servers_up(module: str) -> Iterator[None]:
+    """The servers of ``module`` running (in a process of their own: servers.py), named in
+    the environment that its tests read; stopped when the block ends, however it ends."""
+    if not SERVERS.get(module):
+        yield
+        return
+    keeper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("servers.py")), *SERVERS[module]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert keeper.stdin is not None and keeper.stdout is not None
+        line = keeper.stdout.readline()
+        if not line:
+            sys.exit(f"MODULE={module}: its servers did not start (see above)")
+        os.environ.update(json.loads(line))
+        yield
+    finally:
+        if keeper.stdin is not None:
+            keeper.stdin.close()  # the keeper stops the servers and exits
+        try:
+            keeper.wait(60)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+            keeper.wait()
+
 
 def narrow(module: str) -> None:
     """Make the loaded configuration mutate ``module`` only, judged by its tests only
@@ -123,7 +199,8 @@ def narrow(module: str) -> None:
         "-m",
         "not long",
         "-k",
-        f"({kept}) and not ({left_out})",
+        # With its servers up, the tests of servers are the point: pyproject's -k goes.
+        f"not ({left_out})" if module in SERVERS else f"({kept}) and not ({left_out})",
     ]
 
 
@@ -133,4 +210,7 @@ if __name__ == "__main__":
         sys.exit(0)
     if os.environ.get("MODULE"):
         narrow(os.environ["MODULE"])
+    if sys.argv[1:2] == ["run"]:  # results and show read the last run: no server
+        with servers_up(os.environ.get("MODULE", "core")):
+            cli(sys.argv[1:])
     cli(sys.argv[1:])
