@@ -146,10 +146,32 @@ MODULES.update(
             "or ((test_mapping or test_leases or test_tags or test_atomic or test_limits) "
             "and not redis)",
         ),
+        # The layer judged by its own tests, and those of the atomic operations, limits,
+        # leases, tags and the conformance suite over S3. Left out, as for Redis: several
+        # processes, races of threads (their conditional writes that lose are provoked in
+        # one thread by tests/test_mutation_s3.py), the outage (it stops the server), the
+        # random operations, and tests/test_hostile_keys.py (3 seconds per stack; the
+        # hostile keys of tests/test_s3.py go through the same names).
+        "s3": (
+            ["pystorage/layers/s3.py"],
+            [
+                "tests/test_s3.py",
+                "tests/test_mutation_s3.py",
+                "tests/test_leases.py",
+                "tests/test_tags.py",
+                "tests/test_atomic.py",
+                "tests/test_limits.py",
+                "tests/conformance",
+            ],
+            # And the async stacks: OffLoop hands the same calls to the same layer.
+            "redis or processes or forked or random_operations or another_process or restart "
+            "or killed or race or outage or async or ((test_mapping or test_leases or "
+            "test_tags or test_atomic or test_limits) and not s3)",
+        ),
     }
 )
 #: The servers each module's run needs (see above): redis, redis_cluster, s3.
-SERVERS: dict[str, tuple[str, ...]] = {"redis": ("redis", "redis_cluster")}
+SERVERS: dict[str, tuple[str, ...]] = {"redis": ("redis", "redis_cluster"), "s3": ("s3",)}
 
 
 @contextlib.contextmanager
