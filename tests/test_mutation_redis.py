@@ -561,7 +561,7 @@ def test_more_than_a_batch_is_a_script_per_thousand(client: redis.Redis, prefix:
     bounded.clear()
 
 
-def test_writers_that_race_agree_on_a_tag_token(redis_url: str) -> None:
+def test_writers_that_overlap_agree_on_a_tag_token(redis_url: str) -> None:
     # Another writer gives the tag its token between this one's read and its write: the
     # write (SET NX) keeps theirs, and both use it.
     prefix = unique("mut:") + ":"
@@ -594,3 +594,40 @@ def test_names_beside_the_entries_take_any_key(client: redis.Redis, prefix: str)
         with pytest.raises(InvalidKeyError) as caught:
             call()
         assert str(caught.value) == "keys are str, not int: 3"
+
+
+@pytest.mark.parametrize("kind", ["server", "cluster", "bounded"])
+def test_modify_reads_again_when_another_client_wrote_meanwhile(
+    kind: str, redis_url: str, redis_cluster_url: str
+) -> None:
+    # WATCH, GET, then MULTI/SET/EXEC: a write by another client between the GET and the
+    # EXEC (here, from inside the change) fails the EXEC, and the change runs again.
+    client: Any = (
+        RedisCluster.from_url(redis_cluster_url)
+        if kind == "cluster"
+        else redis.Redis.from_url(redis_url)
+    )
+    other: Any = (
+        RedisCluster.from_url(redis_cluster_url)
+        if kind == "cluster"
+        else redis.Redis.from_url(redis_url)
+    )
+    prefix = unique("mut:") + ":"
+    backend = Redis(client, prefix=prefix)
+    if kind == "bounded":
+        _bounded(backend, "stored")
+    backend.set("n", b"1")
+    seen: list[Any] = []
+
+    def change(old: Any) -> bytes:
+        seen.append(old)
+        if len(seen) == 1:
+            other.set(f"{prefix}n", b"5")
+        return old + b"0"
+
+    assert backend.modify("n", change) == b"50"
+    assert seen == [b"1", b"5"]
+    assert backend.get("n") == b"50"
+    backend.clear()
+    client.close()
+    other.close()

@@ -473,7 +473,7 @@ def test_a_folder_without_room_for_a_tag_or_a_lock_says_so(make: Callable[..., S
 # -- fork, close ------------------------------------------------------------------------------
 
 
-def test_a_forked_child_drops_the_pool_and_the_connections(make: Callable[..., S3]) -> None:
+def test_after_a_fork_the_pool_and_the_connections_are_dropped(make: Callable[..., S3]) -> None:
     # What _forked does in a child, run here by making this process look like one.
     backend = make()
     backend.set_many({"a": b"1", "b": b"2"})
