@@ -349,7 +349,9 @@ def test_the_bounds_a_store_keeps_and_how_it_says_so(client: redis.Redis, prefix
     assert backend.bounds == {"entries": 7, "bytes": 100}
     with pytest.raises(ValueTooLargeError) as too_large:
         backend.set("big", b"x" * 101)
-    assert "'big' weighs 101 bytes" in str(too_large.value)
+    assert str(too_large.value) == (
+        "the value of 'big' weighs 101 bytes, more than the whole limit of 100: not stored"
+    )
     backend.set("fits", b"x" * 100)
     assert backend.get("fits") == b"x" * 100
 
@@ -631,3 +633,62 @@ def test_modify_reads_again_when_another_client_wrote_meanwhile(
     backend.clear()
     client.close()
     other.close()
+
+
+def test_a_bounded_modify_keeps_the_deadline_in_redis_and_in_the_books(
+    client: redis.Redis, prefix: str
+) -> None:
+    backend = _bounded(Redis(client, prefix=prefix), "stored")
+    backend.set("k", b"1", ttl=100)
+    assert backend.modify("k", lambda old: old + b"2", ttl=5) == b"12"
+    assert 90_000 < client.pttl(f"{prefix}k") <= 100_000
+    (server_seconds, micros) = client.time()
+    now = server_seconds * 1000 + micros // 1000
+    ends = client.zscore(prefix.encode() + b"\xffends", f"{prefix}k")
+    assert ends is not None and 90_000 < ends - now <= 100_000  # evicted as it expires
+    assert backend.modify("new", lambda old: b"1", ttl=50) == b"1"
+    assert 45_000 < client.pttl(f"{prefix}new") <= 50_000
+    backend.clear()
+
+
+def test_scripts_the_server_does_not_have_are_sent_in_full(
+    client: redis.Redis, prefix: str
+) -> None:
+    # EVALSHA first; a server that restarted (or flushed its scripts) answers NOSCRIPT,
+    # and the script goes again in full, which also caches it.
+    backend = _bounded(Redis(client, prefix=prefix), "used")
+    operations: list[Callable[[], Any]] = [
+        lambda: backend.set("a", b"1"),
+        lambda: backend.set_many({"b": b"2", "c": b"3"}),
+        lambda: backend.get("a"),
+        lambda: backend.get_many(["a", "b"]),
+        lambda: backend.add("d", b"4"),
+        lambda: backend.delete("d"),
+        lambda: backend.delete_many(["c"]),
+        lambda: backend.take_lease("k", "tok", 30),
+        lambda: backend.end_lease("k", "tok"),
+        lambda: backend.clear(),
+    ]
+    results = []
+    for operation in operations:
+        client.script_flush()
+        results.append(operation())
+    assert results == [
+        None,
+        None,
+        b"1",
+        {"a": b"1", "b": b"2"},
+        True,
+        None,
+        None,
+        "tok",
+        None,
+        None,
+    ]
+    assert list(backend.keys()) == [] and client.exists(prefix.encode() + b"\xfflock:k") == 0
+    client.script_flush()
+    fresh = _bounded(Redis(client, prefix=unique("mut:") + ":"), "stored")
+    client.set(f"{fresh.prefix}old", b"x")
+    fresh.set("new", b"y")  # the books entered first: the scripts of entering, in full
+    assert sorted(fresh.keys()) == ["new", "old"]
+    fresh.clear()
