@@ -166,8 +166,10 @@ def test_an_error_of_the_server_names_it(kind: str, redis_url: str, redis_cluste
     error = _failure(lambda: backend.take_lease("k", "token", 1e30))
     assert str(error).startswith(f"Redis at {where}"), str(error)
     assert ": cannot take the lock of key 'k': " in str(error)
-    if kind == "cluster":
-        assert f"{host}:{port}" in str(error).split(": cannot")[0]
+    if kind == "cluster":  # every node it knows, as host:port
+        named = str(error).split(": cannot")[0].removeprefix("Redis at cluster ").split(",")
+        nodes = {f"{node.host}:{node.port}" for node in client.get_nodes()}
+        assert f"{host}:{port}" in named and set(named) == nodes and len(nodes) == 3
     client.close()
 
 

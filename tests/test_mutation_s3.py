@@ -656,3 +656,53 @@ def test_foreign_hashed_objects_are_not_entries(
         backend.get(long_key)
     assert backend.add(long_key, b"new") is True
     assert backend.get(long_key) == b"new"
+
+
+# -- objects the server refuses to delete -------------------------------------------------------
+
+#: Names a file-tree server refuses in a DeleteObjects, each with an error of its own (no
+#: folder or escaped key has them: the only way to hear such an answer from a real server).
+_REFUSED = ["/.", "/..", "/../x", "/./x", "/a/../b", "/a/./b"]
+
+
+def test_objects_the_server_would_not_delete_are_named(
+    make: Callable[..., S3], s3_bucket: str, args: dict[str, Any]
+) -> None:
+    backend = make()
+    backend.set("fine", b"v")
+    refused = [backend.folder.rstrip("/") + name for name in _REFUSED]
+    with pytest.raises(BackendError) as caught:
+        backend._delete_objects([*refused, backend.folder + "fine"])
+    shown = ", ".join(f"{name!r}: InvalidRequest Invalid Request" for name in refused[:5])
+    assert str(caught.value) == (
+        f"S3 could not delete 6 of 7 objects in bucket {s3_bucket!r} at "
+        f"{args['endpoint_url']}: {shown}"
+    )
+    assert list(backend.keys()) == []  # the others went
+
+
+def test_an_expired_object_is_deleted_only_if_unchanged(
+    make: Callable[..., S3], s3_bucket: str, args: dict[str, Any], boto: Any
+) -> None:
+    backend = make()
+    backend.set_many({"same": b"1", "changed": b"2", "gone": b"3"})
+    tags = {
+        key: boto.head_object(Bucket=s3_bucket, Key=backend.folder + key)["ETag"]
+        for key in ("same", "changed", "gone")
+    }
+    boto.put_object(Bucket=s3_bucket, Key=backend.folder + "changed", Body=b"rewritten")
+    boto.delete_object(Bucket=s3_bucket, Key=backend.folder + "gone")
+    objects = [(backend.folder + key, tag) for key, tag in tags.items()]
+    assert backend._delete_unchanged(objects) == 1
+    assert list(backend.keys()) == ["changed"]
+    refused = [(backend.folder.rstrip("/") + name, '"0"') for name in _REFUSED]
+    with pytest.raises(BackendError) as caught:
+        backend._delete_unchanged([*refused, (backend.folder + "changed", '"0"')])
+    shown = ", ".join(f"{name!r}: InvalidRequest Invalid Request" for name, _ in refused[:5])
+    assert str(caught.value) == (
+        f"S3 could not remove 6 of 7 expired objects in bucket {s3_bucket!r} at "
+        f"{args['endpoint_url']}: {shown}"
+    )
+    bad = make(bucket=unique("no-such-bucket-"))
+    with pytest.raises(BackendError, match=r"^S3 cannot delete in bucket 'no-such-bucket-"):
+        bad._delete_unchanged(objects)
