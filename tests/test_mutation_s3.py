@@ -706,3 +706,15 @@ def test_an_expired_object_is_deleted_only_if_unchanged(
     bad = make(bucket=unique("no-such-bucket-"))
     with pytest.raises(BackendError, match=r"^S3 cannot delete in bucket 'no-such-bucket-"):
         bad._delete_unchanged(objects)
+
+
+def test_the_defaults(s3_bucket: str, args: dict[str, Any]) -> None:
+    backend = S3(s3_bucket, **args)
+    assert (backend.folder, backend.max_workers, backend.multipart_threshold) == ("", 16, 64 * MiB)
+    assert (backend.put_options, backend.read_options, backend.lock_timeout) == ({}, {}, 60.0)
+    assert backend.client.meta.config.max_pool_connections == 16 + 8
+    # Parts of 16 MiB, eight at a time (each a connection of the pool: 8 more than workers).
+    transfer = backend._transfer
+    assert (transfer.multipart_chunksize, transfer.max_request_concurrency) == (16 * MiB, 8)
+    assert transfer.multipart_threshold == 64 * MiB
+    backend.close()
