@@ -694,3 +694,18 @@ def test_scripts_the_server_does_not_have_are_sent_in_full(
     fresh.set("new", b"y")  # the books entered first: the scripts of entering, in full
     assert sorted(fresh.keys()) == ["new", "old"]
     fresh.clear()
+
+
+def test_the_evictions_of_every_write_are_counted(client: redis.Redis, prefix: str) -> None:
+    backend = _bounded(Redis(client, prefix=prefix), "stored")
+    assert backend.take_bound("entries", 1, "stored")
+    backend.set("a", b"1")
+    backend.set("b", b"2")  # evicts a
+    assert backend.counters() == {"evictions": 1}
+    assert backend.modify("c", lambda old: b"3") == b"3"  # evicts b
+    assert backend.counters() == {"evictions": 2}
+    assert backend.add("d", b"4") is True  # evicts c
+    backend.set_many({"e": b"5"})  # evicts d
+    assert backend.counters() == {"evictions": 4}
+    assert list(backend.keys()) == ["e"]
+    backend.clear()
