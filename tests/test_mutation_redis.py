@@ -709,3 +709,21 @@ def test_the_evictions_of_every_write_are_counted(client: redis.Redis, prefix: s
     assert backend.counters() == {"evictions": 4}
     assert list(backend.keys()) == ["e"]
     backend.clear()
+
+
+@pytest.mark.parametrize("read", ["get", "get_many", "get_with_ttl", "get_many_with_ttl"])
+def test_each_read_is_a_use_with_eviction_by_use(client: redis.Redis, read: str) -> None:
+    backend = Redis(client, prefix=unique("mut:") + ":")
+    assert backend.take_bound("entries", 2, "used")
+    backend.set("a", b"1")
+    backend.set("b", b"2")
+    reads: dict[str, Callable[[], Any]] = {
+        "get": lambda: backend.get("a"),
+        "get_many": lambda: backend.get_many(["a"]),
+        "get_with_ttl": lambda: backend.get_with_ttl("a"),
+        "get_many_with_ttl": lambda: backend.get_many_with_ttl(["a"]),
+    }
+    reads[read]()  # "a" is now the most recent
+    backend.set("c", b"3")
+    assert sorted(backend.keys()) == ["a", "c"]
+    backend.clear()
