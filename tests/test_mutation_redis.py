@@ -727,3 +727,22 @@ def test_each_read_is_a_use_with_eviction_by_use(client: redis.Redis, read: str)
     backend.set("c", b"3")
     assert sorted(backend.keys()) == ["a", "c"]
     backend.clear()
+
+
+@pytest.mark.parametrize(
+    ("special", "neighbour"),
+    [("\\", ":n"), ("*", "zz:n"), ("?", "z:n"), ("[", "x:n"), ("]", "x:n")],
+)
+def test_each_glob_character_of_a_prefix_is_itself(
+    client: redis.Redis, special: str, neighbour: str
+) -> None:
+    # A prefix is SCANned as a MATCH pattern: each of its glob characters escaped, so its
+    # listing holds its own keys, and never a neighbour's that the pattern would match.
+    base = unique("g")
+    client.set(f"{base}{neighbour}", b"not mine")
+    storage = Storage(Codec("text"), Redis(client, prefix=f"{base}{special}:"))
+    storage["k"] = "mine"
+    assert list(storage) == ["k"] and len(storage) == 1
+    storage.clear()
+    assert client.get(f"{base}{neighbour}") == b"not mine"
+    client.delete(f"{base}{neighbour}")
