@@ -8,6 +8,7 @@ reply the server refuses (a lease longer than Redis counts).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -746,3 +747,12 @@ def test_each_glob_character_of_a_prefix_is_itself(
     storage.clear()
     assert client.get(f"{base}{neighbour}") == b"not mine"
     client.delete(f"{base}{neighbour}")
+
+
+def test_without_redis_py_the_layer_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+    with pytest.raises(ImportError) as caught:
+        Redis(url=redis_url)
+    assert str(caught.value) == "Redis needs redis-py: pip install 'pystorage-layers[redis]'"

@@ -10,6 +10,7 @@ real client (instrumentation, not mocks).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -718,3 +719,12 @@ def test_the_defaults(s3_bucket: str, args: dict[str, Any]) -> None:
     assert (transfer.multipart_chunksize, transfer.max_request_concurrency) == (16 * MiB, 8)
     assert transfer.multipart_threshold == 64 * MiB
     backend.close()
+
+
+def test_without_boto3_the_layer_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, s3_bucket: str
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3.exceptions", None)  # as if boto3 were not installed
+    with pytest.raises(ImportError) as caught:
+        S3(s3_bucket)
+    assert str(caught.value) == "the S3 backend needs boto3: pip install 'pystorage-layers[s3]'"
