@@ -322,6 +322,9 @@ def test_memoize_locks_are_never_entries_and_clear_keeps_them(
     storage = Storage(Codec("pickle"), Redis(url=url, prefix=prefix, **options))
     raw = redis.Redis.from_url(url)
     pattern = _glob(prefix.encode()) + b"*"
+    if kind == "old-lock-namespace":  # a fixed name on a server that may have seen it
+        for name in raw.scan_iter(match=pattern):
+            raw.delete(name)  # (make mutation: what an earlier mutant left, lock included)
     seen: dict[str, Any] = {}
 
     @storage.memoize(key="compute")

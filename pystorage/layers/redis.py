@@ -62,7 +62,9 @@ end
 local function forget(name)
     local size = redis.call('HGET', sizes, name)
     if size then
-        redis.call('HINCRBY', totals, 'bytes', -tonumber(size))
+        -- 0 - size, not -size: Lua's -0 goes to Redis as "-0", which HINCRBY refuses
+        -- (an empty value could never be deleted, evicted or cleared).
+        redis.call('HINCRBY', totals, 'bytes', 0 - tonumber(size))
         redis.call('HDEL', sizes, name)
     end
     redis.call('ZREM', order, name)

@@ -16,8 +16,13 @@ Usage: ``MODULE=sqlite python tests/mutation/run.py run --max-children 1``; with
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from mutmut.__main__ import cli
 from mutmut.configuration import config
@@ -105,6 +110,100 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
     ),
 }
 
+# -- the modules of servers (h/24r) ---------------------------------------------------------
+# Their tests need a Redis server, a Redis Cluster or an S3 server. A session fixture would
+# start one per mutant (mutmut forks a fresh pytest session for each), so ``run`` starts
+# them once around the whole mutmut run and hands them to every mutant's tests through the
+# variables tests/conftest.py reads; they are stopped when mutmut ends, fails or is
+# interrupted. A mutant that breaks a cleanup cannot fail the next mutant's tests: every
+# test keeps to a prefix or a folder of its own (tests/helpers.unique, from os.urandom, so
+# each forked run draws new names; the one fixed namespace, the old lock prefix of
+# tests/test_redis.py, is emptied by its test first), each session makes its own S3
+# bucket and ACL users, and the mutants run one at a time (below), so the tests that count
+# the commands a server ran see only their own. pyproject.toml's ``-k`` is not kept for
+# these modules: it leaves out every test of a server.
+MODULES.update(
+    {
+        # The layer judged by its own tests, the shared bounds' (one process), and those of
+        # the leases, tags, atomic operations, limits and the conformance suite over Redis.
+        # Left out: the tests of several processes and forks (they judge only the test's
+        # own process: the same calls the tests of one process make), the races of threads
+        # (the retry of a WATCH another client broke is provoked in one thread by
+        # tests/test_mutation_redis.py), the random operations of the conformance suite
+        # (hypothesis: tens of seconds per stack), and tests/test_autopipeline.py and
+        # tests/test_async_redis.py (bursts of hundreds of tasks, servers killed or moved
+        # mid-burst: seconds each, of the async clients' pools and pipelines, not this layer).
+        "redis": (
+            ["pystorage/layers/redis.py"],
+            [
+                "tests/test_redis.py",
+                "tests/test_mutation_redis.py",
+                "tests/test_shared_bounds.py",
+                "tests/test_leases.py",
+                "tests/test_tags.py",
+                "tests/test_atomic.py",
+                "tests/test_limits.py",
+                "tests/conformance",
+            ],
+            # (And these files' tests of the other backends.)
+            "s3 or processes or forked or random_operations or another_process or restart "
+            "or killed or race "
+            "or ((test_mapping or test_leases or test_tags or test_atomic or test_limits) "
+            "and not redis)",
+        ),
+        # The layer judged by its own tests and those of the atomic operations and leases
+        # over S3 (sync only: OffLoop hands the async stacks the same calls). Left out, as
+        # for Redis: several processes, races of threads (the conditional writes that lose
+        # are provoked in one thread by tests/test_mutation_s3.py), the outage (it stops the
+        # server); and, for a run that fits on a loaded machine, the tests of tags, limits,
+        # hostile keys and the conformance suite over S3 (seconds each; what they ask of
+        # this layer, tests/test_s3.py and tests/test_mutation_s3.py ask too).
+        "s3": (
+            ["pystorage/layers/s3.py"],
+            [
+                "tests/test_s3.py",
+                "tests/test_mutation_s3.py",
+                "tests/test_leases.py",
+                "tests/test_atomic.py",
+            ],
+            "redis or processes or forked or another_process or restart or killed or race "
+            "or outage or async or ((test_leases or test_atomic) and not s3)",
+        ),
+    }
+)
+#: The servers each module's run needs (see above): redis, redis_cluster, s3.
+SERVERS: dict[str, tuple[str, ...]] = {"redis": ("redis", "redis_cluster"), "s3": ("s3",)}
+
+
+@contextlib.contextmanager
+def servers_up(module: str) -> Iterator[None]:
+    """The servers of ``module`` running (in a process of their own: servers.py), named in
+    the environment that its tests read; stopped when the block ends, however it ends."""
+    if not SERVERS.get(module):
+        yield
+        return
+    keeper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("servers.py")), *SERVERS[module]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert keeper.stdin is not None and keeper.stdout is not None
+        line = keeper.stdout.readline()
+        if not line:
+            sys.exit(f"MODULE={module}: its servers did not start (see above)")
+        os.environ.update(json.loads(line))
+        yield
+    finally:
+        if keeper.stdin is not None:
+            keeper.stdin.close()  # the keeper stops the servers and exits
+        try:
+            keeper.wait(60)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+            keeper.wait()
+
 
 def narrow(module: str) -> None:
     """Make the loaded configuration mutate ``module`` only, judged by its tests only
@@ -123,7 +222,8 @@ def narrow(module: str) -> None:
         "-m",
         "not long",
         "-k",
-        f"({kept}) and not ({left_out})",
+        # With its servers up, the tests of servers are the point: pyproject's -k goes.
+        f"not ({left_out})" if module in SERVERS else f"({kept}) and not ({left_out})",
     ]
 
 
@@ -133,4 +233,12 @@ if __name__ == "__main__":
         sys.exit(0)
     if os.environ.get("MODULE"):
         narrow(os.environ["MODULE"])
+    if sys.argv[1:2] == ["run"]:  # results and show read the last run: no server
+        module = os.environ.get("MODULE", "core")
+        if module in SERVERS and "--max-children" in sys.argv:
+            # One mutant at a time on the shared servers: some tests count the commands
+            # the server ran (INFO commandstats), which another mutant's would disturb.
+            sys.argv[sys.argv.index("--max-children") + 1] = "1"
+        with servers_up(module):
+            cli(sys.argv[1:])
     cli(sys.argv[1:])
