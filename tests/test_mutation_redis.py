@@ -186,6 +186,13 @@ def test_a_unix_socket_is_named_by_its_path(tmp_path: Any) -> None:
 def test_how_long_an_async_task_waits_for_a_connection(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     assert Redis(client, pool_timeout=2.5).connection_wait() == 2.5
+    assert Redis(client, pool_timeout=0.5).connection_wait() == 0.5  # below a second too
+    with pytest.raises(ConfigurationError) as caught:
+        Redis()
+    assert str(caught.value) == "Redis needs a client= or a url="
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, redis_url)
+    assert str(caught.value) == "give Redis a client= or a url=, not both"
     assert Redis(client).connection_wait() == 20.0  # none given
     assert Redis(url=f"{redis_url}?timeout=3").connection_wait() == 3.0
     assert Redis(redis.Redis.from_url(redis_url, timeout=0.5)).connection_wait() == 0.5
