@@ -763,3 +763,17 @@ def test_without_redis_py_the_layer_says_what_to_install(
     with pytest.raises(ImportError) as caught:
         Redis(url=redis_url)
     assert str(caught.value) == "Redis needs redis-py: pip install 'pystorage-layers[redis]'"
+
+
+def test_prefixes_and_keys_with_lone_surrogates(client: redis.Redis) -> None:
+    prefix = unique("\ud800") + ":"
+    backend = Redis(client, prefix=prefix)
+    backend.set("\udfff", b"v")
+    assert backend.get("\udfff") == b"v" and list(backend.keys()) == ["\udfff"]
+    raw = prefix.encode("utf-8", "surrogatepass") + "\udfff".encode("utf-8", "surrogatepass")
+    assert client.get(raw) == b"v"
+    for call in (lambda: backend.get(3), lambda: backend.set(3, b"v")):  # type: ignore[arg-type]
+        with pytest.raises(InvalidKeyError) as caught:
+            call()
+        assert str(caught.value) == "keys are str, not int: 3"
+    backend.clear()
