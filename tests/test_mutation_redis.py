@@ -437,7 +437,10 @@ def test_more_than_a_batch_of_entries(client: redis.Redis, prefix: str, bounded:
         entries["new"] = b""
         assert client.zcard(prefix.encode() + b"\xfforder") == len(entries)
     assert sorted(backend.sizes_by_age()) == sorted((k, len(v)) for k, v in entries.items())
+    scans = _calls(client, "scan")
     assert len(list(backend.keys())) == len(entries)
+    # A thousand names asked per SCAN: the whole database in about one per thousand keys.
+    assert _calls(client, "scan") - scans <= client.dbsize() // 200 + 5
     backend.clear()
     assert list(backend.keys()) == [] and client.exists(f"{prefix}k0", f"{prefix}k2344") == 0
     if bounded:
