@@ -780,3 +780,28 @@ def test_prefixes_and_keys_with_lone_surrogates(client: redis.Redis) -> None:
             call()
         assert str(caught.value) == "keys are str, not int: 3"
     backend.clear()
+
+
+def test_prefixes_are_refused_with_what_is_wrong() -> None:
+    client = redis.Redis()  # never connects: every case is refused or only built
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix=3)  # type: ignore[arg-type]
+    assert str(caught.value) == "prefix must be a str, not 3"
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="")
+    assert str(caught.value) == (
+        'prefix="" makes every string key of the database an entry of this storage, '
+        "and clear() would delete them all: give a prefix such as 'app:', or pass "
+        "whole_database=True if the database is this storage's alone"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="app:", whole_database=True)
+    assert str(caught.value) == 'whole_database=True goes with prefix="" only'
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="app")
+    assert str(caught.value) == (
+        "prefix 'app' must end with ':' (e.g. 'app:'): otherwise it also covers the "
+        "entries of every prefix that starts with it, such as 'app:' or 'appx:'"
+    )
+    assert Redis(client, prefix="", whole_database=True).prefix == ""
+    assert Redis(client, prefix="app:").prefix == "app:"
