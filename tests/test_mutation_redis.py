@@ -186,6 +186,13 @@ def test_a_unix_socket_is_named_by_its_path(tmp_path: Any) -> None:
 def test_how_long_an_async_task_waits_for_a_connection(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     assert Redis(client, pool_timeout=2.5).connection_wait() == 2.5
+    assert Redis(client, pool_timeout=0.5).connection_wait() == 0.5  # below a second too
+    with pytest.raises(ConfigurationError) as caught:
+        Redis()
+    assert str(caught.value) == "Redis needs a client= or a url="
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, redis_url)
+    assert str(caught.value) == "give Redis a client= or a url=, not both"
     assert Redis(client).connection_wait() == 20.0  # none given
     assert Redis(url=f"{redis_url}?timeout=3").connection_wait() == 3.0
     assert Redis(redis.Redis.from_url(redis_url, timeout=0.5)).connection_wait() == 0.5
@@ -430,7 +437,10 @@ def test_more_than_a_batch_of_entries(client: redis.Redis, prefix: str, bounded:
         entries["new"] = b""
         assert client.zcard(prefix.encode() + b"\xfforder") == len(entries)
     assert sorted(backend.sizes_by_age()) == sorted((k, len(v)) for k, v in entries.items())
+    scans = _calls(client, "scan")
     assert len(list(backend.keys())) == len(entries)
+    # A thousand names asked per SCAN: the whole database in about one per thousand keys.
+    assert _calls(client, "scan") - scans <= client.dbsize() // 200 + 5
     backend.clear()
     assert list(backend.keys()) == [] and client.exists(f"{prefix}k0", f"{prefix}k2344") == 0
     if bounded:
@@ -756,3 +766,42 @@ def test_without_redis_py_the_layer_says_what_to_install(
     with pytest.raises(ImportError) as caught:
         Redis(url=redis_url)
     assert str(caught.value) == "Redis needs redis-py: pip install 'pystorage-layers[redis]'"
+
+
+def test_prefixes_and_keys_with_lone_surrogates(client: redis.Redis) -> None:
+    prefix = unique("\ud800") + ":"
+    backend = Redis(client, prefix=prefix)
+    backend.set("\udfff", b"v")
+    assert backend.get("\udfff") == b"v" and list(backend.keys()) == ["\udfff"]
+    raw = prefix.encode("utf-8", "surrogatepass") + "\udfff".encode("utf-8", "surrogatepass")
+    assert client.get(raw) == b"v"
+    for call in (lambda: backend.get(3), lambda: backend.set(3, b"v")):  # type: ignore[arg-type]
+        with pytest.raises(InvalidKeyError) as caught:
+            call()
+        assert str(caught.value) == "keys are str, not int: 3"
+    backend.clear()
+
+
+def test_prefixes_are_refused_with_what_is_wrong() -> None:
+    client = redis.Redis()  # never connects: every case is refused or only built
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix=3)  # type: ignore[arg-type]
+    assert str(caught.value) == "prefix must be a str, not 3"
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="")
+    assert str(caught.value) == (
+        'prefix="" makes every string key of the database an entry of this storage, '
+        "and clear() would delete them all: give a prefix such as 'app:', or pass "
+        "whole_database=True if the database is this storage's alone"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="app:", whole_database=True)
+    assert str(caught.value) == 'whole_database=True goes with prefix="" only'
+    with pytest.raises(ConfigurationError) as caught:
+        Redis(client, prefix="app")
+    assert str(caught.value) == (
+        "prefix 'app' must end with ':' (e.g. 'app:'): otherwise it also covers the "
+        "entries of every prefix that starts with it, such as 'app:' or 'appx:'"
+    )
+    assert Redis(client, prefix="", whole_database=True).prefix == ""
+    assert Redis(client, prefix="app:").prefix == "app:"
