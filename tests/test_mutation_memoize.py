@@ -10,6 +10,7 @@ memoize only enters it, so one process shows which key it locks, on every backen
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import datetime
@@ -89,6 +90,10 @@ KEYS: dict[str, tuple[Any, str]] = {
     "bytes": (b"\x00\xff", "d195fe7617b78f3e d195fe7617b78f3e 9ccd5602a38846a9"),
     "list": ([1, "a", None], "7627253da8b6ff66 7627253da8b6ff66 0866cba5dae98173"),
     "nested": (((), [()], [[]]), "4fd84bc54e030cb2 4fd84bc54e030cb2 ec97d8c8e982d444"),
+    "surrogate keys": (
+        {"\udcff": 1, "a\udcfe": 2},
+        "a777248e40374adb a777248e40374adb edaaecd5a82eb52d",
+    ),
     "dict": ({"b": 1, "a": [2]}, "31c712334f4cd0fd 31c712334f4cd0fd ae8fcb9289278b6b"),
     "mixed dict": ({1: "a", "1": 2.0}, "9534dee04ff9c35f 60f974c189bb41ed a2d51c17fc0629d3"),
     "set": ({3, 1, 2}, "790df9ad2a027936 790df9ad2a027936 429bde55425fe0e2"),
@@ -171,6 +176,9 @@ def test_equal_values_share_a_key_and_the_parts_outside_equality_are_left_out() 
         assert typed.cache_key(left) != typed.cache_key(right), (left, right)
     assert keyed.cache_key(frozenset({1})) == keyed.cache_key({1})
     assert typed.cache_key(frozenset({1})) != typed.cache_key({1})
+    # Keyword arguments too.
+    assert keyed.cache_key(x=1) == keyed.cache_key(x=1.0) == keyed.cache_key(x=True)
+    assert len({typed.cache_key(x=1), typed.cache_key(x=1.0), typed.cache_key(x=True)}) == 3
     assert typed.cache_key(True) != typed.cache_key(False)
 
 
@@ -261,10 +269,17 @@ def test_an_argument_with_no_stable_value_is_named_in_full() -> None:
     )
 
 
+class Xylophone:
+    """A class whose name begins with a consonant that is no vowel: "a Xylophone"."""
+
+
 @pytest.mark.parametrize(
     ("value", "described"),
     [
         (Item(), "an Item, which has no stable value"),
+        (Xylophone(), "a Xylophone, which has no stable value"),
+        # A node of the syntax tree has _fields, as a namedtuple, but is no tuple.
+        (ast.Name("x"), "a Name, which has no stable value"),
         (object(), "an object, which has no stable value"),
         ([1, Plain()], "a list that contains a Plain, which has no stable value"),
         ({"k": (Item(),)}, "a dict that contains an Item, which has no stable value"),
@@ -424,6 +439,9 @@ def test_a_function_is_keyed_by_its_module_and_qualified_name() -> None:
     # A builtin function is a method of its module: not looked into, not refused.
     floor = storage.memoize()(math.floor)
     assert _prefix(floor.cache_key(1.5)) == "math.floor:" and floor(1.5) == 1
+    # A method of a builtin type has no module at all: None, as for exec()'s code.
+    join = storage.memoize()(str.join)
+    assert _prefix(join.cache_key(",", "ab")) == "None.str.join:" and join(",", "ab") == "a,b"
     # Code run by exec() without a __name__: its module is None, and keys say so.
     scope: dict[str, Any] = {}
     exec("def loose(x):\n    return x\n", scope)
@@ -534,8 +552,12 @@ def test_what_a_function_holds_without_a_stable_value_is_refused_when_decorating
             " to make a key from, so functions with this name would share results (stable "
             f"values: {STABLE_KINDS}); pass key='...' to name its entries"
         )
-    with pytest.raises(ConfigurationError, match="a closure over 'source': a Plain, which h"):
+    with pytest.raises(ConfigurationError) as refused:
         storage.memoize()(traced(over_plain))  # through the function a wrapper holds
+    assert _message(refused).startswith(
+        "cannot memoize tests.test_mutation_memoize.traced.<locals>.wrapper: it is a closure "
+        "over 'source': a Plain, which has no stable value"
+    )
     lambda_ = lambda: 1  # noqa: E731
     with pytest.raises(ConfigurationError) as refused:
         storage.memoize()(traced(lambda_))
@@ -1043,15 +1065,15 @@ def test_a_failure_past_the_grace_is_the_caller_s(awaited: bool) -> None:
 def test_an_expired_key_serves_its_value_if_the_function_fails_within_stale_if_error(
     awaited: bool,
 ) -> None:
-    reported: list[str] = []
+    reported: list[tuple[str, str]] = []
     memoized = _refreshed(
-        awaited, stale_if_error=30, on_error=lambda key, error: reported.append(key)
+        awaited, stale_if_error=30, on_error=lambda key, error: reported.append((key, repr(error)))
     )
     memoized.results = [1, ValueError("down"), ValueError("still down")]
     assert memoized() == 1
     memoized.clock.now = 11.0  # expired: recomputed as a miss, under the key's lock
     assert memoized() == 1
-    assert reported == [memoized.key]
+    assert reported == [(memoized.key, "ValueError('down')")]
     assert memoized.function.stats()["stale_on_error"] == 1
     assert memoized.backend.locked == [memoized.key, memoized.key]
     memoized.clock.now = 41.0  # past stale_if_error: missing, the error is the caller's
@@ -1107,10 +1129,11 @@ def test_tags_from_the_arguments_make_only_their_calls_missing(awaited: bool) ->
             calls.append(user)
             return user
 
-    assert [profile(7), profile(8), profile(7, full=True), profile(7)] == [7, 8, 7, 7]
+    assert [profile(7), profile(8), profile(7, full=True), profile(user=9)] == [7, 8, 7, 9]
     storage.invalidate_tag("user:7")
-    assert [profile(7), profile(8), profile(7, full=True)] == [7, 8, 7]
-    assert calls == [7, 8, 7, 7, 7]
+    storage.invalidate_tag("user:9")  # its tags came from a keyword argument
+    assert [profile(7), profile(8), profile(7, full=True), profile(user=9)] == [7, 8, 7, 9]
+    assert calls == [7, 8, 7, 9, 7, 7, 9]
 
 
 def test_tags_are_read_before_computing_on_every_kind_of_storage(awaited: bool) -> None:
@@ -1162,3 +1185,201 @@ def test_a_list_of_tags_is_checked_when_decorating() -> None:
     assert f() == 1 and f() == 1
     storage.invalidate_tag("a")
     assert f() == 2
+
+
+def test_a_refreshable_result_reads_its_tags_before_computing(awaited: bool) -> None:
+    storage = Storage(Tags(), Expiry(), Memory())
+    calls: list[int] = []
+
+    def compute(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            storage.invalidate_tag(f"x:{x}")  # the data changed while it was computed
+        return len(calls)
+
+    options: dict[str, Any] = {
+        "ttl": 60,
+        "key": "r",
+        "refresh": Refresh(stale=30),
+        "tags": lambda x: [f"x:{x}"],
+    }
+    if awaited:
+
+        @AsyncStorage(storage).memoize(**options)
+        async def arefreshed(x: int) -> int:
+            return compute(x)
+
+        def refreshed(x: int) -> int:
+            return int(_run(lambda: arefreshed(x)))
+
+    else:
+        refreshed = storage.memoize(**options)(compute)
+    # The first result was stored with the tokens read before: missing at once.
+    assert [refreshed(1), refreshed(1), refreshed(1)] == [1, 2, 2]
+    storage.invalidate_tag("x:1")
+    assert refreshed(1) == 3 and calls == [1, 1, 1]
+
+
+def test_an_early_refresh_recomputes_before_expiry_and_is_counted(awaited: bool) -> None:
+    memoized = _refreshed(awaited, early=1.0)
+    memoized.results = [1, 2]
+    assert memoized() == 1
+    # A record that took an age to compute: XFetch recomputes it well before its expiry
+    # (unless random() gives exactly 0: once in 2**53).
+    memoized.backend.set(memoized.key, [1, 10.0, 1e12])
+    memoized.clock.now = 5.0
+    assert memoized() == 2  # without background=, its caller refreshes and gets it
+    assert memoized.function.stats()["early_refreshes"] == 1
+    assert memoized.function.stats()["stale_served"] == 0
+    assert memoized.record()[:2] == [2, 15.0]
+
+
+def test_a_refreshable_function_gets_its_keyword_arguments(awaited: bool) -> None:
+    clock = FakeClock(0.0)
+    storage = Storage(Expiry(clock=clock), Memory(clock=clock))
+    options: dict[str, Any] = {"ttl": 10, "key": "r", "refresh": Refresh(stale=30, clock=clock)}
+    if awaited:
+
+        @AsyncStorage(storage).memoize(**options)
+        async def ascale(x: int, *, by: int = 1) -> int:
+            return x * by
+
+        def scale(x: int, *, by: int = 1) -> int:
+            return int(_run(lambda: ascale(x, by=by)))
+
+    else:
+
+        @storage.memoize(**options)
+        def scale(x: int, *, by: int = 1) -> int:
+            return x * by
+
+    assert [scale(2, by=3), scale(2), scale(2, by=3)] == [6, 2, 6]
+    clock.now = 11.0  # stale: refreshed by the caller, with its keyword arguments
+    assert scale(2, by=5) == 10 and scale(2, by=3) == 6
+
+
+def test_a_background_refresh_failing_past_the_grace_is_reported_not_raised(
+    awaited: bool,
+) -> None:
+    reported: list[str] = []
+    memoized = _refreshed(
+        awaited,
+        stale=30,
+        background=True,
+        on_error=lambda key, error: reported.append(repr(error)),
+    )
+
+    def late() -> Exception:  # the grace ends while the refresh runs
+        memoized.clock.now = 100.0
+        return ValueError("late")
+
+    memoized.results = [1, late]
+    assert memoized() == 1
+    memoized.clock.now = 11.0
+    assert memoized() == 1  # served at once; no caller waits for the refresh
+    give_up = time.monotonic() + DEADLINE
+    while not reported:  # a thread's or a task's: nobody is left to raise it to
+        assert time.monotonic() < give_up, "the failure was never reported"
+        memoized.settle(1)
+    assert reported == ["ValueError('late')"]
+    assert memoized.function.stats()["refresh_errors"] == 1
+
+
+def test_an_expired_key_found_early_under_the_lock_is_returned(awaited: bool) -> None:
+    memoized: Refreshed
+
+    def refreshed_by_another(key: str) -> None:
+        if memoized.clock.now:  # a record refreshed meanwhile, and due early
+            memoized.backend.set(key, ["another's", memoized.clock.now + 10, 1e12])
+
+    memoized = _refreshed(awaited, hook=refreshed_by_another, early=1.0)
+    memoized.results = [1]
+    assert memoized() == 1
+    memoized.clock.now = 11.0  # expired, no grace: a miss, under the lock
+    assert memoized() == "another's" and memoized.calls == 1
+
+
+def test_a_background_refresh_task_is_kept_until_it_ends_and_leaves_nothing_behind() -> None:
+    clock = FakeClock(0.0)
+    storage = AsyncStorage(Expiry(clock=clock), Memory(clock=clock))
+    release: list[asyncio.Future[int]] = []
+    errors: list[str] = []
+
+    @storage.memoize(ttl=10, key="r", refresh=Refresh(stale=30, background=True, clock=clock))
+    async def value() -> int:
+        if not release:
+            return 1
+        # A future that only this task holds: the collector would take a task nothing
+        # refers to, and its refresh with it.
+        return await release[0]
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: errors.append(context["message"]))
+        assert await value() == 1
+        release.append(loop.create_future())
+        clock.now = 11.0
+        assert await value() == 1
+        for _ in range(3):  # the refresh task runs until it awaits the future
+            await asyncio.sleep(0)
+        waiter = weakref.ref(release.pop())
+        gc.collect()
+        pending = [
+            task
+            for task in asyncio.all_tasks()  # a weak set: tasks nothing else refers to go
+            if getattr(task.get_coro(), "__name__", "") == "arefresh"
+        ]
+        assert len(pending) == 1, "the refresh task was collected"
+        future = waiter()
+        assert future is not None
+        future.set_result(2)
+        await asyncio.wait_for(asyncio.gather(*pending), DEADLINE)
+        await asyncio.sleep(0)  # the done callbacks
+        return await storage.get(value.cache_key())
+
+    record = _run(main)
+    assert record[0] == 2 and errors == []
+
+
+def test_two_expired_keys_never_wait_for_each_other_with_refresh() -> None:
+    storage = Storage(Expiry(), Memory())
+
+    async def main() -> list[int]:
+        second_done = asyncio.Event()
+
+        @AsyncStorage(storage).memoize(ttl=10, key="f", refresh=Refresh(stale_if_error=5))
+        async def f(x: int) -> int:
+            if x == 1:
+                await second_done.wait()  # holds key 1's lock until key 2 is computed
+            else:
+                second_done.set()
+            return x
+
+        first = asyncio.create_task(f(1))
+        await asyncio.sleep(0)  # the first task is in f, holding its key's lock
+        return [await f(2), await first]
+
+    assert _run(main) == [2, 1]
+
+
+def test_a_background_refresh_thread_never_keeps_the_process_from_exiting() -> None:
+    clock = FakeClock(0.0)
+    storage = Storage(Expiry(clock=clock), Memory(clock=clock))
+    started, release = threading.Event(), threading.Event()
+
+    @storage.memoize(ttl=10, key="r", refresh=Refresh(stale=30, background=True, clock=clock))
+    def value() -> int:
+        if clock.now:
+            started.set()
+            release.wait(DEADLINE)  # a refresh that hangs
+        return 1
+
+    assert value() == 1
+    clock.now = 11.0
+    try:
+        assert value() == 1
+        assert started.wait(DEADLINE)
+        (refreshing,) = [t for t in threading.enumerate() if t.name.endswith("(refresh_now)")]
+        assert refreshing.daemon is True  # the interpreter exits without waiting for it
+    finally:
+        release.set()
