@@ -13,7 +13,9 @@ tests/test_async_redis.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -741,25 +743,35 @@ def test_loop_clients_pipeline_commands_only_with_autopipeline() -> None:
                 break  # a given client serves its first loop only
 
 
+@pytest.mark.parametrize(("most", "turns"), [(2, 2), (None, 100)], ids=["two", "default"])
 def test_a_cluster_client_s_twin_reaches_its_nodes_one_turn_per_connection(
-    redis_cluster_url: str,
+    redis_cluster_url: str, most: int | None, turns: int
 ) -> None:
     from redis.cluster import RedisCluster
 
     from tests.helpers import unique
 
-    client = RedisCluster.from_url(redis_cluster_url, max_connections=2)
+    options: dict[str, Any] = {"client_name": "twin"}
+    if most is not None:
+        options["max_connections"] = most
+    client = RedisCluster.from_url(redis_cluster_url, **options)
     storage = AsyncStorage(
         Codec("json"), Redis(client, prefix=unique("twin") + ":", pool_timeout=0.05)
     )
 
     async def main() -> Any:
-        await asyncio.gather(*[storage.incr("n") for _ in range(20)])
         clients = storage.layers[-1].client
+        # This loop's client starts from the sync client's nodes, with its options.
+        assert sorted(clients.nodes_manager.startup_nodes) == sorted(
+            node.name for node in client.get_nodes()
+        )
+        await asyncio.gather(*[storage.incr("n") for _ in range(20)])
+        assert await clients.client_getname() == "twin"
         nodes = clients.get_nodes()
-        # Both turns of this loop (one per connection of a node) held elsewhere: the
-        # next command waits for one, as long as pool_timeout, and says so.
-        held = [clients.pipeline(transaction=True) for _ in range(2)]
+        # Every turn of this loop (one per connection of a node: max_connections, else
+        # 100) held elsewhere: the next command waits for one, as long as pool_timeout,
+        # and says so.
+        held = [clients.pipeline(transaction=True) for _ in range(turns)]
         for number, pipe in enumerate(held):
             await pipe.watch(f"{{n}}held{number}".encode())
         with pytest.raises(BackendError, match=r"cannot read 'n': waited 0.05 s for a free "):
@@ -775,3 +787,49 @@ def test_a_cluster_client_s_twin_reaches_its_nodes_one_turn_per_connection(
     assert sorted((node.host, node.port) for node in nodes) == sorted(
         (node.host, node.port) for node in client.get_nodes()
     )
+
+
+def test_memoize_is_untyped_by_default() -> None:
+    storage = AsyncStorage(Memory())
+    calls: list[Any] = []
+
+    @storage.memoize(key="f")
+    async def f(x: Any) -> Any:
+        calls.append(x)
+        return x
+
+    async def main() -> list[Any]:
+        return [await f(1), await f(1.0), await f(True)]
+
+    assert _run(main) == [1, 1, 1] and calls == [1]  # 1 == 1.0 == True: one entry
+
+
+@pytest.mark.parametrize("operation", [name for name in OPERATIONS if name != "async with"])
+def test_a_prepared_memory_stack_answers_without_a_trip_through_the_loop(operation: str) -> None:
+    # The fast path of every operation once prepared (what make bench measures): a
+    # memory backend runs on the loop, and nothing is awaited that would suspend.
+    storage = AsyncStorage(Tags(), Memory())
+
+    async def main() -> None:
+        await storage.set("k", 1)  # prepared
+        step = OPERATIONS[operation](storage)
+        try:
+            step.send(None)
+        except (StopIteration, KeyError):
+            pass  # done at the first step (with its answer or its KeyError)
+        else:
+            step.close()
+            raise AssertionError(f"{operation} suspended on a prepared memory stack")
+
+    _run(main)
+
+
+def test_building_runs_no_preparation_of_its_own() -> None:
+    # The twins' prepare is a coroutine: called while building, it would be made and
+    # dropped unawaited (a RuntimeWarning), the preparation left to the first operation.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        storage = AsyncStorage(Prepared("index"), CountLimit(10), Memory())
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
+    assert _run(lambda: storage.count()) == 0 and storage.layers[0].log == ["index"]
