@@ -108,6 +108,48 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         ["tests/test_async.py", "tests/test_mutation_aio_backend.py"],
         "thousand_concurrent or keeps_answering or across_processes",
     ),
+    # memoize, judged on the server-free backends: its lock across processes is the
+    # backend's key_lock (a lease on Files, SQLite, S3 and Redis alike), which memoize only
+    # enters, so one process shows which key it locks. Left out: the tests of several
+    # processes (the leases, the keys of other runs: seconds each; the key they check is
+    # pinned in one process by tests/test_mutation_memoize.py), those that fork a child
+    # during a call, and the races of a thousand tasks.
+    "memoize": (
+        ["pystorage/memoize.py"],
+        [
+            "tests/test_memoize.py",
+            "tests/test_mutation_memoize.py",
+            "tests/test_stampede.py",
+            "tests/test_review_session.py",
+            "tests/test_async.py",
+            "tests/test_mutation_storage.py",
+            "tests/test_ttl_bound.py",
+            "tests/test_protocol.py",
+            "tests/test_tags.py::test_memoize_tags_from_the_arguments_and_a_static_list",
+            "tests/test_tags.py::test_memoize_stores_as_missing_what_an_invalidation_overtook",
+            "tests/test_tags.py::test_async_memoize_with_tags",
+            "tests/test_tags.py::test_memoize_with_refresh_and_tags",
+        ],
+        "other_processes or across_processes or child_forked or thousand_concurrent"
+        " or keeps_answering",
+    ),
+    # AsyncStorage, judged by its own tests, the async facade's, the twins of a user's
+    # layers and the conformance suite on every server-free async stack (its sync stacks
+    # never reach it). The Redis twin is built without a server (redis-py connects at the
+    # first command); what its commands do is for tests/test_async_redis.py, with a
+    # server. Left out as for aio_backend: the races of a thousand tasks, the loop kept
+    # answering, the tests of several processes.
+    "aio_storage": (
+        ["pystorage/aio/storage.py"],
+        [
+            "tests/test_async.py",
+            "tests/test_mutation_aio_storage.py",
+            "tests/test_user_layers.py",
+            "tests/conformance",
+        ],
+        "thousand_concurrent or keeps_answering or across_processes"
+        " or (test_mapping and not async)",
+    ),
 }
 
 # -- the modules of servers (h/24r) ---------------------------------------------------------
