@@ -323,6 +323,21 @@ def test_an_incr_at_the_exact_deadline_starts_again_from_zero(folder: Path) -> N
     assert (value, left) == (1, 20)
 
 
+def test_an_add_at_the_exact_deadline_replaces_the_expired_entry(folder: Path) -> None:
+    # The fake-clock twin of tests/test_atomic.py's add over an expired entry, which waits
+    # a second of real time (left out of `make mutation MODULE=files`).
+    storage = Storage(Codec("json"), Files(folder, clock=(clock := FakeClock())))
+    storage.set("k", "old", ttl=10)
+    clock.now += 9.5
+    assert storage.add("k", "new", ttl=100) is False  # alive: kept, with its deadline
+    assert storage.get_with_ttl("k") == ("old", 0.5)
+    clock.now += 0.5
+    assert storage.add("k", "new") is True  # at its deadline: expired, replaced
+    assert storage.get_with_ttl("k") == ("new", None)  # no deadline given: none
+    assert storage.add("t", "dated", ttl=100) is True
+    assert storage.get_with_ttl("t") == ("dated", 100)
+
+
 def test_what_a_child_runs_first_frees_the_count_lock_held_in_the_parent(folder: Path) -> None:
     # As tests/test_fork.py does for the other layers: the renewal a forked child runs,
     # run in this process, where mutmut sees it.
