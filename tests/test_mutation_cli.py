@@ -174,7 +174,22 @@ def _raising(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
         ),
         (KeyboardInterrupt(), 130, "interrupted"),
     ],
-    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
+    # Plain ids: mutmut runs each test by its node id, which a "/" or a quote would break.
+    ids=[
+        "key-error-without-key",
+        "key-error",
+        "storage-error",
+        "failure",
+        "usage-error",
+        "configuration-error",
+        "unsupported",
+        "invalid-key",
+        "os-error-with-its-file",
+        "os-error",
+        "import-error",
+        "unexpected",
+        "interrupt",
+    ],
 )
 def test_each_failure_is_one_line_with_its_status(
     run: Any, monkeypatch: pytest.MonkeyPatch, error: BaseException, status: int, line: str
@@ -361,7 +376,7 @@ def test_options_and_arguments_mix_in_any_order(run: Any, tmp_path: Path) -> Non
     assert contents(url) == {"a": [1], "b": [2], "c": [3]}
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""])
+@pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""], ids=["0", "-1", "x", "1.5", "empty"])
 def test_counts_must_be_positive_whole_numbers(run: Any, value: str) -> None:
     for option in ("--batch", "--workers"):
         ran = run("copy", "memory://", "memory://", option, value)
@@ -370,7 +385,11 @@ def test_counts_must_be_positive_whole_numbers(run: Any, value: str) -> None:
         assert ran.err.splitlines()[-1] == f"pystorage copy: error: {expected}"
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "-0.5", "x", "inf", "nan", ""])
+@pytest.mark.parametrize(
+    "value",
+    ["0", "-1", "-0.5", "x", "inf", "nan", ""],
+    ids=["0", "-1", "-0.5", "x", "inf", "nan", "empty"],
+)
 def test_a_ttl_must_be_a_positive_finite_number(run: Any, value: str) -> None:
     ran = run("put", "memory://", "k", "v", "--ttl", value)
     assert ran.status == 2
@@ -1435,6 +1454,7 @@ def test_describe_says_how_far_how_fast_and_how_long() -> None:
         (11045, "3:04:05"),
         (36000, "10:00:00"),
     ],
+    ids=lambda value: str(value).replace(":", "."),  # no ":" in a node id
 )
 def test_durations(seconds: float, shown: str) -> None:
     assert progress._duration(seconds) == shown

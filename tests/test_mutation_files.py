@@ -338,6 +338,19 @@ def test_an_add_at_the_exact_deadline_replaces_the_expired_entry(folder: Path) -
     assert storage.get_with_ttl("t") == ("dated", 100)
 
 
+def test_a_folder_lists_no_tag_record(tmp_path: Path) -> None:
+    # The Files part of tests/test_tags.py's check over every backend (left out of `make
+    # mutation MODULE=files`: it starts Redis and S3 servers).
+    import pystorage
+
+    with pystorage.open(f"file://{tmp_path}/files?tags=1") as storage:
+        storage.set("k", 1, tags=["t" * 300, "\u00fc/../x", ""])
+        storage.invalidate_tag("t" * 300)
+        assert list(storage) == [] and len(storage) == 0
+        assert list(storage.layers[-1].keys()) == ["k"]  # without Tags: the entry alone
+        assert storage.layers[-1].count() == 1
+
+
 def test_what_a_child_runs_first_frees_the_count_lock_held_in_the_parent(folder: Path) -> None:
     # As tests/test_fork.py does for the other layers: the renewal a forked child runs,
     # run in this process, where mutmut sees it.
