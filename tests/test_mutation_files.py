@@ -690,3 +690,103 @@ def test_a_folder_removed_underneath_is_an_error_naming_it(folder: Path) -> None
     with pytest.raises(BackendError) as failed:
         list(storage)
     assert str(failed.value).startswith(f"cannot list {folder}: [Errno 2] ")
+
+
+# -- files beside the entries: notes and tag tokens -----------------------------------------
+
+
+def test_a_note_is_written_whole_read_back_and_never_an_entry(folder: Path) -> None:
+    files = Files(folder, "bin")
+    assert files.read_note("sketch") is None
+    files.write_note("sketch", b"first")
+    files.write_note("sketch", b"second")  # replaced
+    assert files.read_note("sketch") == b"second"
+    assert Files(folder, "bin").read_note("sketch") == b"second"  # another opener
+    assert Files(folder, "txt").read_note("sketch") is None  # notes are per suffix
+    assert sorted(os.listdir(folder)) == [".note-sketch.bin", ".pystorage"]
+    assert list(files.keys()) == [] and files.count() == 0
+
+
+def test_a_note_that_is_no_regular_file_of_ours_or_too_large_is_not_read(folder: Path) -> None:
+    files = Files(folder, "bin", max_value_bytes=8)
+    files.write_note("big", b"123456789")  # written: the bound is for reading
+    assert files.read_note("big") is None
+    files.write_note("fits", b"12345678")
+    assert files.read_note("fits") == b"12345678"
+    (folder / ".note-dir.bin").mkdir()
+    assert files.read_note("dir") is None
+    (folder / ".note-link.bin").symlink_to(folder / ".note-fits.bin")
+    assert files.read_note("link") is None  # never through a link
+
+
+def test_a_note_that_cannot_be_written_or_read_names_the_file(folder: Path) -> None:
+    files = Files(folder, "bin")
+    target = folder / ".note-n.bin"
+    target.mkdir()
+    (target / "inside").write_bytes(b"")
+    with pytest.raises(BackendError) as error:
+        files.write_note("n", b"v")
+    assert str(error.value).startswith(f"cannot write the note {target}: [Errno ")
+    assert sorted(os.listdir(folder)) == [".note-n.bin", ".pystorage"]  # no temporary left
+    files.write_note("m", b"v")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        # A few descriptors above those open: taken one by one until the note has none.
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # the free descriptors below the top ones too
+                assert files.read_note("m") == b"v"
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value).startswith(
+            f"cannot read the note {folder}/.note-m.bin: [Errno {errno.EMFILE}] "
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_tag_token_is_made_once_shared_and_renewed(folder: Path) -> None:
+    files = Files(folder, "bin")
+    assert files.tag_tokens(["t"], create=False) == {}
+    assert not (folder / ".tag-t.bin").exists()
+    made = files.tag_tokens(["t", "u"], create=True)
+    assert sorted(made) == ["t", "u"] and made["t"] != made["u"]
+    assert all(len(token) >= 16 and token.isascii() for token in made.values())
+    assert (folder / ".tag-t.bin").read_bytes() == made["t"].encode()
+    other = Files(folder, "bin")  # another opener: the same tokens, none made again
+    assert other.tag_tokens(["u", "t"], create=True) == made
+    assert other.tag_tokens(["t", "v"], create=False) == {"t": made["t"]}
+    other.renew_tag("t")
+    renewed = files.tag_tokens(["t"], create=False)["t"]
+    assert renewed != made["t"] and (folder / ".tag-t.bin").read_bytes() == renewed.encode()
+    assert files.tag_tokens(["u"], create=False) == {"u": made["u"]}
+    assert list(files.keys()) == [] and Files(folder, "txt").tag_tokens(["t"], False) == {}
+
+
+def test_a_tag_token_that_cannot_be_made_names_the_tag(folder: Path) -> None:
+    files = Files(folder, "bin")
+    (folder / ".tag-t.bin").mkdir()  # in the way: the link fails, nothing is readable
+    with pytest.raises(BackendError) as error:
+        files.tag_tokens(["t"], create=True)
+    assert str(error.value) == f"the token of tag 't' ({folder}/.tag-t.bin) is not readable"
+    assert sorted(os.listdir(folder)) == [".pystorage", ".tag-t.bin"]  # no temporary left
+    (folder / ".tag-t.bin" / "inside").write_bytes(b"")
+    with pytest.raises(BackendError) as error:
+        files.renew_tag("t")
+    assert str(error.value).startswith(f"cannot write the tag token {folder}/.tag-t.bin: ")
+
+
+def test_the_lease_file_of_a_key_is_no_entry(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    mine, theirs = new_token(), new_token()
+    assert files.take_lease("k", mine, 60.0) == mine
+    assert files.take_lease("k", theirs, 60.0) == mine  # held
+    assert ".key-lock-k.bin" in os.listdir(folder)  # a leading dot: no key's file name
+    assert list(files.keys()) == [] and files.count() == 0
+    files.end_lease("k", mine)
+    assert files.take_lease("k", theirs, 60.0) == theirs
