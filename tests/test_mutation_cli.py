@@ -15,6 +15,7 @@ session's own server (``redis_url``), as every Redis test does.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import io
 import math
 import os
@@ -50,6 +51,9 @@ from pystorage.urls import parse
 from tests.helpers import unique
 
 ERROR = "pystorage: error: "
+#: How long a batch waits for another thread (seconds): moments at rest, and a mutant
+#: that never lets it go fails after this long.
+WAIT = 10
 
 
 @attrs.frozen
@@ -1215,7 +1219,7 @@ def test_an_error_in_a_later_batch_cancels_those_not_begun() -> None:
 
     def batch(src: Any, dst: Any, keys: list[str], plan: Plan, first: bool) -> BatchResult:
         if keys[0] == "k06":
-            assert counted.wait(timeout=30)
+            assert counted.wait(timeout=WAIT)
         return failing(src, dst, keys, plan, first)
 
     failing, tally, updates = Recorder(fail_on="k04"), Tally(total=12), Waiting()
@@ -1239,7 +1243,7 @@ def test_an_error_in_a_later_batch_cancels_those_not_begun() -> None:
 
 def test_workers_run_at_once() -> None:
     # Three batches after the first, three workers: each waits for the other two.
-    barrier = threading.Barrier(3, timeout=30)
+    barrier = threading.Barrier(3, timeout=WAIT)
 
     def batch(src: Any, dst: Any, keys: list[str], plan: Plan, first: bool) -> BatchResult:
         if not first:
@@ -1274,7 +1278,7 @@ def test_the_progress_is_redrawn_while_no_batch_ends() -> None:
 
     def batch(src: Any, dst: Any, keys: list[str], plan: Plan, first: bool) -> BatchResult:
         if not first:
-            assert redrawn.wait(timeout=30)
+            assert redrawn.wait(timeout=WAIT)
         return BatchResult(copied=len(keys))
 
     updates, tally = Counting(), Tally(total=2)
@@ -1308,7 +1312,7 @@ def test_an_interrupt_cancels_the_batches_not_begun_and_waits_for_the_running_on
     def batch(src: Any, dst: Any, keys: list[str], plan: Plan, first: bool) -> BatchResult:
         result = recorder(src, dst, keys, plan, first)
         if keys == ["k01"]:
-            assert release.wait(timeout=30)
+            assert release.wait(timeout=WAIT)
             ended.set()
         return result
 
@@ -1335,8 +1339,8 @@ def test_a_copy_runs_batches_of_100_four_at_once_in_threads_named_copy(
     src = f"sqlite://{tmp_path}/src.db?codec=json"
     fill(src, {f"k{i:03}": i for i in range(750)})
     # The four batches after the first wait for each other: four threads, no fifth.
-    barrier = threading.Barrier(4, timeout=30)
-    sizes, threads = [], set()
+    barrier = threading.Barrier(4, timeout=WAIT)
+    sizes, threads, waiting = [], set(), {"k100", "k200", "k300", "k400"}
     lock = threading.Lock()
 
     def batch(src: Any, dst: Any, keys: list[str], plan: Plan, first: bool) -> BatchResult:
@@ -1344,15 +1348,27 @@ def test_a_copy_runs_batches_of_100_four_at_once_in_threads_named_copy(
             sizes.append(len(keys))
             if not first:
                 threads.add(threading.current_thread().name)
-        if keys[0] in ("k100", "k200", "k300", "k400"):
+        if keys[0] in waiting:
             barrier.wait()
         return BatchResult(copied=len(keys))
 
+    pools: list[int] = []
+
+    class Pool(concurrent.futures.ThreadPoolExecutor):  # how many threads each copy may run at once
+        def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+            super().__init__(max_workers, thread_name_prefix)
+            pools.append(max_workers)
+
     monkeypatch.setattr(copy, "copy_batch", batch)
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Pool)
     ran = run("copy", src, "memory://", "-q")
     assert ran.status == 0 and summary_of(ran) == "copied 750, skipped 0, failed 0"
     assert sorted(sizes) == [50] + [100] * 7
-    assert threads == {f"copy_{n}" for n in range(4)}
+    assert threads == {f"copy_{n}" for n in range(4)} and pools == [4]
+    sizes.clear()
+    waiting.clear()
+    assert run("copy", src, "memory://", "-q", "--workers", "2", "--batch", "300").status == 0
+    assert sorted(sizes) == [150, 300, 300] and pools == [4, 2]
 
 
 def test_refusing_one_storage_opens_no_limit(run: Any, tmp_path: Path) -> None:
