@@ -258,7 +258,10 @@ def _pending_signals(pid: int) -> int:
 
 def test_a_temporary_file_of_another_users_live_process_is_kept(tmp_path: Path) -> None:
     # Asked whether a process of another user lives, the system answers EPERM: alive.
-    Files(tmp_path / "mine")  # (this process opens a folder too: mutmut maps the test)
+    # This process asks too whether a writer lives (its own): mutmut maps the test to it.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / f".tmp-{os.getpid()}-0").write_bytes(b"")
+    Files(tmp_path / "mine")
     with shared_folder() as shared:
         folder = shared / "store"
         folder.mkdir(mode=0o777)
@@ -790,3 +793,61 @@ def test_the_lease_file_of_a_key_is_no_entry(folder: Path) -> None:
     assert list(files.keys()) == [] and files.count() == 0
     files.end_lease("k", mine)
     assert files.take_lease("k", theirs, 60.0) == theirs
+
+
+def test_without_flock_each_key_has_a_lock_of_its_own(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = Files(folder)
+    monkeypatch.setattr(files_module, "fcntl", None)  # as on Windows: a lock of the process
+    taken = threading.Event()
+
+    def take_another() -> None:
+        with files.key_lock("b"):
+            taken.set()
+
+    with files.key_lock("a"):
+        thread = threading.Thread(target=take_another)
+        thread.start()
+        assert taken.wait(timeout=10)  # "b" is free while "a" is held
+    thread.join()
+
+
+def test_a_tag_token_is_read_as_ascii_whatever_the_file_holds(folder: Path) -> None:
+    files = Files(folder, "bin")
+    (folder / ".tag-t.bin").write_bytes(b"\xff\xfe-token")
+    assert files.tag_tokens(["t"], create=True) == {"t": "\ufffd\ufffd-token"}
+
+
+def test_a_tag_token_that_cannot_be_written_names_it(folder: Path) -> None:
+    files = Files(folder, "bin")
+    # The next temporary file's name is taken: the write of the new token fails.
+    taken = folder / f".tmp-{os.getpid()}-{next(files_module._temp_ids) + 1}"
+    taken.mkdir()
+    with pytest.raises(BackendError) as error:
+        files.tag_tokens(["t"], create=True)
+    assert str(error.value).startswith(
+        f"cannot write the tag token {folder}/.tag-t.bin: [Errno {errno.EEXIST}] "
+    )
+    assert sorted(os.listdir(folder)) == [".pystorage", taken.name]  # nothing else left
+
+
+def test_a_tag_token_that_cannot_be_read_names_it(folder: Path) -> None:
+    files = Files(folder, "bin")
+    files.tag_tokens(["t"], create=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # until no descriptor is left for the token
+                assert files.tag_tokens(["t"], create=False)
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value).startswith(
+            f"cannot read the tag token {folder}/.tag-t.bin: [Errno {errno.EMFILE}] "
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
