@@ -851,3 +851,67 @@ def test_a_tag_token_that_cannot_be_read_names_it(folder: Path) -> None:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_giving_a_lease_back_through_a_link_names_the_key(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    token = new_token()
+    assert files.take_lease("k", token, 60.0) == token
+    guard = folder / ".key-locks.bin"
+    guard.unlink()
+    guard.symlink_to(folder / "elsewhere")
+    with pytest.raises(BackendError) as error:
+        files.end_lease("k", token)
+    assert str(error.value) == "cannot release the lock of key 'k': a link is in its place"
+
+
+def test_the_longest_keys_and_tags_get_lease_and_token_files(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    # Keys and tags just short of the longest stem of an entry's name: with the prefix
+    # of a lease or tag file before them, hashed like longer ones, to fit a name.
+    for length in (files._max_stem - 1, files._max_stem + 1, 1000):
+        key, tag = "k" * length, "t" * length
+        token = new_token()
+        assert files.take_lease(key, token, 60.0) == token
+        made = files.tag_tokens([tag], create=True)
+        assert Files(folder, "bin").tag_tokens([tag], create=False) == made
+        files.end_lease(key, token)
+    assert all(len(name) <= 255 for name in os.listdir(folder))
+
+
+def test_notes_and_tag_tokens_are_private_files(folder: Path) -> None:
+    files = Files(folder, "bin")
+    files.write_note("n", b"v")
+    files.tag_tokens(["t"], create=True)
+    for name in (".note-n.bin", ".tag-t.bin"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+
+
+def test_a_deadline_that_cannot_be_read_for_want_of_a_descriptor_names_the_file(
+    folder: Path,
+) -> None:
+    # In this process (tests/test_hostile_deadlines.py checks the same in a child): an
+    # entry with a deadline is never said missing because its header could not be read.
+    storage, _, _ = _raw(folder)
+    storage.set("k", b"v", ttl=3600)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # until no descriptor is left for the header
+                assert "k" in storage
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value) == (
+            f"cannot read the deadline of {folder}/k.bin: [Errno {errno.EMFILE}] Too many "
+            f"open files: '{folder}/k.bin'"
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
