@@ -915,3 +915,26 @@ def test_a_deadline_that_cannot_be_read_for_want_of_a_descriptor_names_the_file(
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_expired_files_are_judged_again_before_removal(folder: Path) -> None:
+    # The caller's list of expired files is judged again under the gate: a name gone
+    # meanwhile is skipped (the others still go), a file written again meanwhile stays.
+    storage, files, clock = _raw(folder)
+    storage.set("old", b"v", ttl=10)
+    storage.set("other", b"v", ttl=10)
+    storage.set("renewed", b"v", ttl=100)
+    storage.set("plain", b"v")
+    clock.now += 20
+    names = ["gone.bin", "old.bin", "renewed.bin", "plain.bin", "other.bin"]
+    assert files._remove_expired(names) == 2
+    assert sorted(os.listdir(folder)) == [".pystorage", "plain.bin", "renewed.bin"]
+    assert files.counters() == {"expirations": 2}
+
+
+def test_the_lock_file_is_private(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    storage.set("k", b"v", ttl=10)
+    with storage.top.exclusive():  # made by the first section
+        pass
+    assert stat.S_IMODE((folder / ".lock.bin").stat().st_mode) == 0o600
