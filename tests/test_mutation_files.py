@@ -258,7 +258,10 @@ def _pending_signals(pid: int) -> int:
 
 def test_a_temporary_file_of_another_users_live_process_is_kept(tmp_path: Path) -> None:
     # Asked whether a process of another user lives, the system answers EPERM: alive.
-    Files(tmp_path / "mine")  # (this process opens a folder too: mutmut maps the test)
+    # This process asks too whether a writer lives (its own): mutmut maps the test to it.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / f".tmp-{os.getpid()}-0").write_bytes(b"")
+    Files(tmp_path / "mine")
     with shared_folder() as shared:
         folder = shared / "store"
         folder.mkdir(mode=0o777)
@@ -321,6 +324,34 @@ def test_an_incr_at_the_exact_deadline_starts_again_from_zero(folder: Path) -> N
     assert storage.incr("n", ttl=20) == 1  # at the deadline: expired, a new entry
     value, left = storage.get_with_ttl("n")
     assert (value, left) == (1, 20)
+
+
+def test_an_add_at_the_exact_deadline_replaces_the_expired_entry(folder: Path) -> None:
+    # The fake-clock twin of tests/test_atomic.py's add over an expired entry, which waits
+    # a second of real time (left out of `make mutation MODULE=files`).
+    storage = Storage(Codec("json"), Files(folder, clock=(clock := FakeClock())))
+    storage.set("k", "old", ttl=10)
+    clock.now += 9.5
+    assert storage.add("k", "new", ttl=100) is False  # alive: kept, with its deadline
+    assert storage.get_with_ttl("k") == ("old", 0.5)
+    clock.now += 0.5
+    assert storage.add("k", "new") is True  # at its deadline: expired, replaced
+    assert storage.get_with_ttl("k") == ("new", None)  # no deadline given: none
+    assert storage.add("t", "dated", ttl=100) is True
+    assert storage.get_with_ttl("t") == ("dated", 100)
+
+
+def test_a_folder_lists_no_tag_record(tmp_path: Path) -> None:
+    # The Files part of tests/test_tags.py's check over every backend (left out of `make
+    # mutation MODULE=files`: it starts Redis and S3 servers).
+    import pystorage
+
+    with pystorage.open(f"file://{tmp_path}/files?tags=1") as storage:
+        storage.set("k", 1, tags=["t" * 300, "\u00fc/../x", ""])
+        storage.invalidate_tag("t" * 300)
+        assert list(storage) == [] and len(storage) == 0
+        assert list(storage.layers[-1].keys()) == ["k"]  # without Tags: the entry alone
+        assert storage.layers[-1].count() == 1
 
 
 def test_what_a_child_runs_first_frees_the_count_lock_held_in_the_parent(folder: Path) -> None:
@@ -662,3 +693,248 @@ def test_a_folder_removed_underneath_is_an_error_naming_it(folder: Path) -> None
     with pytest.raises(BackendError) as failed:
         list(storage)
     assert str(failed.value).startswith(f"cannot list {folder}: [Errno 2] ")
+
+
+# -- files beside the entries: notes and tag tokens -----------------------------------------
+
+
+def test_a_note_is_written_whole_read_back_and_never_an_entry(folder: Path) -> None:
+    files = Files(folder, "bin")
+    assert files.read_note("sketch") is None
+    files.write_note("sketch", b"first")
+    files.write_note("sketch", b"second")  # replaced
+    assert files.read_note("sketch") == b"second"
+    assert Files(folder, "bin").read_note("sketch") == b"second"  # another opener
+    assert Files(folder, "txt").read_note("sketch") is None  # notes are per suffix
+    assert sorted(os.listdir(folder)) == [".note-sketch.bin", ".pystorage"]
+    assert list(files.keys()) == [] and files.count() == 0
+
+
+def test_a_note_that_is_no_regular_file_of_ours_or_too_large_is_not_read(folder: Path) -> None:
+    files = Files(folder, "bin", max_value_bytes=8)
+    files.write_note("big", b"123456789")  # written: the bound is for reading
+    assert files.read_note("big") is None
+    files.write_note("fits", b"12345678")
+    assert files.read_note("fits") == b"12345678"
+    (folder / ".note-dir.bin").mkdir()
+    assert files.read_note("dir") is None
+    (folder / ".note-link.bin").symlink_to(folder / ".note-fits.bin")
+    assert files.read_note("link") is None  # never through a link
+
+
+def test_a_note_that_cannot_be_written_or_read_names_the_file(folder: Path) -> None:
+    files = Files(folder, "bin")
+    target = folder / ".note-n.bin"
+    target.mkdir()
+    (target / "inside").write_bytes(b"")
+    with pytest.raises(BackendError) as error:
+        files.write_note("n", b"v")
+    assert str(error.value).startswith(f"cannot write the note {target}: [Errno ")
+    assert sorted(os.listdir(folder)) == [".note-n.bin", ".pystorage"]  # no temporary left
+    files.write_note("m", b"v")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        # A few descriptors above those open: taken one by one until the note has none.
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # the free descriptors below the top ones too
+                assert files.read_note("m") == b"v"
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value).startswith(
+            f"cannot read the note {folder}/.note-m.bin: [Errno {errno.EMFILE}] "
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_tag_token_is_made_once_shared_and_renewed(folder: Path) -> None:
+    files = Files(folder, "bin")
+    assert files.tag_tokens(["t"], create=False) == {}
+    assert not (folder / ".tag-t.bin").exists()
+    made = files.tag_tokens(["t", "u"], create=True)
+    assert sorted(made) == ["t", "u"] and made["t"] != made["u"]
+    assert all(len(token) >= 16 and token.isascii() for token in made.values())
+    assert (folder / ".tag-t.bin").read_bytes() == made["t"].encode()
+    other = Files(folder, "bin")  # another opener: the same tokens, none made again
+    assert other.tag_tokens(["u", "t"], create=True) == made
+    assert other.tag_tokens(["t", "v"], create=False) == {"t": made["t"]}
+    other.renew_tag("t")
+    renewed = files.tag_tokens(["t"], create=False)["t"]
+    assert renewed != made["t"] and (folder / ".tag-t.bin").read_bytes() == renewed.encode()
+    assert files.tag_tokens(["u"], create=False) == {"u": made["u"]}
+    assert list(files.keys()) == [] and Files(folder, "txt").tag_tokens(["t"], False) == {}
+
+
+def test_a_tag_token_that_cannot_be_made_names_the_tag(folder: Path) -> None:
+    files = Files(folder, "bin")
+    (folder / ".tag-t.bin").mkdir()  # in the way: the link fails, nothing is readable
+    with pytest.raises(BackendError) as error:
+        files.tag_tokens(["t"], create=True)
+    assert str(error.value) == f"the token of tag 't' ({folder}/.tag-t.bin) is not readable"
+    assert sorted(os.listdir(folder)) == [".pystorage", ".tag-t.bin"]  # no temporary left
+    (folder / ".tag-t.bin" / "inside").write_bytes(b"")
+    with pytest.raises(BackendError) as error:
+        files.renew_tag("t")
+    assert str(error.value).startswith(f"cannot write the tag token {folder}/.tag-t.bin: ")
+
+
+def test_the_lease_file_of_a_key_is_no_entry(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    mine, theirs = new_token(), new_token()
+    assert files.take_lease("k", mine, 60.0) == mine
+    assert files.take_lease("k", theirs, 60.0) == mine  # held
+    assert ".key-lock-k.bin" in os.listdir(folder)  # a leading dot: no key's file name
+    assert list(files.keys()) == [] and files.count() == 0
+    files.end_lease("k", mine)
+    assert files.take_lease("k", theirs, 60.0) == theirs
+
+
+def test_without_flock_each_key_has_a_lock_of_its_own(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = Files(folder)
+    monkeypatch.setattr(files_module, "fcntl", None)  # as on Windows: a lock of the process
+    taken = threading.Event()
+
+    def take_another() -> None:
+        with files.key_lock("b"):
+            taken.set()
+
+    with files.key_lock("a"):
+        thread = threading.Thread(target=take_another)
+        thread.start()
+        assert taken.wait(timeout=10)  # "b" is free while "a" is held
+    thread.join()
+
+
+def test_a_tag_token_is_read_as_ascii_whatever_the_file_holds(folder: Path) -> None:
+    files = Files(folder, "bin")
+    (folder / ".tag-t.bin").write_bytes(b"\xff\xfe-token")
+    assert files.tag_tokens(["t"], create=True) == {"t": "\ufffd\ufffd-token"}
+
+
+def test_a_tag_token_that_cannot_be_written_names_it(folder: Path) -> None:
+    files = Files(folder, "bin")
+    # The next temporary file's name is taken: the write of the new token fails.
+    taken = folder / f".tmp-{os.getpid()}-{next(files_module._temp_ids) + 1}"
+    taken.mkdir()
+    with pytest.raises(BackendError) as error:
+        files.tag_tokens(["t"], create=True)
+    assert str(error.value).startswith(
+        f"cannot write the tag token {folder}/.tag-t.bin: [Errno {errno.EEXIST}] "
+    )
+    assert sorted(os.listdir(folder)) == [".pystorage", taken.name]  # nothing else left
+
+
+def test_a_tag_token_that_cannot_be_read_names_it(folder: Path) -> None:
+    files = Files(folder, "bin")
+    files.tag_tokens(["t"], create=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # until no descriptor is left for the token
+                assert files.tag_tokens(["t"], create=False)
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value).startswith(
+            f"cannot read the tag token {folder}/.tag-t.bin: [Errno {errno.EMFILE}] "
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_giving_a_lease_back_through_a_link_names_the_key(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    token = new_token()
+    assert files.take_lease("k", token, 60.0) == token
+    guard = folder / ".key-locks.bin"
+    guard.unlink()
+    guard.symlink_to(folder / "elsewhere")
+    with pytest.raises(BackendError) as error:
+        files.end_lease("k", token)
+    assert str(error.value) == "cannot release the lock of key 'k': a link is in its place"
+
+
+def test_the_longest_keys_and_tags_get_lease_and_token_files(folder: Path) -> None:
+    from pystorage.layers.base import new_token
+
+    files = Files(folder, "bin")
+    # Keys and tags just short of the longest stem of an entry's name: with the prefix
+    # of a lease or tag file before them, hashed like longer ones, to fit a name.
+    for length in (files._max_stem - 1, files._max_stem + 1, 1000):
+        key, tag = "k" * length, "t" * length
+        token = new_token()
+        assert files.take_lease(key, token, 60.0) == token
+        made = files.tag_tokens([tag], create=True)
+        assert Files(folder, "bin").tag_tokens([tag], create=False) == made
+        files.end_lease(key, token)
+    assert all(len(name) <= 255 for name in os.listdir(folder))
+
+
+def test_notes_and_tag_tokens_are_private_files(folder: Path) -> None:
+    files = Files(folder, "bin")
+    files.write_note("n", b"v")
+    files.tag_tokens(["t"], create=True)
+    for name in (".note-n.bin", ".tag-t.bin"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+
+
+def test_a_deadline_that_cannot_be_read_for_want_of_a_descriptor_names_the_file(
+    folder: Path,
+) -> None:
+    # In this process (tests/test_hostile_deadlines.py checks the same in a child): an
+    # entry with a deadline is never said missing because its header could not be read.
+    storage, _, _ = _raw(folder)
+    storage.set("k", b"v", ttl=3600)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 8, hard))
+        with pytest.raises(BackendError) as error:
+            for _ in range(top + 16):  # until no descriptor is left for the header
+                assert "k" in storage
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert str(error.value) == (
+            f"cannot read the deadline of {folder}/k.bin: [Errno {errno.EMFILE}] Too many "
+            f"open files: '{folder}/k.bin'"
+        )
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_expired_files_are_judged_again_before_removal(folder: Path) -> None:
+    # The caller's list of expired files is judged again under the gate: a name gone
+    # meanwhile is skipped (the others still go), a file written again meanwhile stays.
+    storage, files, clock = _raw(folder)
+    storage.set("old", b"v", ttl=10)
+    storage.set("other", b"v", ttl=10)
+    storage.set("renewed", b"v", ttl=100)
+    storage.set("plain", b"v")
+    clock.now += 20
+    names = ["gone.bin", "old.bin", "renewed.bin", "plain.bin", "other.bin"]
+    assert files._remove_expired(names) == 2
+    assert sorted(os.listdir(folder)) == [".pystorage", "plain.bin", "renewed.bin"]
+    assert files.counters() == {"expirations": 2}
+
+
+def test_the_lock_file_is_private(folder: Path) -> None:
+    storage, _, _ = _raw(folder)
+    storage.set("k", b"v", ttl=10)
+    with storage.top.exclusive():  # made by the first section
+        pass
+    assert stat.S_IMODE((folder / ".lock.bin").stat().st_mode) == 0o600
