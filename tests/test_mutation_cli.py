@@ -1080,12 +1080,12 @@ def test_values_whose_comparison_raises_are_not_equal() -> None:
 def test_read_names_keys_src_refuses() -> None:
     class Refusing(Memory):
         def get_many_with_ttl(self, keys: Any) -> Any:
-            raise InvalidKeyError("refused as a batch")
-
-        def get_with_ttl(self, key: str) -> Any:
-            if key == "bad":
-                raise InvalidKeyError(f"refused {key!r}")
-            return super().get_with_ttl(key)
+            keys = list(keys)
+            if "bad" in keys:  # a batch holding it is refused whole
+                raise InvalidKeyError(
+                    f"refused {len(keys)} keys" if len(keys) > 1 else "refused 'bad'"
+                )
+            return super().get_many_with_ttl(keys)
 
     src = Storage(Refusing())
     src.set_many({"a": 1, "bad": 2})
