@@ -167,6 +167,7 @@ def test_folders_are_refused_with_what_is_wrong(s3_bucket: str, args: dict[str, 
             "segments: S3-compatible servers rewrite such names"
         )
     assert S3(s3_bucket, "a/b//", **args).folder == "a/b/"
+    assert S3(s3_bucket, "XdataX", **args).folder == "XdataX/"  # only slashes are stripped
     assert S3(s3_bucket, "", **args).folder == ""
 
 
