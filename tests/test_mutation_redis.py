@@ -805,3 +805,9 @@ def test_prefixes_are_refused_with_what_is_wrong() -> None:
     )
     assert Redis(client, prefix="", whole_database=True).prefix == ""
     assert Redis(client, prefix="app:").prefix == "app:"
+
+
+def test_a_failure_names_the_database() -> None:
+    port = free_port()
+    backend = Redis(redis.Redis(host="127.0.0.1", port=port, db=3, retry=Retry(NoBackoff(), 0)))
+    assert str(_failure(lambda: backend.get("k"))).startswith(f"Redis at 127.0.0.1:{port}/3: ")

@@ -141,7 +141,10 @@ def test_options_are_refused_with_what_is_wrong(
         assert str(caught.value) == f"bucket must be a non-empty str, not {bad_bucket!r}"
     with pytest.raises(ConfigurationError) as caught:
         S3(s3_bucket, client=boto, region="eu-west-1")
-    assert str(caught.value).startswith("a client is used as it is: give endpoint_url=")
+    assert str(caught.value) == (
+        "a client is used as it is: give endpoint_url=, region= and client options "
+        "to the client, or leave client= out"
+    )
     with pytest.raises(ConfigurationError, match="a client is used as it is"):
         S3(s3_bucket, client=boto, aws_access_key_id="x")
     with pytest.raises(ConfigurationError) as caught:
@@ -167,6 +170,7 @@ def test_folders_are_refused_with_what_is_wrong(s3_bucket: str, args: dict[str, 
             "segments: S3-compatible servers rewrite such names"
         )
     assert S3(s3_bucket, "a/b//", **args).folder == "a/b/"
+    assert S3(s3_bucket, "XdataX", **args).folder == "XdataX/"  # only slashes are stripped
     assert S3(s3_bucket, "", **args).folder == ""
 
 
