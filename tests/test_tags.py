@@ -536,8 +536,10 @@ def test_copy_from_tags_to_a_store_without_them_is_refused_before_dst_exists(
         src.set("k", 1, tags=["t"])
     status, err = _copy(src_url, f"sqlite://{tmp_path}/dst.db?codec=json", capsys)
     assert status == 2
-    assert "SRC keeps tags (tags=1) and DST does not" in err
-    assert "Add tags=1 to DST" in err
+    assert err == (
+        "pystorage: error: SRC keeps tags (tags=1) and DST does not: its entries would lose "
+        "their tags, and invalidate_tag would no longer reach them. Add tags=1 to DST\n"
+    )
     assert not (tmp_path / "dst.db").exists()
 
 

@@ -4,13 +4,14 @@ at a time in threads, each counted into the copy's tally."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from pystorage.cli.common import Failure
 from pystorage.cli.progress import REDRAW_INTERVAL
 from pystorage.errors import CodecError, InvalidKeyError
+from pystorage.layers.tags import Tags
 from pystorage.storage import Storage
 
 # Threads are imported by a copy of more than one batch.
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from pystorage.cli.progress import Progress
-    from pystorage.layers.tags import Entry, Tags
+    from pystorage.layers.tags import Entry
 
 
 @attrs.frozen
@@ -272,8 +273,9 @@ def _read(src: Storage, keys: list[str], result: BatchResult) -> dict[str, Any]:
 
 def _reader(src: Storage) -> Callable[[list[str]], dict[str, Entry]]:
     """How to read entries of ``src`` with their deadlines and tags."""
-    if src.top.keeps_tags:
-        return cast("Tags", src.top).get_many_tagged
+    top = src.top
+    if isinstance(top, Tags):
+        return top.get_many_tagged
 
     def read(keys: list[str]) -> dict[str, Entry]:
         return {key: (value, ttl, []) for key, (value, ttl) in src.get_many_with_ttl(keys).items()}
