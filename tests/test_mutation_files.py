@@ -960,3 +960,12 @@ def test_the_lock_file_is_private(folder: Path) -> None:
     with storage.top.exclusive():  # made by the first section
         pass
     assert stat.S_IMODE((folder / ".lock.bin").stat().st_mode) == 0o600
+
+
+def test_a_write_by_an_opener_that_never_read_the_token_renews_it(folder: Path) -> None:
+    # Another process's memory front reads the token; this opener has not opened the lock
+    # file yet, but finds it made: its write renews the token all the same.
+    reading = Files(folder, "bin")
+    before = reading.version()  # makes the lock file
+    Storage(Codec("raw"), Files(folder, "bin"))["k"] = b"v"
+    assert reading.version() != before
