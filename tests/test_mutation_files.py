@@ -487,6 +487,28 @@ def test_a_value_read_in_pieces_comes_back_whole() -> None:
         os.close(reader)
 
 
+def test_a_value_read_in_pieces_stops_at_its_size() -> None:
+    # Bytes past the size checked (a file another program appends to in place) are never
+    # read: the value is the size's worth, however many pieces it comes in.
+    reader, writer = os.pipe()
+
+    def the_rest_once_the_pipe_is_empty() -> None:
+        give_up = time.monotonic() + CHILD_DEADLINE
+        while _unread(reader) and time.monotonic() < give_up:
+            time.sleep(0.001)
+        os.write(writer, b"worldEXTRA")
+        os.close(writer)
+
+    os.write(writer, b"hello")
+    thread = threading.Thread(target=the_rest_once_the_pipe_is_empty)
+    thread.start()
+    try:
+        assert files_module._read_all(reader, 10) == b"helloworld"
+    finally:
+        thread.join()
+        os.close(reader)
+
+
 def _unread(fd: int) -> int:
     """How many bytes wait in the pipe ``fd``."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
@@ -938,3 +960,12 @@ def test_the_lock_file_is_private(folder: Path) -> None:
     with storage.top.exclusive():  # made by the first section
         pass
     assert stat.S_IMODE((folder / ".lock.bin").stat().st_mode) == 0o600
+
+
+def test_a_write_by_an_opener_that_never_read_the_token_renews_it(folder: Path) -> None:
+    # Another process's memory front reads the token; this opener has not opened the lock
+    # file yet, but finds it made: its write renews the token all the same.
+    reading = Files(folder, "bin")
+    before = reading.version()  # makes the lock file
+    Storage(Codec("raw"), Files(folder, "bin"))["k"] = b"v"
+    assert reading.version() != before
