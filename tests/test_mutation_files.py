@@ -969,3 +969,34 @@ def test_a_write_by_an_opener_that_never_read_the_token_renews_it(folder: Path) 
     before = reading.version()  # makes the lock file
     Storage(Codec("raw"), Files(folder, "bin"))["k"] = b"v"
     assert reading.version() != before
+
+
+def test_a_lock_file_that_is_not_regular_is_refused_and_named_by_its_kind(tmp_path: Path) -> None:
+    """Whatever took the lock file's place (planted by someone who can write the folder),
+    the refusal names the file and what it is, and says what to do."""
+    import socket
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "socket"))
+        kinds = {
+            str(tmp_path / "link"): "a symbolic link",
+            str(tmp_path / "fifo"): "a FIFO",
+            str(tmp_path / "folder"): "a folder",
+            str(tmp_path / "socket"): "a socket",
+            os.devnull: "a device",
+        }
+        for file, kind in kinds.items():
+            with pytest.raises(BackendError) as refused:
+                files_module._refuse_unless_regular(file, os.lstat(file))
+            assert str(refused.value) == (
+                f"the lock file {file} is {kind}, not a regular file: PyStorage refuses to use "
+                "it (someone who can write the folder may have planted it); remove it"
+            )
+    typeless = os.stat_result((0o644, 0, 0, 1, 0, 0, 0, 0, 0, 0))  # no file type bits
+    with pytest.raises(BackendError, match=r"^the lock file f is no regular file, not a"):
+        files_module._refuse_unless_regular("f", typeless)
+    (tmp_path / "regular").write_bytes(b"")
+    files_module._refuse_unless_regular("r", os.lstat(tmp_path / "regular"))  # no error
