@@ -99,8 +99,11 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
             "tests/test_mutation_storage.py",
             "tests/test_atomic.py",
             "tests/test_model.py",
+            # set/add/set_many with tags=, invalidate_tag, snapshot_tags and the checks
+            # of a tags stack, on the server-free stacks.
+            "tests/test_tags.py",
         ],
-        "processes",
+        "processes or another_process",
     ),
     # The presets, judged by what each builds and writes; the server tests of
     # tests/test_provider.py are left out (the stacks they build are checked without one).
