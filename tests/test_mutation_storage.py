@@ -287,3 +287,41 @@ def test_the_context_manager_gives_the_storage_and_closes_it_on_an_error() -> No
     assert closed == [True]
     storage.close()
     assert closed == [True, True]
+
+
+def test_tags_on_a_stack_without_them_are_refused_word_for_word() -> None:
+    from pystorage.errors import ConfigurationError
+
+    plain = Storage(Codec("json"), Memory())
+    with pytest.raises(ConfigurationError) as refused:
+        plain.set("k", 1, tags=["t"])
+    assert str(refused.value) == (
+        "this stack has no Tags layer on top (its top is Codec), so it cannot store tags: put "
+        "Tags() on top with a Codec(..., tagged=True), or give a preset tags=True or a URL "
+        "tags=1"
+    )
+
+
+def test_envelopes_without_a_tags_layer_above_are_refused_word_for_word() -> None:
+    from pystorage.errors import ConfigurationError
+
+    codec = Codec("json", tagged=True)
+    with pytest.raises(ConfigurationError) as refused:
+        Storage(codec, Memory())
+    assert str(refused.value) == (
+        f"{codec!r} stores the envelopes of a Tags layer, and none is above it: build the "
+        "stack with Tags() on top, in one Storage(...)"
+    )
+
+
+def test_tagged_add_and_set_many_keep_their_ttl() -> None:
+    from pystorage.layers import Tags
+
+    storage = Storage(Tags(), Codec("json", tagged=True), Memory())
+    assert storage.add("a", 1, ttl=60, tags=["t"])
+    storage.set_many({"b": 2}, ttl=30, tags=["t"])
+    for key, value, ttl in (("a", 1, 60), ("b", 2, 30)):
+        stored, left = storage.get_with_ttl(key)
+        assert stored == value and left is not None and ttl - 1 < left <= ttl, key
+    storage.invalidate_tag("t")
+    assert "a" not in storage and "b" not in storage
