@@ -325,3 +325,23 @@ def test_tagged_add_and_set_many_keep_their_ttl() -> None:
         assert stored == value and left is not None and ttl - 1 < left <= ttl, key
     storage.invalidate_tag("t")
     assert "a" not in storage and "b" not in storage
+
+
+def test_memoize_hands_refresh_and_tags_on() -> None:
+    from pystorage.errors import ConfigurationError
+    from pystorage.layers import Tags
+    from pystorage.stampede import Refresh
+
+    with pytest.raises(ConfigurationError, match="refresh= refreshes entries before and after"):
+        Storage(Memory()).memoize(refresh=Refresh(stale=30))  # no ttl: refused, so handed on
+    storage = Storage(Tags(), Codec("json", tagged=True), Memory())
+    calls: list[int] = []
+
+    @storage.memoize(tags=["t"])
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert (double(2), double(2)) == (4, 4) and calls == [2]
+    storage.invalidate_tag("t")
+    assert double(2) == 4 and calls == [2, 2]
