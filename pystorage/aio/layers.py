@@ -1649,21 +1649,31 @@ class AsyncTags(Tags, AsyncWrapper):  # type: ignore[misc,override,unused-ignore
         }
 
     async def _opened(self, found: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override,unused-ignore]
-        """The values of those envelopes of ``found`` that are current."""
-        return {key: envelope.value for key, envelope in (await self._current_of(found)).items()}
+        """The values of those envelopes of ``found`` that are current (one pass: every
+        ``get_many`` of a tags stack comes through here)."""
+        now = await self._tokens_now(found)
+        if now is None:
+            return {key: envelope.value for key, envelope in found.items()}
+        return {
+            key: envelope.value for key, envelope in found.items() if _matches(envelope.tokens, now)
+        }
 
     async def _current_of(self, found: dict[str, Any]) -> dict[str, Envelope]:  # type: ignore[override,unused-ignore]
-        """Those envelopes of ``found`` that are current: one read of the tokens of all
-        their tags."""
+        """Those envelopes of ``found`` that are current."""
+        now = await self._tokens_now(found)
+        if now is None:
+            return found
+        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
+
+    async def _tokens_now(self, found: dict[str, Any]) -> dict[str, str] | None:  # type: ignore[override,unused-ignore]
+        """The current tokens of every tag of the envelopes of ``found``, in one read
+        (``None``: none of them is tagged)."""
         tags: set[str] = set()
         for key, envelope in found.items():
             if type(envelope) is not Envelope:
                 raise _not_an_envelope(key, envelope)
             tags.update((tag for tag, _ in envelope.tokens))
-        if not tags:
-            return found
-        now = await self._inner.tag_tokens(sorted(tags), False)
-        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
+        return await self._inner.tag_tokens(sorted(tags), False) if tags else None
 
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:  # type: ignore[override,unused-ignore]
         await self._inner.set(key, Envelope((), value), ttl)

@@ -158,21 +158,31 @@ class Tags(Wrapper):
         }
 
     def _opened(self, found: dict[str, Any]) -> dict[str, Any]:
-        """The values of those envelopes of ``found`` that are current."""
-        return {key: envelope.value for key, envelope in self._current_of(found).items()}
+        """The values of those envelopes of ``found`` that are current (one pass: every
+        ``get_many`` of a tags stack comes through here)."""
+        now = self._tokens_now(found)
+        if now is None:
+            return {key: envelope.value for key, envelope in found.items()}
+        return {
+            key: envelope.value for key, envelope in found.items() if _matches(envelope.tokens, now)
+        }
 
     def _current_of(self, found: dict[str, Any]) -> dict[str, Envelope]:
-        """Those envelopes of ``found`` that are current: one read of the tokens of all
-        their tags."""
+        """Those envelopes of ``found`` that are current."""
+        now = self._tokens_now(found)
+        if now is None:
+            return found
+        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
+
+    def _tokens_now(self, found: dict[str, Any]) -> dict[str, str] | None:
+        """The current tokens of every tag of the envelopes of ``found``, in one read
+        (``None``: none of them is tagged)."""
         tags: set[str] = set()
         for key, envelope in found.items():
             if type(envelope) is not Envelope:
                 raise _not_an_envelope(key, envelope)
             tags.update(tag for tag, _ in envelope.tokens)
-        if not tags:
-            return found
-        now = self._inner.tag_tokens(sorted(tags), False)
-        return {key: envelope for key, envelope in found.items() if _matches(envelope.tokens, now)}
+        return self._inner.tag_tokens(sorted(tags), False) if tags else None
 
     # -- writes ----------------------------------------------------------------------
 
