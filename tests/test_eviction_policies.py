@@ -203,11 +203,15 @@ def test_tinylfu_restore_keeps_what_it_learnt_and_puts_new_keys_first() -> None:
         assert policy.evict() == []
     for _ in range(5):
         policy.hit("a")
+    learnt = {key: policy.sketch.estimate(key) for key in ("a", "new")}
+    assert learnt["a"] >= 5
     policy.restore({"a": 1, "c": 1, "new": 1}, keep_order=True)
     assert set(policy.keys()) == {"a", "c", "new"}
     assert policy.keys()[0] == "new"  # nothing known of it: the first to go
     assert policy.weight == 3
-    assert policy.sketch.estimate("a") > policy.sketch.estimate("new")
+    # A restore neither learns nor forgets. (Compared with its own earlier estimate, not
+    # with "a"'s: in a sketch this narrow, "new" may collide with "a" in both rows.)
+    assert {key: policy.sketch.estimate(key) for key in learnt} == learnt
     policy.restore({}, keep_order=False)
     assert policy.keys() == [] and policy.weight == 0
     assert policy.sketch.estimate("a") >= 5  # the counts outlive the entries
@@ -283,7 +287,10 @@ def test_what_tinylfu_learnt_outlives_a_restart_on_files(tmp_path: Path) -> None
     again = _files_stack(tmp_path)
     sketch = again.layers[0]._policy.sketch  # type: ignore[attr-defined]
     assert sketch.estimate("hot") == learnt
-    assert sketch.estimate("cold") == 0
+    # Keys never seen estimate 0 but where they collide with "hot" (about 1 in 256, by
+    # the random salt): over 200 of them, a handful at most, not the 200+ of a sketch
+    # read back wrong.
+    assert sum(sketch.estimate(f"cold-{n}") for n in range(200)) <= 10
     assert sorted(again) == ["hot"]  # the note is no entry, under any suffix
     assert len(again) == 1
 
