@@ -117,6 +117,14 @@ def _decoded(stored: bytes) -> str:
     return stored.decode("utf-8", "surrogatepass")
 
 
+def _close_all(connections: list[sqlite3.Connection]) -> None:
+    """Close ``connections`` and empty the list, within the fork gate: left to the garbage
+    collector, a connection would close in whichever thread collects it, outside."""
+    with _fork.inside():
+        while connections:
+            connections.pop().close()
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     """Whether ``exc`` says that another connection holds a lock (SQLITE_BUSY, or
     SQLITE_LOCKED within a process): nothing wrong, only not now."""
@@ -206,6 +214,7 @@ class SQLite(Backend):
         if not 0 <= self.timeout < float("inf"):
             raise ConfigurationError("timeout must be a finite number of seconds, at least 0")
         _fork.renew_in_child(self, SQLite._renew_in_child)
+        weakref.finalize(self, _close_all, self._mine).atexit = False
         if self.path.is_dir():
             raise ConfigurationError(f"{self.path} is a folder: SQLite needs a database file")
         self._create_file()
@@ -332,18 +341,19 @@ class SQLite(Backend):
             seen = header()
             if seen == self._header_seen:
                 return self._changes
-        db = self._db()
-        if header is None and self._header_due:
-            self._header_due = False
-            header = self._header = header_reader(
-                f"{self.path}-shm", trust_others=self.trust_others
-            )
-            if header is not None:
-                seen = header()
-        try:
-            (now,) = db.execute("PRAGMA data_version").fetchone()
-        except sqlite3.Error as exc:
-            raise self._error("check for changes", exc) from exc
+        with _fork.inside():
+            db = self._db()
+            if header is None and self._header_due:
+                self._header_due = False
+                header = self._header = header_reader(
+                    f"{self.path}-shm", trust_others=self.trust_others
+                )
+                if header is not None:
+                    seen = header()
+            try:
+                (now,) = db.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as exc:
+                raise self._error("check for changes", exc) from exc
         local = self._local
         if getattr(local, "data_version", None) != now:  # a new connection may be late too
             local.data_version = now
@@ -357,7 +367,7 @@ class SQLite(Backend):
         """First thing in a forked child: leave the parent's connections alone (new ones
         open on first use), and replace a lock some thread of the parent may have held."""
         _ABANDONED.extend(self._mine)
-        self._mine = []
+        self._mine.clear()  # in place: the finalizer (_close_all) holds this list
         self._header = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -366,10 +376,15 @@ class SQLite(Backend):
 
     @contextmanager
     def _session(self, action: str) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, within the fork gate (``pystorage._fork``): every
+        use of SQLite is, so that a fork never copies a mutex of SQLite's held."""
+        me = _fork.enter()
         try:
             yield self._db()
         except sqlite3.Error as exc:
             raise self._error(action, exc) from exc
+        finally:
+            _fork.leave(me)
 
     def _error(self, action: str, exc: sqlite3.Error) -> BackendError:
         return BackendError(f"SQLite {self.path}: cannot {action}: {exc}")
@@ -434,10 +449,13 @@ class SQLite(Backend):
     def get(self, key: str) -> Any:
         # The hot path, written out: no context manager, one statement.
         stored = _encoded(key)
+        me = _fork.enter()
         try:
             row = self._db().execute(_SELECT, (stored,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(f"read {key!r}", exc) from exc
+        finally:
+            _fork.leave(me)
         if row is None:
             raise KeyError(key)
         value = row[0] if row[1] is None else self._live(key, stored, row)[0]
@@ -478,15 +496,19 @@ class SQLite(Backend):
                     self._trim(db)
             self._wrote(1)
             return
+        me = _fork.enter()
         try:
             self._db().execute(_INSERT, row)
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
+        finally:
+            _fork.leave(me)
         self._wrote(1)
 
     def _written_within(self, row: tuple[bytes, Any, float | None], key: str) -> bool:
         """Write ``row`` in one statement if that keeps the database within its bounds
         (the books' triggers refuse it otherwise: nothing is written); whether it was."""
+        me = _fork.enter()
         try:
             self._db().execute(_INSERT, row)
         except sqlite3.IntegrityError as exc:
@@ -495,6 +517,8 @@ class SQLite(Backend):
             raise self._error(f"write {key!r}", exc) from exc
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
+        finally:
+            _fork.leave(me)
         return True
 
     def delete(self, key: str) -> None:
@@ -617,6 +641,7 @@ class SQLite(Backend):
     def _read_tokens(self, wanted: dict[bytes, str]) -> dict[str, str]:
         names = list(wanted)
         found = {}
+        me = _fork.enter()
         try:
             db = self._db()
             for start in range(0, len(names), _CHUNK):
@@ -629,6 +654,8 @@ class SQLite(Backend):
             raise self._error(f"read the tokens of {len(names)} tags", exc) from exc
         except sqlite3.Error as exc:
             raise self._error(f"read the tokens of {len(names)} tags", exc) from exc
+        finally:
+            _fork.leave(me)
         return found
 
     def renew_tag(self, tag: str) -> None:
@@ -678,11 +705,11 @@ class SQLite(Backend):
             with self._transaction_now("record uses"):
                 pass
         with self._lock:
-            mine, self._mine = self._mine, []
             self._local = threading.local()
             self._header = None
-        for db in mine:
-            db.close()
+            mine = self._mine[:]
+            self._mine.clear()
+        _close_all(mine)
 
     # -- bounds --------------------------------------------------------------------------
 
