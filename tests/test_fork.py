@@ -9,20 +9,15 @@ fork lands inside the critical section every time rather than by luck.
 
 from __future__ import annotations
 
-import functools
-import gc
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pystorage import Storage, _fork
-from pystorage.layers import LRU, Codec, CountLimit, Layer, Memory, SQLite, Stats, Tier, Timed
+from pystorage.layers import LRU, CountLimit, Layer, Memory, Stats, Tier, Timed
 from tests.helpers import CHILD_DEADLINE, HUNG, run_in_child
 
 
@@ -137,146 +132,3 @@ def test_what_a_child_runs_first_frees_a_lock_held_in_the_parent(kind: str) -> N
         _fork._renewals[layer](layer)  # what os.fork() runs for this layer in the child
         outcome = _within_deadline(lambda: _use(storage))
     assert outcome == _expected(kind)
-
-
-# -- SQLite: a C library's mutexes, which no renewal can replace --------------------------
-
-
-def _sqlite_use(folder: Path, name: str) -> tuple[Any, ...]:
-    """A new SQLite store in ``folder`` opened, written and read back."""
-    storage = Storage(Codec("json"), SQLite(folder / f"{name}.db"))
-    storage.set_many({"a": 1, "b": [2]})
-    return storage["a"], storage["b"], len(storage)
-
-
-def test_a_fork_waits_for_another_threads_sqlite_call_and_the_child_uses_sqlite(
-    tmp_path: Path,
-) -> None:
-    inside, forked = threading.Event(), threading.Event()
-    leave = threading.Event()
-    outcome: list[Any] = []
-
-    def in_a_call() -> None:  # a thread in the middle of a call into SQLite
-        me = _fork.enter()
-        inside.set()
-        leave.wait()
-        _fork.leave(me)
-
-    def fork() -> None:
-        outcome.append(run_in_child(lambda: _sqlite_use(tmp_path, "child")))
-        forked.set()
-
-    caller = threading.Thread(target=in_a_call)
-    caller.start()
-    assert inside.wait(CHILD_DEADLINE)
-    forker = threading.Thread(target=fork)
-    forker.start()
-    give_up = time.monotonic() + CHILD_DEADLINE
-    while _fork._forks != 1:  # the fork waits at the gate...
-        assert time.monotonic() < give_up, "the fork never waited for the call"
-        time.sleep(0.001)
-    assert not forked.is_set()  # ... and has forked nothing yet
-    leave.set()
-    caller.join()
-    forker.join(2 * CHILD_DEADLINE)
-    assert outcome == [(1, [2], 2)]
-    assert _fork._forks == 0 and _fork._gate_open.is_set()
-    assert _sqlite_use(tmp_path, "parent") == (1, [2], 2)  # the parent's calls go on
-
-
-def test_children_forked_while_other_threads_run_sqlite_can_use_it(tmp_path: Path) -> None:
-    # Without the gate about a quarter of these children hung (measured: 27 of 100) in
-    # sqlite3Malloc, on the allocator's mutex that a thread of the parent held at the fork.
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def busy(number: int) -> None:
-        try:
-            storage = Storage(Codec("json"), SQLite(tmp_path / f"busy{number}.db"))
-            count = 0
-            while not stop.is_set():
-                storage[f"k{count % 50}"] = count
-                count += 1
-                if count % 25 == 0:  # opening and closing take SQLite's mutexes too
-                    other = SQLite(tmp_path / f"busy{number}-{count % 5}.db")
-                    other.set("x", b"1")
-                    other.close()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=busy, args=(n,)) for n in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
-        outcomes = [
-            run_in_child(functools.partial(_sqlite_use, tmp_path, f"c{n}")) for n in range(30)
-        ]
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert errors == []
-    assert outcomes == [(1, [2], 2)] * 30
-
-
-def test_the_forking_thread_goes_through_the_gate_and_other_threads_wait(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    waiting, went_in = threading.Event(), threading.Event()
-
-    class Gate(threading.Event):
-        def wait(self, timeout: float | None = None) -> bool:
-            waiting.set()
-            return super().wait(timeout)
-
-    gate = Gate()
-    gate.set()
-    monkeypatch.setattr(_fork, "_gate_open", gate)
-
-    forker_went_in, fork_over = threading.Event(), threading.Event()
-
-    def fork() -> None:  # what os.fork() runs in the forking thread, with no fork
-        _fork._close_gate()
-        try:
-            # The garbage collector may close a dead store's connections in the forking
-            # thread, within the fork's own hooks: waiting there would wait forever.
-            _fork.leave(_fork.enter())
-            forker_went_in.set()
-            fork_over.wait(CHILD_DEADLINE)
-        finally:
-            _fork._open_gate()
-
-    def arrive() -> None:
-        _fork.leave(_fork.enter())
-        went_in.set()
-
-    forker = threading.Thread(target=fork)
-    forker.start()
-    try:
-        assert forker_went_in.wait(CHILD_DEADLINE)
-        other = threading.Thread(target=arrive)
-        other.start()
-        assert waiting.wait(CHILD_DEADLINE)  # another thread waits for the fork
-        assert not went_in.is_set()
-    finally:
-        fork_over.set()
-        forker.join()
-    assert went_in.wait(CHILD_DEADLINE)
-    other.join()
-    assert _fork._inside == [] and _fork._forks == 0
-
-
-def test_a_dead_sqlite_layers_connections_are_closed_through_the_gate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    layer = SQLite(tmp_path / "a.db")
-    layer.set("a", b"1")
-    (connection,) = layer._mine
-    entered: list[int] = []
-    real_enter = _fork.enter
-    monkeypatch.setattr(_fork, "enter", lambda: entered.append(1) or real_enter())
-    del layer
-    gc.collect()
-    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
-        connection.execute("SELECT 1")
-    assert entered == [1]

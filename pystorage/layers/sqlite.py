@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from pystorage import _fork
+from pystorage import _fork, _gate
 from pystorage.errors import BackendError, ConfigurationError, not_a_str
 from pystorage.layers.base import ABSENT, Backend, ValueKind, new_token
 from pystorage.layers.leases import LOCK_TIMEOUT, Lease, checked_lease, pauses
@@ -104,6 +104,8 @@ _CHUNK = 500
 # Connections a forked child inherited: never used, and never closed either (closing one
 # in the child could checkpoint or unlock what the parent still uses). Kept alive here.
 _ABANDONED: list[sqlite3.Connection] = []
+# Connections of dead stores, to close once no fork is in progress (``_close_all``).
+_PARKED: list[sqlite3.Connection] = []
 
 
 def _encoded(key: str) -> bytes:
@@ -118,11 +120,31 @@ def _decoded(stored: bytes) -> str:
 
 
 def _close_all(connections: list[sqlite3.Connection]) -> None:
-    """Close ``connections`` and empty the list, within the fork gate: left to the garbage
-    collector, a connection would close in whichever thread collects it, outside."""
-    with _fork.inside():
-        while connections:
-            connections.pop().close()
+    """Close ``connections`` and empty the list, within the fork gate (``_gate``): left
+    to the garbage collector, a connection would close outside it. While a fork is in
+    progress they wait in ``_PARKED``, for the next close that gets in: this runs in any
+    thread (the collector's, at any allocation, with any lock held), so it never waits."""
+    me = _gate.try_enter()
+    if me is None:
+        _PARKED.extend(connections)
+        connections.clear()
+        return
+    try:
+        for waiting in (_PARKED, connections):
+            while waiting:
+                waiting.pop().close()
+    finally:
+        _gate.leave(me)
+
+
+def _abandon_parked() -> None:
+    """In a forked child: parked connections are the parent's (see ``_ABANDONED``)."""
+    _ABANDONED.extend(_PARKED)
+    _PARKED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_abandon_parked)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -296,6 +318,7 @@ class SQLite(Backend):
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection, opened now (its first use here, or after a fork)."""
         self._check_files()
+        db = None
         try:
             db = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -305,6 +328,8 @@ class SQLite(Backend):
             # A first read makes the WAL index (the -shm file) of a new database.
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as exc:
+            if db is not None:  # closed here, within the gate, not by the collector
+                db.close()
             raise BackendError(f"cannot open the database {self.path}: {exc}") from exc
         # Mapped at the first check for changes (only a Tier asks), again after each new
         # connection: the -shm file of the last one may be gone.
@@ -341,7 +366,7 @@ class SQLite(Backend):
             seen = header()
             if seen == self._header_seen:
                 return self._changes
-        with _fork.inside():
+        with _gate.inside():
             db = self._db()
             if header is None and self._header_due:
                 self._header_due = False
@@ -378,13 +403,13 @@ class SQLite(Backend):
     def _session(self, action: str) -> Iterator[sqlite3.Connection]:
         """This thread's connection, within the fork gate (``pystorage._fork``): every
         use of SQLite is, so that a fork never copies a mutex of SQLite's held."""
-        me = _fork.enter()
+        me = _gate.enter()
         try:
             yield self._db()
         except sqlite3.Error as exc:
             raise self._error(action, exc) from exc
         finally:
-            _fork.leave(me)
+            _gate.leave(me)
 
     def _error(self, action: str, exc: sqlite3.Error) -> BackendError:
         return BackendError(f"SQLite {self.path}: cannot {action}: {exc}")
@@ -449,13 +474,13 @@ class SQLite(Backend):
     def get(self, key: str) -> Any:
         # The hot path, written out: no context manager, one statement.
         stored = _encoded(key)
-        me = _fork.enter()
+        me = _gate.enter()
         try:
             row = self._db().execute(_SELECT, (stored,)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(f"read {key!r}", exc) from exc
         finally:
-            _fork.leave(me)
+            _gate.leave(me)
         if row is None:
             raise KeyError(key)
         value = row[0] if row[1] is None else self._live(key, stored, row)[0]
@@ -496,19 +521,19 @@ class SQLite(Backend):
                     self._trim(db)
             self._wrote(1)
             return
-        me = _fork.enter()
+        me = _gate.enter()
         try:
             self._db().execute(_INSERT, row)
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
         finally:
-            _fork.leave(me)
+            _gate.leave(me)
         self._wrote(1)
 
     def _written_within(self, row: tuple[bytes, Any, float | None], key: str) -> bool:
         """Write ``row`` in one statement if that keeps the database within its bounds
         (the books' triggers refuse it otherwise: nothing is written); whether it was."""
-        me = _fork.enter()
+        me = _gate.enter()
         try:
             self._db().execute(_INSERT, row)
         except sqlite3.IntegrityError as exc:
@@ -518,7 +543,7 @@ class SQLite(Backend):
         except sqlite3.Error as exc:
             raise self._error(f"write {key!r}", exc) from exc
         finally:
-            _fork.leave(me)
+            _gate.leave(me)
         return True
 
     def delete(self, key: str) -> None:
@@ -641,7 +666,7 @@ class SQLite(Backend):
     def _read_tokens(self, wanted: dict[bytes, str]) -> dict[str, str]:
         names = list(wanted)
         found = {}
-        me = _fork.enter()
+        me = _gate.enter()
         try:
             db = self._db()
             for start in range(0, len(names), _CHUNK):
@@ -655,7 +680,7 @@ class SQLite(Backend):
         except sqlite3.Error as exc:
             raise self._error(f"read the tokens of {len(names)} tags", exc) from exc
         finally:
-            _fork.leave(me)
+            _gate.leave(me)
         return found
 
     def renew_tag(self, tag: str) -> None:
@@ -848,13 +873,13 @@ class SQLite(Backend):
         with self._transaction(f"modify {key!r}") as db:
             row = db.execute(_SELECT, (stored,)).fetchone()
             now = self.clock()
-            if row is None or (row[1] is not None and row[1] <= now):
-                value = change(ABSENT)
-                self._check_size(key, value)
+            absent = row is None or (row[1] is not None and row[1] <= now)
+            with _gate.outside():  # the caller's code: a fork must not wait for it
+                value = change(ABSENT if absent else row[0])
+            self._check_size(key, value)
+            if absent:
                 db.execute(_INSERT, (stored, value, None if ttl is None else now + ttl))
             else:
-                value = change(row[0])
-                self._check_size(key, value)
                 db.execute("UPDATE entries SET value = ? WHERE key = ?", (value, stored))
             if self._bounds:
                 self._trim(db)
