@@ -18,13 +18,16 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
 
 from pystorage.testing import RedisClusterServer, RedisServer, SeaweedS3Server
 from tests.helpers import unique
+
+if TYPE_CHECKING:
+    import redis
 
 # `make mutation` runs each mutant's tests with this profile: the same examples on every
 # run, so that two runs judge a mutant alike, and no example database, so that an example
@@ -54,6 +57,16 @@ def redis_server() -> Iterator[RedisServer | None]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer | None) -> str:
     return redis_server.url if redis_server else os.environ["PYSTORAGE_TEST_REDIS_URL"]
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A redis-py client of the tests' Redis server, closed after the test."""
+    import redis  # here: the tests of other backends import no Redis client
+
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
 
 
 @pytest.fixture(scope="session")

@@ -33,13 +33,6 @@ from tests.helpers import unique
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
 def prefix() -> str:
     return unique("mut:") + ":"
 
