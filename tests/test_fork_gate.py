@@ -235,30 +235,36 @@ def test_modify_runs_the_callers_function_outside_the_gate(tmp_path: Path) -> No
     assert layer.get("k") == b"new"
 
 
-def test_a_dead_stores_connections_close_within_the_gate_or_wait_for_the_fork(
+def test_a_dead_stores_connections_are_parked_then_closed_within_the_gate(
     tmp_path: Path,
 ) -> None:
     layer = SQLite(tmp_path / "a.db")
     layer.set("a", b"1")
     (connection,) = layer._mine
     del layer
-    gc.collect()
+    gc.collect()  # parked, not closed by the collector, outside the gate
+    assert connection in sqlite_module._PARKED
+    assert connection.execute("SELECT 1").fetchone() == (1,)
+    SQLite(tmp_path / "b.db")  # the next connection opened closes it, within the gate
+    assert connection not in sqlite_module._PARKED
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         connection.execute("SELECT 1")
 
-    layer = SQLite(tmp_path / "b.db")
-    layer.set("b", b"1")
+
+def test_a_close_during_a_fork_parks_its_connections_for_the_next_close(
+    tmp_path: Path,
+) -> None:
+    layer = SQLite(tmp_path / "a.db")
+    layer.set("a", b"1")
     (parked,) = layer._mine
     with fork_waiting():
-        del layer
-        gc.collect()  # during the fork: kept open, for later
+        layer.close()  # never waits for the fork: parks
         assert parked in sqlite_module._PARKED
         assert parked.execute("SELECT 1").fetchone() == (1,)
-    other = SQLite(tmp_path / "c.db")
-    other.close()  # the next close takes the parked ones with it
+    SQLite(tmp_path / "b.db").close()  # the next close takes the parked ones with it
+    assert parked not in sqlite_module._PARKED
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         parked.execute("SELECT 1")
-    assert parked not in sqlite_module._PARKED
 
 
 def test_an_interrupt_while_a_fork_waits_waits_on_and_is_raised_after_it(

@@ -104,7 +104,8 @@ _CHUNK = 500
 # Connections a forked child inherited: never used, and never closed either (closing one
 # in the child could checkpoint or unlock what the parent still uses). Kept alive here.
 _ABANDONED: list[sqlite3.Connection] = []
-# Connections of dead stores, to close once no fork is in progress (``_close_all``).
+# Connections of dead stores (and of closes during a fork), closed within the fork gate
+# by the next connection opened or the next close: see ``_close_all``.
 _PARKED: list[sqlite3.Connection] = []
 
 
@@ -120,21 +121,30 @@ def _decoded(stored: bytes) -> str:
 
 
 def _close_all(connections: list[sqlite3.Connection]) -> None:
-    """Close ``connections`` and empty the list, within the fork gate (``_gate``): left
-    to the garbage collector, a connection would close outside it. While a fork is in
-    progress they wait in ``_PARKED``, for the next close that gets in: this runs in any
-    thread (the collector's, at any allocation, with any lock held), so it never waits."""
+    """Close ``connections`` (and the parked ones) and empty the list, within the fork
+    gate (``_gate``); during a fork they are parked instead: a close never waits."""
     me = _gate.try_enter()
     if me is None:
         _PARKED.extend(connections)
         connections.clear()
         return
     try:
-        for waiting in (_PARKED, connections):
-            while waiting:
-                waiting.pop().close()
+        _close_parked()
+        while connections:
+            connections.pop().close()
     finally:
         _gate.leave(me)
+
+
+def _close_parked() -> None:
+    """Within the gate: close the parked connections (each taken once, whichever thread
+    takes it)."""
+    while True:
+        try:
+            parked = _PARKED.pop()
+        except IndexError:
+            return
+        parked.close()
 
 
 def _abandon_parked() -> None:
@@ -236,7 +246,10 @@ class SQLite(Backend):
         if not 0 <= self.timeout < float("inf"):
             raise ConfigurationError("timeout must be a finite number of seconds, at least 0")
         _fork.renew_in_child(self, SQLite._renew_in_child)
-        weakref.finalize(self, _close_all, self._mine).atexit = False
+        # A dead store's connections are parked, never closed by the collector: it runs
+        # in any thread, at any allocation, outside the fork gate (and a function of
+        # ours run there would be one more place to get wrong).
+        weakref.finalize(self, _PARKED.extend, self._mine).atexit = False
         if self.path.is_dir():
             raise ConfigurationError(f"{self.path} is a folder: SQLite needs a database file")
         self._create_file()
@@ -318,6 +331,7 @@ class SQLite(Backend):
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection, opened now (its first use here, or after a fork)."""
         self._check_files()
+        _close_parked()  # within the gate, as every caller of _db() is
         db = None
         try:
             db = sqlite3.connect(
@@ -392,7 +406,7 @@ class SQLite(Backend):
         """First thing in a forked child: leave the parent's connections alone (new ones
         open on first use), and replace a lock some thread of the parent may have held."""
         _ABANDONED.extend(self._mine)
-        self._mine.clear()  # in place: the finalizer (_close_all) holds this list
+        self._mine.clear()  # in place: the finalizer holds this list
         self._header = None
         self._local = threading.local()
         self._lock = threading.Lock()
