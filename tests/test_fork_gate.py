@@ -331,3 +331,37 @@ def test_reads_cut_short_by_a_signal_handlers_exception_leave_no_entry(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_what_a_forked_child_runs_first_resets_the_gate() -> None:
+    # Run here, in this process, as test_fork.py does for the layers' locks: mutmut maps a
+    # test only to the code its own process runs, never to what a forked child runs.
+    me = threading.get_ident()
+    _gate._close()  # what os.fork() runs first: no other thread is inside from here on
+    lock, gate = _gate._lock, _gate._open
+    try:
+        _gate._inside.extend([me, 1, 2])  # 1 and 2: threads of the parent, gone in a child
+        _gate._interrupted = True
+        _gate._reset()  # what the child runs first
+        assert _gate._inside == [me]  # the forking thread's own calls go on
+        assert _gate._forks == 0 and _gate._open.is_set() and not _gate._interrupted
+        assert _gate._lock is not lock and not _gate._lock.locked()
+        assert _gate._open is not gate
+        _gate.leave(me)
+    finally:  # back to this process's own state, the fork over
+        _gate._lock, _gate._open, _gate._forks = lock, gate, 1
+        _gate._interrupted = False
+        _gate._reopen()
+    assert _mine() == 0 and _gate._open.is_set()
+
+
+def test_a_forked_child_abandons_the_parked_connections(tmp_path: Path) -> None:
+    layer = SQLite(tmp_path / "a.db")
+    layer.set("a", b"1")
+    (connection,) = layer._mine
+    with fork_waiting():
+        layer.close()  # parked
+    sqlite_module._abandon_parked()  # what a child runs first: never closes the parent's
+    assert connection not in sqlite_module._PARKED
+    assert connection in sqlite_module._ABANDONED
+    assert connection.execute("SELECT 1").fetchone() == (1,)

@@ -39,6 +39,11 @@ MODULES: dict[str, tuple[list[str], list[str], str]] = {
         [
             "tests/test_sqlite.py",
             "tests/test_fork_gate.py",
+            # Tags' tokens, memoize's leases and the gauges of a bound, in SQLite: a fresh
+            # run of 2026-12-08 found their functions reached by no test of the selection.
+            "tests/test_tags.py",
+            "tests/test_leases.py",
+            "tests/test_metrics.py",
             "tests/test_mutation_sqlite.py",
             "tests/test_review_findings.py",
             "tests/test_sqlite_shared.py",
