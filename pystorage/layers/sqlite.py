@@ -415,7 +415,7 @@ class SQLite(Backend):
 
     @contextmanager
     def _session(self, action: str) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, within the fork gate (``pystorage._fork``): every
+        """This thread's connection, within the fork gate (``pystorage._gate``): every
         use of SQLite is, so that a fork never copies a mutex of SQLite's held."""
         me = _gate.enter()
         try:
