@@ -102,8 +102,9 @@ def outside() -> Iterator[None]:
     try:
         yield
     finally:
-        enter()
-        _inside.extend([me] * (entries - 1))
+        if entries:  # back in as many times as before (waiting for a fork, if one is on)
+            enter()
+            _inside.extend([me] * (entries - 1))
 
 
 def _close() -> None:

@@ -365,3 +365,9 @@ def test_a_forked_child_abandons_the_parked_connections(tmp_path: Path) -> None:
     assert connection not in sqlite_module._PARKED
     assert connection in sqlite_module._ABANDONED
     assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_outside_the_gate_from_outside_it_leaves_no_entry() -> None:
+    with _gate.outside():
+        assert _mine() == 0
+    assert _mine() == 0
